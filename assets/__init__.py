@@ -1,0 +1,1 @@
+"""Dagster assets: one module per stage, each a thin wrapper around `sommelier_core`."""

@@ -1,0 +1,33 @@
+"""Stage 6: compare the model with its peers from stored outputs (no second inference pass)."""
+
+from dagster import AssetExecutionContext, asset
+
+from assets.partitions import models_partitions
+from resources.store import ModelStoreResource
+from sommelier_core.equivalence import PairScores, compare_outputs
+from sommelier_core.outputs import ModelOutputs
+from sommelier_core.peers import PeerSample
+
+
+@asset(partitions_def=models_partitions, group_name="analysis")
+def pair_scores(
+    context: AssetExecutionContext, model_outputs: ModelOutputs, peers: PeerSample, store: ModelStoreResource
+) -> PairScores:
+    """Disagreement (classifiers) or relative l2 (vector outputs) with each peer, both directions.
+
+    Peers' outputs are read through the model store by id (design §8), not loaded for every partition.
+    """
+    models = store.store()
+    mine = models.load_outputs(model_outputs.model_id)
+    comparisons = []
+    for peer in peers.peers:
+        theirs = models.load_outputs(peer)
+        comparisons.append(compare_outputs(model_outputs.model_id, mine, peer, theirs, model_outputs.task))
+        comparisons.append(compare_outputs(peer, theirs, model_outputs.model_id, mine, model_outputs.task))
+    context.add_output_metadata(
+        {
+            "Peers compared": len(peers.peers),
+            **{f"Difference to {c.candidate_id}": round(c.difference, 5) for c in comparisons[::2]},
+        }
+    )
+    return PairScores(model_outputs.model_id, tuple(comparisons))

@@ -1,0 +1,100 @@
+"""Stage 8: the semantic index and the resource index, built from every model's stored records.
+
+Both are unpartitioned; they read the per-model records through the model store for the models
+currently registered, so a model whose stages failed is left out (and named) instead of failing
+the build, and a reader never sees half an index (parquet written to a temporary name, renamed).
+"""
+
+import polars as pl
+from dagster import AssetExecutionContext, MetadataValue, asset
+
+from assets.bound import pair_bounds
+from assets.convert import onnx_model
+from assets.profile import model_profile
+from resources.mlflow_tracker import MlflowTracker
+from resources.store import ModelStoreResource
+from sommelier_core.resource_index import build_resource_index
+from sommelier_core.semantic_index import build_semantic_index
+
+
+def _preview(frame: pl.DataFrame) -> MetadataValue:
+    with pl.Config(tbl_rows=10, tbl_cols=8, fmt_str_lengths=40):
+        return MetadataValue.md(f"```\n{frame.head(10)}\n```")
+
+
+def _registered(context: AssetExecutionContext) -> list[str]:
+    return sorted(context.instance.get_dynamic_partitions("models"))
+
+
+@asset(
+    deps=[pair_bounds, onnx_model],
+    group_name="index",
+)
+def semantic_index(
+    context: AssetExecutionContext, store: ModelStoreResource, mlflow: MlflowTracker
+) -> pl.DataFrame:
+    """For every model, its candidates ordered by equivalence: measured, transitive or identical bounds."""
+    models = store.store()
+    registered = _registered(context)
+    bounds = models.records("pair_bounds", registered)
+    conversions = models.records("onnx_model", list(bounds))
+    fingerprints = {m: c.fingerprint for m, c in conversions.items()}
+    pairs = [b for record in bounds.values() for b in record.bounds]
+    frame = build_semantic_index(pairs, fingerprints)
+    skipped = sorted(set(registered) - set(fingerprints))
+    counts = frame.group_by("provenance").len().to_dict(as_series=False)
+    by_provenance = dict(zip(counts["provenance"], counts["len"], strict=True))
+    statistics = {
+        "models": float(len(fingerprints)),
+        "records": float(frame.height),
+        "measured_records": float(by_provenance.get("measured", 0)),
+        "transitive_records": float(by_provenance.get("transitive", 0)),
+        "identical_records": float(by_provenance.get("identical", 0)),
+        "index_bytes": float(frame.estimated_size()),
+        "mean_upper_bound": float(frame["upper"].mean() or 0.0),
+    }
+    pair_table = pl.DataFrame(
+        [
+            {"reference_id": b.reference_id, "candidate_id": b.candidate_id, "kind": b.kind,
+             "empirical": b.empirical, "lower": b.lower, "upper": b.upper, "n": b.n}
+            for b in pairs
+        ]
+    )
+    run_id = mlflow.log_index_run(pair_table, statistics)
+    context.add_output_metadata(
+        {
+            "Models indexed": len(fingerprints),
+            "Candidate records": frame.height,
+            "Measured / transitive / identical": (
+                f"{by_provenance.get('measured', 0)} / {by_provenance.get('transitive', 0)} / "
+                f"{by_provenance.get('identical', 0)}"
+            ),
+            "Index size (bytes)": int(statistics["index_bytes"]),
+            "Models left out (stages missing)": ", ".join(skipped) or "none",
+            "MLflow run": run_id,
+            "Preview": _preview(frame),
+        }
+    )
+    return frame
+
+
+@asset(
+    deps=[model_profile],
+    group_name="index",
+)
+def resource_index(context: AssetExecutionContext, store: ModelStoreResource) -> pl.DataFrame:
+    """One row per model per device: params, MACs, FLOPs, weight and activation bytes, latency."""
+    registered = _registered(context)
+    profiles = store.store().records("model_profile", registered)
+    frame = build_resource_index(list(profiles.values()))
+    skipped = sorted(set(registered) - set(profiles))
+    context.add_output_metadata(
+        {
+            "Models indexed": len(profiles),
+            "Devices": ", ".join(sorted(frame["device"].unique().to_list())),
+            "Index size (bytes)": int(frame.estimated_size()),
+            "Models left out (stages missing)": ", ".join(skipped) or "none",
+            "Preview": _preview(frame),
+        }
+    )
+    return frame

@@ -1,0 +1,57 @@
+"""The whole story in one place: assets by stage, resources per deployment, jobs, sensor, schedule.
+
+`SOMMELIER_DEPLOYMENT` picks the resource set: `local` (default: SQLite-backed Dagster and MLflow
+under the store root, the built-in zoo, the multiprocess executor) or `cluster` (store root and
+MLflow server from the environment; run Dagster with Postgres storage in its dagster.yaml).
+"""
+
+import os
+
+from dagster import Definitions, EnvVar, load_assets_from_modules, multiprocess_executor
+
+from assets import bound, compare, convert, fetch, index, outputs, peers, profile
+from pipelines.jobs import index_job, model_job
+from pipelines.schedules import reindex_schedule
+from pipelines.sensors import make_repository_sensor
+from resources.mlflow_tracker import MlflowTracker
+from resources.repositories import RepositoriesResource
+from resources.settings import IndexSettings
+from resources.store import ModelStoreResource, StoreIOManager
+from resources.validation import ValidationDataResource
+
+STAGE_MODULES = (fetch, convert, outputs, profile, peers, compare, bound, index)
+
+
+def build_resources(deployment: str = "local") -> dict:
+    """The resource set of a deployment."""
+    if deployment == "local":
+        return {
+            "store": ModelStoreResource(),
+            "io_manager": StoreIOManager(),
+            "repositories": RepositoriesResource(),
+            "validation": ValidationDataResource(),
+            "mlflow": MlflowTracker(),
+            "settings": IndexSettings(),
+        }
+    if deployment == "cluster":
+        return {
+            "store": ModelStoreResource(root=EnvVar("SOMMELIER_HOME")),
+            "io_manager": StoreIOManager(root=EnvVar("SOMMELIER_HOME")),
+            "repositories": RepositoriesResource(),
+            "validation": ValidationDataResource(),
+            "mlflow": MlflowTracker(tracking_uri=EnvVar("MLFLOW_TRACKING_URI")),
+            "settings": IndexSettings(),
+        }
+    raise ValueError(f"SOMMELIER_DEPLOYMENT={deployment!r}: expected 'local' or 'cluster'")
+
+
+all_assets = load_assets_from_modules(list(STAGE_MODULES))
+
+defs = Definitions(
+    assets=all_assets,
+    jobs=[model_job, index_job],
+    sensors=[make_repository_sensor(model_job.name)],
+    schedules=[reindex_schedule],
+    resources=build_resources(os.environ.get("SOMMELIER_DEPLOYMENT", "local")),
+    executor=multiprocess_executor.configured({"max_concurrent": 2}),
+)

@@ -1,0 +1,136 @@
+"""`sommelier index`: materialize every asset in process, model by model, with visible progress.
+
+`dagster asset materialize --select '*'` refuses partitioned assets without a partition, so this
+driver registers a `models` partition per listed model and runs the per-model stages in two waves
+— first fetch/convert/outputs/profile for every model, then peers/compare/bound (peers need the
+other models' stored outputs) — and finally the two index assets. A model that fails a stage is
+reported and skipped; the others go on, and the index is built from whatever succeeded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from sommelier_core.settings import dagster_home, store_root
+
+FIRST_WAVE = ("fetched_model", "onnx_model", "model_outputs", "model_profile")
+SECOND_WAVE = ("peers", "pair_scores", "pair_bounds")
+INDEX_WAVE = ("semantic_index", "resource_index")
+
+
+@dataclass
+class IndexRunSummary:
+    """What an index run did: models indexed, failures by model, and wall time per stage."""
+
+    models: list[str] = field(default_factory=list)
+    failures: dict[str, str] = field(default_factory=dict)
+    stage_seconds: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    run_overhead_seconds: float = 0.0
+    total_seconds: float = 0.0
+
+
+def prepare_instance():
+    """The Dagster instance under the store root (SQLite storage), created on first use."""
+    from dagster import DagsterInstance
+
+    home = dagster_home()
+    home.mkdir(parents=True, exist_ok=True)
+    config = home / "dagster.yaml"
+    if not config.exists():
+        config.write_text("telemetry:\n  enabled: false\n")
+    os.environ["DAGSTER_HOME"] = str(home)
+    return DagsterInstance.get()
+
+
+def _failure_message(result) -> str:
+    for event in result.all_events:
+        if event.is_step_failure:
+            error = event.event_specific_data.error
+            return f"{event.step_key}: {error.cls_name}: {error.message.strip().splitlines()[0]}"
+    return "run failed"
+
+
+def _record_stage_times(instance, run_id: str, summary: IndexRunSummary) -> None:
+    starts: dict[str, float] = {}
+    for entry in instance.all_logs(run_id):
+        event = entry.dagster_event
+        if event is None or event.step_key is None:
+            continue
+        if event.event_type_value == "STEP_START":
+            starts[event.step_key] = entry.timestamp
+        elif event.event_type_value in ("STEP_SUCCESS", "STEP_FAILURE") and event.step_key in starts:
+            summary.stage_seconds[event.step_key] += entry.timestamp - starts[event.step_key]
+
+
+def run_index(echo=print, instance=None, resources: dict | None = None) -> IndexRunSummary:
+    """Register every listed model, materialize all per-model stages and then both indexes."""
+    from dagster import materialize
+
+    from assets.partitions import models_partitions
+    from pipelines.definitions import all_assets, build_resources
+
+    started = time.perf_counter()
+    instance = instance or prepare_instance()
+    resources = resources or build_resources("local")
+    summary = IndexRunSummary()
+
+    entries, errors = resources["repositories"].list_models()
+    for error in errors:
+        echo(f"! repository not listed: {error}")
+    model_ids = sorted(e.model_id for e in entries)
+    known = set(instance.get_dynamic_partitions(models_partitions.name))
+    instance.add_dynamic_partitions(models_partitions.name, [m for m in model_ids if m not in known])
+    summary.models = model_ids
+    echo(f"Indexing {len(model_ids)} models from {store_root()}")
+
+    def wave(stages: tuple[str, ...], keys: list[str], label: str) -> list[str]:
+        done = []
+        for i, key in enumerate(keys, 1):
+            t0 = time.perf_counter()
+            result = materialize(
+                all_assets, selection=list(stages), partition_key=key, instance=instance,
+                resources=resources, raise_on_error=False,
+            )
+            _record_stage_times(instance, result.run_id, summary)
+            elapsed = time.perf_counter() - t0
+            if result.success:
+                done.append(key)
+                echo(f"  [{label} {i}/{len(keys)}] {key}  ok ({elapsed:.1f}s)")
+            else:
+                summary.failures[key] = _failure_message(result)
+                echo(f"  [{label} {i}/{len(keys)}] {key}  FAILED: {summary.failures[key]}")
+        return done
+
+    echo("Stage wave 1: fetch → convert → outputs → profile")
+    converted = wave(FIRST_WAVE, model_ids, "ingest")
+    echo("Stage wave 2: peers → compare → bound")
+    wave(SECOND_WAVE, converted, "analysis")
+    echo("Stage wave 3: semantic index, resource index")
+    result = materialize(all_assets, selection=list(INDEX_WAVE), instance=instance, resources=resources,
+                         raise_on_error=False)
+    _record_stage_times(instance, result.run_id, summary)
+    if not result.success:
+        summary.failures["<index>"] = _failure_message(result)
+        echo(f"  index build FAILED: {summary.failures['<index>']}")
+    summary.total_seconds = time.perf_counter() - started
+    summary.run_overhead_seconds = summary.total_seconds - sum(summary.stage_seconds.values())
+    ok = len(model_ids) - len([m for m in summary.failures if m != "<index>"])
+    echo(f"Indexed {ok}/{len(model_ids)} models in {summary.total_seconds:.1f}s"
+         + (f"; {len(summary.failures)} failed (see above)" if summary.failures else ""))
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of `python -m pipelines.index_run` (what `sommelier index` runs)."""
+    argparse.ArgumentParser(prog="sommelier index", description=__doc__).parse_args(argv)
+    summary = run_index()
+    return 1 if "<index>" in summary.failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

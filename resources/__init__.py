@@ -1,0 +1,1 @@
+"""Dagster resources: configuration of repositories, the model store, MLflow, validation data and settings."""

@@ -1,0 +1,65 @@
+"""A small MLflow resource of our own (not dagster-mlflow): one run per model, one per index build."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import polars as pl
+from dagster import ConfigurableResource
+
+from sommelier_core.settings import mlflow_artifact_root, mlflow_tracking_uri
+
+EXPERIMENT = "sommelier"
+
+
+class MlflowTracker(ConfigurableResource):
+    """Records model artifacts and scores in MLflow (empty URI = SQLite under the store root)."""
+
+    tracking_uri: str = ""
+    experiment: str = EXPERIMENT
+
+    def _experiment_id(self) -> str:
+        import mlflow
+
+        uri = self.tracking_uri or mlflow_tracking_uri()
+        if uri.startswith("sqlite:///"):
+            Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        mlflow.set_tracking_uri(uri)
+        found = mlflow.get_experiment_by_name(self.experiment)
+        if found is not None:
+            return found.experiment_id
+        location = mlflow_artifact_root().as_uri() if not self.tracking_uri else None
+        try:
+            return mlflow.create_experiment(self.experiment, artifact_location=location)
+        except Exception:  # another process created it first
+            return mlflow.get_experiment_by_name(self.experiment).experiment_id
+
+    def log_model_run(
+        self, model_id: str, onnx_path: Path, params: dict[str, str], metrics: dict[str, float]
+    ) -> str:
+        """A run for one model: its ONNX artifact (`mlflow.onnx`), profile metrics and conversion error."""
+        import mlflow
+        import onnx
+
+        experiment_id = self._experiment_id()
+        with mlflow.start_run(experiment_id=experiment_id, run_name=model_id) as run:
+            mlflow.set_tags({"sommelier.kind": "model", "sommelier.model_id": model_id})
+            mlflow.log_params(params)
+            mlflow.log_metrics(metrics)
+            mlflow.onnx.log_model(onnx.load(str(onnx_path)), name="model")
+            return run.info.run_id
+
+    def log_index_run(self, pairs: pl.DataFrame, statistics: dict[str, float]) -> str:
+        """A run for one index build: the pair-scores table and index statistics."""
+        import mlflow
+
+        experiment_id = self._experiment_id()
+        with mlflow.start_run(experiment_id=experiment_id, run_name="index-build") as run:
+            mlflow.set_tags({"sommelier.kind": "index"})
+            mlflow.log_metrics(statistics)
+            with tempfile.TemporaryDirectory() as tmp:
+                path = Path(tmp) / "pair_scores.csv"
+                pairs.write_csv(path)
+                mlflow.log_artifact(str(path))
+            return run.info.run_id

@@ -1,0 +1,71 @@
+"""Which model repositories are indexed, as Dagster configuration."""
+
+from __future__ import annotations
+
+import logging
+
+from dagster import Config, ConfigurableResource
+
+from sommelier_core.errors import SommelierError, UnknownModel
+from sommelier_core.models import ModelEntry
+from sommelier_core.repositories import Repository, repository_from_config
+from sommelier_core.settings import zoo_dir
+
+log = logging.getLogger("sommelier.repositories")
+
+
+class RepositoryConfig(Config):
+    """One repository: `kind` is `torchhub`, `tfhub` or `onnx`; `location` a dir, GitHub ref, handles or folder."""
+
+    kind: str
+    name: str
+    location: list[str]
+
+
+def builtin_zoo_repositories() -> list[RepositoryConfig]:
+    """The embedded default: the built-in zoo's Torch Hub dir and TF-Hub SavedModel dir."""
+    root = zoo_dir()
+    return [
+        RepositoryConfig(kind="torchhub", name="zoo-torch", location=[str(root / "torchhub")]),
+        RepositoryConfig(kind="tfhub", name="zoo-tf", location=[str(root / "tfhub")]),
+    ]
+
+
+class RepositoriesResource(ConfigurableResource):
+    """The repositories to index (empty = the built-in zoo under the store root)."""
+
+    repositories: list[RepositoryConfig] = []
+
+    def connectors(self) -> list[Repository]:
+        """A connector per configured repository."""
+        configs = self.repositories or builtin_zoo_repositories()
+        return [
+            repository_from_config(c.kind, c.name, c.location[0] if len(c.location) == 1 else c.location)
+            for c in configs
+        ]
+
+    def list_models(self) -> tuple[list[ModelEntry], list[str]]:
+        """Every listed model, and an error line per repository that could not be listed.
+
+        One unreachable repository does not hide the models of the others.
+        """
+        entries: list[ModelEntry] = []
+        errors: list[str] = []
+        for repo in self.connectors():
+            try:
+                entries.extend(repo.list_models())
+            except SommelierError as exc:
+                log.warning("cannot list repository %s: %s", repo.name, exc)
+                errors.append(f"{repo.name}: {exc}")
+        return entries, errors
+
+    def find(self, model_id: str) -> tuple[Repository, ModelEntry]:
+        """The repository and entry of a model id."""
+        repository_name = model_id.split("/", 1)[0]
+        for repo in self.connectors():
+            if repo.name == repository_name:
+                for entry in repo.list_models():
+                    if entry.model_id == model_id:
+                        return repo, entry
+                raise UnknownModel(f"repository {repository_name} does not list {model_id}")
+        raise UnknownModel(f"{model_id}: no configured repository named {repository_name!r}")

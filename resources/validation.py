@@ -1,0 +1,21 @@
+"""Which inputs models are run on to compare them."""
+
+from __future__ import annotations
+
+from dagster import ConfigurableResource
+
+from sommelier_core.models import Signature
+from sommelier_core.validation import validation_set_for
+from sommelier_core.zoo.datasets import Dataset
+
+
+class ValidationDataResource(ConfigurableResource):
+    """The validation set: a built-in dataset matched by input shape, or `data` (name or .npz path)."""
+
+    data: str = ""
+    samples: int = 0
+    """At most this many samples (0 = the whole validation split)."""
+
+    def dataset_for(self, model_id: str, signature: Signature) -> Dataset:
+        """The validation inputs for a model with this signature."""
+        return validation_set_for(model_id, signature, self.data, self.samples or None)

@@ -1,0 +1,8 @@
+"""Sommelier's library: repositories, conversion, profiling, equivalence, bounds, indexes and queries.
+
+No Dagster import anywhere in this package; the Dagster assets are thin wrappers around it.
+"""
+
+from sommelier_core.query import Hit, query
+
+__all__ = ["Hit", "query"]

@@ -1,0 +1,49 @@
+"""Each model's outputs on its validation set, computed once and stored (design §3 value check)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from sommelier_core.equivalence import accuracy
+from sommelier_core.inference import run_onnx
+from sommelier_core.models import Task
+from sommelier_core.zoo.datasets import Dataset
+
+
+@dataclass(frozen=True)
+class ModelOutputs:
+    """Where a model's validation outputs are stored and what they were computed on.
+
+    Two models' outputs are comparable when `dataset`, `n` and `signature_key` agree (and their
+    declared labels, if any).
+    """
+
+    model_id: str
+    dataset: str
+    n: int
+    path: str
+    signature_key: str
+    task: Task
+    labels: tuple[str, ...] | None
+    accuracy: float | None
+
+    def comparable_with(self, other: ModelOutputs) -> bool:
+        """Whether the two stored outputs can be compared element by element."""
+        labels_agree = self.labels is None or other.labels is None or self.labels == other.labels
+        return (
+            self.dataset == other.dataset
+            and self.n == other.n
+            and self.signature_key == other.signature_key
+            and self.task == other.task
+            and labels_agree
+        )
+
+
+def compute_outputs(onnx_path: Path, dataset: Dataset, task: Task) -> tuple[np.ndarray, float | None]:
+    """The model's outputs on the dataset (ONNX Runtime, batched) and its accuracy when labels exist."""
+    outputs = run_onnx(onnx_path, dataset.x)
+    acc = accuracy(outputs, dataset.y) if task == "classification" and dataset.y is not None else None
+    return outputs, acc
