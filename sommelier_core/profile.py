@@ -1,0 +1,630 @@
+"""Resource profile of an ONNX model: static costs from the graph, and measured latency per device.
+
+The static profile (design §5, paper §5.3) is device-independent and comes from ONNX shape inference
+after every symbolic dimension has been fixed (the batch dimension from `batch_size`, any other one
+from `input_shapes`). It reports:
+
+- **params** and **weight_bytes**: the constant tensors that the running computation reads, i.e.
+  initializers, `Constant` node values, and tensors computed only from those (ONNX Runtime folds them
+  when it loads the model, so e.g. a weight built by `ConstantOfShape` or transposed once counts once,
+  in the form the compute op reads). Only floating-point and 8/4-bit integer (quantized) tensors are
+  weights; int64/int32/bool constants are shapes, axes and indices. BatchNormalization's running mean
+  and variance are stored weights and count, which `torch`'s parameter count leaves out (≈0.4 % on
+  ResNet-50 when BN is not folded into the convolutions).
+- **macs**: multiply-accumulates of one forward pass at `batch_size`, by the rules that published
+  figures use (torchvision's model metadata, fvcore, the original papers):
+
+  ============================  ====================================================================
+  op                            MACs
+  ============================  ====================================================================
+  Conv, ConvInteger,            output elements × (C_in / groups) × prod(kernel) — i.e.
+  QLinearConv (1-D, 2-D, 3-D,   `numel(Y) × prod(W.shape[1:])`; the bias is not counted
+  grouped, depthwise)
+  ConvTranspose                 input elements × (C_out / groups) × prod(kernel) =
+                                `numel(X) × prod(W.shape[1:])`
+  Gemm                          M × K × N (`numel(Y) × K`); alpha, beta and C are not counted
+  MatMul, MatMulInteger,        `numel(Y) × K` with K the contracted dim, batch dims broadcast
+  QLinearMatMul
+  Einsum (≥ 2 operands)         product of the sizes of every distinct index × (operands − 1);
+                                a single-operand Einsum (transpose, trace, sum) is 0
+  RNN, GRU, LSTM                seq_len × batch × (numel(W) + numel(R)): the input and recurrent
+                                matrix products of every gate and direction; gate arithmetic and
+                                biases are not counted
+  ============================  ====================================================================
+
+  Elementwise ops, activations, normalizations (BatchNormalization, LayerNormalization, LRN, …),
+  pooling, Softmax, Resize, reductions, quantize/dequantize and data movement (Reshape, Concat,
+  Gather, …) are **0 MACs by rule** — they are not multiply-accumulates, and published figures leave
+  them out (see `ZERO_MAC_OPS`). Any other op that does compute (TopK, Loop, RoiAlign, custom-domain
+  ops, …) has no rule: it is listed in `StaticProfile.uncosted_ops` and warned about
+  (`UncostedOpsWarning`), never silently counted as zero. Nodes whose inputs are all constant are
+  folded at load time and cost nothing. **flops** is `2 × macs` by convention.
+- **peak_activation_bytes**: the most bytes held at once by live tensors while the nodes run in the
+  graph's (topological) order: graph inputs and every node output count from when they are produced
+  until their last reader (graph outputs until the end); constants do not count, and no in-place
+  buffer reuse is assumed.
+
+`measure_latency` runs the model with ONNX Runtime on one device with seeded random inputs and times
+`session.run` after a warm-up.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from onnx import TensorProto, helper, shape_inference
+
+from sommelier_core.errors import SommelierError
+from sommelier_core.inference import open_session
+
+
+class UnprofilableModel(SommelierError, ValueError):
+    """A model whose tensor shapes cannot be fixed or inferred, so its static cost cannot be computed."""
+
+
+class UnknownDevice(SommelierError, ValueError):
+    """A device that is not known or not available on this machine."""
+
+
+class UncostedOpsWarning(UserWarning):
+    """A model holds ops that do compute but have no MAC rule, so its MAC count is a lower bound."""
+
+
+@dataclass(frozen=True)
+class StaticProfile:
+    """Device-independent cost of one forward pass, from the graph and its inferred shapes."""
+
+    params: int
+    """Elements of the weight tensors the computation reads (float and quantized constants)."""
+    macs: int
+    """Multiply-accumulates of one forward pass at `batch_size`, by the rules in this module's docstring."""
+    flops: int
+    """Floating-point operations, stated as `2 × macs`."""
+    weight_bytes: int
+    """Bytes of those weight tensors, at their stored dtypes."""
+    peak_activation_bytes: int
+    """Peak bytes of live non-constant tensors (graph inputs included) over the topological order."""
+    batch_size: int
+    """Batch size the MACs and activations are computed at."""
+    macs_by_op_type: tuple[tuple[str, int], ...]
+    """MACs per op type that has a MAC rule, largest first."""
+    uncosted_ops: tuple[str, ...]
+    """Op types (`domain.op` outside the default domain) that do compute but have no MAC rule."""
+
+
+@dataclass(frozen=True)
+class LatencyProfile:
+    """Measured wall-clock latency of `session.run` on one device."""
+
+    device: str
+    """`cpu` or `cuda`."""
+    batch_size: int
+    """Batch size of the random inputs."""
+    median_ms: float
+    """Median latency over the timed repeats, in milliseconds."""
+    p90_ms: float
+    """90th percentile latency over the timed repeats, in milliseconds."""
+    repeats: int
+    """Number of timed runs (after the warm-up)."""
+    threads: int
+    """Intra-op threads: the requested number, or the CPU count when ONNX Runtime chose."""
+
+
+_DATA_MOVEMENT_OPS = frozenset(
+    {
+        "Identity", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose", "Concat", "Split", "Slice",
+        "Gather", "GatherElements", "GatherND", "Scatter", "ScatterElements", "ScatterND", "Expand", "Tile",
+        "Pad", "DepthToSpace", "SpaceToDepth", "Shape", "Size", "Cast", "CastLike", "Constant",
+        "ConstantOfShape", "Range", "EyeLike", "Dropout", "Compress", "NonZero", "OneHot", "Trilu",
+        "ReverseSequence", "CenterCropPad", "Col2Im",
+    }
+)  # fmt: skip
+_ELEMENTWISE_OPS = frozenset(
+    {
+        "Abs", "Acos", "Acosh", "Add", "And", "Asin", "Asinh", "Atan", "Atanh", "BitShift", "BitwiseAnd",
+        "BitwiseNot", "BitwiseOr", "BitwiseXor", "Ceil", "Celu", "Clip", "Cos", "Cosh", "Div", "Elu",
+        "Equal", "Erf", "Exp", "Floor", "Gelu", "Greater", "GreaterOrEqual", "HardSigmoid", "HardSwish",
+        "IsInf", "IsNaN", "LeakyRelu", "Less", "LessOrEqual", "Log", "Max", "Mean", "Min", "Mish", "Mod",
+        "Mul", "Neg", "Not", "Or", "Pow", "PRelu", "Reciprocal", "Relu", "Round", "Selu", "Shrink",
+        "Sigmoid", "Sign", "Sin", "Sinh", "Softplus", "Softsign", "Sqrt", "Sub", "Sum", "Swish", "Tan",
+        "Tanh", "ThresholdedRelu", "Where", "Xor", "QuantizeLinear", "DequantizeLinear",
+        "DynamicQuantizeLinear",
+    }
+)  # fmt: skip
+_NORMALIZATION_OPS = frozenset(
+    {
+        "BatchNormalization", "InstanceNormalization", "LayerNormalization", "GroupNormalization",
+        "RMSNormalization", "LpNormalization", "MeanVarianceNormalization", "LRN",
+    }
+)  # fmt: skip
+_POOLING_SOFTMAX_RESAMPLING_OPS = frozenset(
+    {
+        "AveragePool", "MaxPool", "GlobalAveragePool", "GlobalMaxPool", "LpPool", "GlobalLpPool",
+        "MaxUnpool", "MaxRoiPool", "Softmax", "LogSoftmax", "Hardmax", "Resize", "Upsample",
+    }
+)  # fmt: skip
+_REDUCTION_OPS = frozenset(
+    {
+        "ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL1", "ReduceL2",
+        "ReduceLogSum", "ReduceLogSumExp", "ReduceSumSquare", "ArgMax", "ArgMin", "CumSum",
+    }
+)  # fmt: skip
+
+ZERO_MAC_OPS: frozenset[str] = (
+    _DATA_MOVEMENT_OPS | _ELEMENTWISE_OPS | _NORMALIZATION_OPS | _POOLING_SOFTMAX_RESAMPLING_OPS | _REDUCTION_OPS
+)
+"""Default-domain ops counted as 0 MACs on purpose: not multiply-accumulates, left out of published figures."""
+
+_DEFAULT_DOMAINS = ("", "ai.onnx")
+_RANDOM_OPS = frozenset(
+    {"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial", "Bernoulli"}
+)
+
+_WEIGHT_DTYPES = frozenset(
+    getattr(TensorProto, name)
+    for name in (
+        "FLOAT", "DOUBLE", "FLOAT16", "BFLOAT16", "FLOAT8E4M3FN", "FLOAT8E4M3FNUZ", "FLOAT8E5M2",
+        "FLOAT8E5M2FNUZ", "FLOAT8E8M0", "FLOAT4E2M1", "INT8", "UINT8", "INT4", "UINT4", "INT2", "UINT2",
+    )
+    if hasattr(TensorProto, name)
+)  # fmt: skip
+_SUB_BYTE_BITS = {
+    getattr(TensorProto, name): bits
+    for name, bits in (("INT4", 4), ("UINT4", 4), ("FLOAT4E2M1", 4), ("INT2", 2), ("UINT2", 2))
+    if hasattr(TensorProto, name)
+}
+_ORT_INPUT_DTYPES = {
+    "tensor(float)": np.float32,
+    "tensor(double)": np.float64,
+    "tensor(float16)": np.float16,
+    "tensor(int64)": np.int64,
+    "tensor(int32)": np.int32,
+    "tensor(int16)": np.int16,
+    "tensor(int8)": np.int8,
+    "tensor(uint8)": np.uint8,
+    "tensor(bool)": np.bool_,
+}
+# Initializers above this many elements lose their payload in the copy given to shape inference: only
+# shape-like tensors (shapes, axes, Resize scales: a handful of elements) are ever read by shape rules.
+_MAX_ELEMENTS_READ_BY_SHAPE_INFERENCE = 1024
+
+Shape = tuple[int, ...]
+
+
+def available_devices() -> list[str]:
+    """Devices `measure_latency` can run on here: `cpu` always, `cuda` when ORT's CUDA provider is present."""
+    devices = ["cpu"]
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        devices.append("cuda")
+    return devices
+
+
+def static_profile(
+    model: onnx.ModelProto, batch_size: int = 1, input_shapes: Mapping[str, Sequence[int]] | None = None
+) -> StaticProfile:
+    """Params, MACs, weight bytes and peak activation bytes of one forward pass at `batch_size`.
+
+    A symbolic leading dimension of an input is set to `batch_size`; other symbolic dimensions must be
+    given in `input_shapes` (input name → full shape, batch dimension included, taken as it is).
+    Raises `UnprofilableModel` when a shape cannot be fixed or inferred, naming the input or tensor.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    graph = _inferred_graph(model, batch_size, input_shapes or {})
+    label = f"model {graph.name or '<unnamed>'!r}"
+    types = _tensor_types(graph)
+    constants = _constant_tensors(graph)
+
+    def shape_of(name: str, node: onnx.NodeProto | None = None) -> Shape:
+        known = types.get(name)
+        if known is None or known[1] is None:
+            where = f" (output of {_describe(node)})" if node is not None else ""
+            raise UnprofilableModel(
+                f"{label}: shape of tensor {name!r}{where} is unknown after shape inference; "
+                "fix its symbolic dimensions with input_shapes, or the op has no ONNX shape rule"
+            )
+        return known[1]
+
+    def bytes_of(name: str, node: onnx.NodeProto | None = None) -> int:
+        return _tensor_bytes(types[name][0] if name in types else 0, shape_of(name, node), name, label)
+
+    weights = _weight_tensors(graph, constants, types)
+    params = sum(math.prod(shape_of(name)) for name in weights)
+    weight_bytes = sum(bytes_of(name) for name in weights)
+
+    read = _read_tensors(graph)
+    macs_by_op: dict[str, int] = {}
+    uncosted: list[str] = []
+    for node in graph.node:
+        if all(out in constants for out in node.output if out):
+            continue
+        for out in node.output:
+            if out in read:
+                shape_of(out, node)
+        rule = _MAC_RULES.get(node.op_type) if node.domain in _DEFAULT_DOMAINS else None
+        if rule is not None:
+            macs_by_op[node.op_type] = macs_by_op.get(node.op_type, 0) + rule(node, shape_of)
+        elif node.domain not in _DEFAULT_DOMAINS or node.op_type not in ZERO_MAC_OPS:
+            op_name = node.op_type if node.domain in _DEFAULT_DOMAINS else f"{node.domain}.{node.op_type}"
+            if op_name not in uncosted:
+                uncosted.append(op_name)
+    if uncosted:
+        warnings.warn(
+            f"{label}: no MAC rule for op types {', '.join(uncosted)}; their MACs are not counted",
+            UncostedOpsWarning,
+            stacklevel=2,
+        )
+
+    macs = sum(macs_by_op.values())
+    return StaticProfile(
+        params=params,
+        macs=macs,
+        flops=2 * macs,
+        weight_bytes=weight_bytes,
+        peak_activation_bytes=_peak_activation_bytes(graph, constants, bytes_of),
+        batch_size=batch_size,
+        macs_by_op_type=tuple(sorted(macs_by_op.items(), key=lambda item: (-item[1], item[0]))),
+        uncosted_ops=tuple(sorted(uncosted)),
+    )
+
+
+def measure_latency(
+    onnx_path: Path,
+    device: str = "cpu",
+    batch_size: int = 1,
+    warmup: int = 5,
+    repeats: int = 30,
+    threads: int | None = None,
+    seed: int = 0,
+    input_shapes: Mapping[str, Sequence[int]] | None = None,
+) -> LatencyProfile:
+    """Median and p90 latency of `session.run` on seeded random inputs at `batch_size`, after `warmup` runs.
+
+    Inputs get the graph's dtypes and shapes, with a symbolic batch dimension set to `batch_size` and other
+    symbolic dimensions taken from `input_shapes`. Raises `UnknownDevice` (a `ValueError`) when the device
+    is not available here, naming the ones that are.
+    """
+    devices = available_devices()
+    if device not in devices:
+        raise UnknownDevice(f"device {device!r} is not available here; available devices: {', '.join(devices)}")
+    if batch_size < 1 or repeats < 1 or warmup < 0:
+        raise ValueError(f"need batch_size ≥ 1, repeats ≥ 1, warmup ≥ 0; got {batch_size}, {repeats}, {warmup}")
+    session = open_session(onnx_path, device=device, threads=threads)
+    if device == "cuda" and session.get_providers()[0] != "CUDAExecutionProvider":
+        raise UnknownDevice(
+            f"{onnx_path}: the CUDA execution provider failed to load; ran on {session.get_providers()}"
+        )
+
+    feeds = _random_feeds(session, batch_size, input_shapes or {}, np.random.default_rng(seed), str(onnx_path))
+    for _ in range(warmup):
+        session.run(None, feeds)
+    times_ms = np.empty(repeats)
+    for i in range(repeats):
+        start = time.perf_counter()
+        session.run(None, feeds)
+        times_ms[i] = (time.perf_counter() - start) * 1000.0
+    return LatencyProfile(
+        device=device,
+        batch_size=batch_size,
+        median_ms=float(np.median(times_ms)),
+        p90_ms=float(np.percentile(times_ms, 90)),
+        repeats=repeats,
+        threads=threads if threads is not None else (os.cpu_count() or 1),
+    )
+
+
+def _resolve_shapes(
+    declared: Mapping[str, Sequence[int | None] | None],
+    batch_size: int,
+    input_shapes: Mapping[str, Sequence[int]],
+    label: str,
+) -> dict[str, Shape]:
+    """Concrete shapes of the graph inputs (declared dims, None where symbolic).
+
+    `input_shapes` entries are taken as they are; otherwise static dims are kept and a symbolic leading dim is
+    `batch_size`. A batch size other than 1 that no input can take is an error rather than a wrong record.
+    """
+    unknown = set(input_shapes) - set(declared)
+    if unknown:
+        raise UnprofilableModel(f"{label}: input_shapes names {sorted(unknown)}, which are not graph inputs")
+    shapes: dict[str, Shape] = {}
+    batch_filled = bool(input_shapes)
+    for name, dims in declared.items():
+        if name in input_shapes:
+            shapes[name] = tuple(int(d) for d in input_shapes[name])
+            if dims is not None and len(dims) != len(shapes[name]):
+                raise UnprofilableModel(
+                    f"{label}: input {name!r} has rank {len(dims)}, input_shapes gives {list(shapes[name])}"
+                )
+            continue
+        if dims is None:
+            raise UnprofilableModel(f"{label}: input {name!r} declares no shape; give it in input_shapes")
+        for axis, dim in enumerate(dims[1:], start=1):
+            if dim is None:
+                raise UnprofilableModel(
+                    f"{label}: input {name!r} has a symbolic dimension at axis {axis}; give its shape in input_shapes"
+                )
+        if dims and dims[0] is None:
+            batch_filled = True
+            shapes[name] = (batch_size, *dims[1:])
+        else:
+            shapes[name] = tuple(dims)
+    if batch_size != 1 and not batch_filled:
+        raise UnprofilableModel(
+            f"{label}: no input has a symbolic batch dimension, cannot use batch_size={batch_size}; "
+            "export the model with a dynamic batch dimension or give the shapes in input_shapes"
+        )
+    return shapes
+
+
+def _inferred_graph(
+    model: onnx.ModelProto, batch_size: int, input_shapes: Mapping[str, Sequence[int]]
+) -> onnx.GraphProto:
+    """The model's graph with input shapes fixed and every tensor's type and shape inferred."""
+    fixed = onnx.ModelProto()
+    fixed.CopyFrom(model)
+    graph = fixed.graph
+    label = f"model {graph.name or '<unnamed>'!r}"
+    for init in graph.initializer:
+        if math.prod(init.dims) > _MAX_ELEMENTS_READ_BY_SHAPE_INFERENCE:
+            for field in ("raw_data", "float_data", "double_data", "int32_data", "int64_data", "external_data"):
+                init.ClearField(field)
+            init.data_location = TensorProto.DEFAULT
+    initializer_names = {init.name for init in graph.initializer}
+    inputs = [vi for vi in graph.input if vi.name not in initializer_names]
+    declared = {
+        vi.name: [d.dim_value if d.HasField("dim_value") else None for d in vi.type.tensor_type.shape.dim]
+        if vi.type.tensor_type.HasField("shape")
+        else None
+        for vi in inputs
+    }
+    shapes = _resolve_shapes(declared, batch_size, input_shapes, label)
+    for vi in inputs:
+        tensor_type = vi.type.tensor_type
+        tensor_type.shape.Clear()
+        for dim in shapes[vi.name]:
+            tensor_type.shape.dim.add().dim_value = dim
+    # Stale symbolic shapes from the exporter would otherwise be merged with the inferred ones.
+    del graph.value_info[:]
+    for out in graph.output:
+        out.type.tensor_type.ClearField("shape")
+    try:
+        return shape_inference.infer_shapes(fixed, check_type=True, strict_mode=True, data_prop=True).graph
+    except (shape_inference.InferenceError, onnx.checker.ValidationError) as error:
+        raise UnprofilableModel(f"{label}: shape inference failed: {error}") from error
+
+
+def _tensor_types(graph: onnx.GraphProto) -> dict[str, tuple[int, Shape | None]]:
+    """Element type and static shape (None where unknown or symbolic) of every named tensor of the graph."""
+    types: dict[str, tuple[int, Shape | None]] = {}
+    for vi in [*graph.input, *graph.value_info, *graph.output]:
+        tensor_type = vi.type.tensor_type
+        shape: Shape | None = None
+        if tensor_type.HasField("shape") and all(d.HasField("dim_value") for d in tensor_type.shape.dim):
+            shape = tuple(d.dim_value for d in tensor_type.shape.dim)
+        types[vi.name] = (tensor_type.elem_type, shape)
+    for init in graph.initializer:
+        types[init.name] = (init.data_type, tuple(init.dims))
+    return types
+
+
+def _constant_tensors(graph: onnx.GraphProto) -> set[str]:
+    """Tensors known before any input arrives: initializers, `Constant` values, and deterministic functions of them."""
+    constants = {init.name for init in graph.initializer}
+    for node in graph.node:
+        inputs = [name for name in node.input if name]
+        foldable = (
+            node.domain in _DEFAULT_DOMAINS
+            and node.op_type not in _RANDOM_OPS
+            and not any(attr.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for attr in node.attribute)
+            and (node.op_type == "Constant" or (inputs and all(name in constants for name in inputs)))
+        )
+        if foldable:
+            constants.update(name for name in node.output if name)
+    return constants
+
+
+def _subgraph_reads(node: onnx.NodeProto) -> set[str]:
+    """Names read by nodes inside the node's subgraphs (If/Loop/Scan bodies), recursively."""
+    reads: set[str] = set()
+    for attr in node.attribute:
+        for sub in [attr.g] if attr.type == onnx.AttributeProto.GRAPH else list(attr.graphs):
+            for inner in sub.node:
+                reads.update(name for name in inner.input if name)
+                reads |= _subgraph_reads(inner)
+    return reads
+
+
+def _reads(node: onnx.NodeProto) -> set[str]:
+    """Every tensor a node reads: its inputs and what its subgraphs read from the enclosing scope."""
+    return {name for name in node.input if name} | _subgraph_reads(node)
+
+
+def _read_tensors(graph: onnx.GraphProto) -> set[str]:
+    """Tensors some node reads or the graph returns; other outputs (e.g. Dropout's mask) are dead on arrival."""
+    read = {out.name for out in graph.output}
+    for node in graph.node:
+        read |= _reads(node)
+    return read
+
+
+def _weight_tensors(
+    graph: onnx.GraphProto, constants: set[str], types: Mapping[str, tuple[int, Shape | None]]
+) -> list[str]:
+    """Constant tensors of a weight dtype that a non-constant node reads, each once."""
+    weights: dict[str, None] = {}
+    for node in graph.node:
+        if all(out in constants for out in node.output if out):
+            continue
+        for name in sorted(_reads(node)):
+            if name in constants and name in types and types[name][0] in _WEIGHT_DTYPES:
+                weights[name] = None
+    return list(weights)
+
+
+def _peak_activation_bytes(graph: onnx.GraphProto, constants: set[str], bytes_of: Callable[..., int]) -> int:
+    """Peak bytes of live non-constant tensors while the nodes run in graph order (no in-place reuse).
+
+    Outputs that nothing reads are not counted: they are optional outputs ONNX Runtime frees at once.
+    """
+    nodes = [node for node in graph.node if not all(out in constants for out in node.output if out)]
+    end = len(nodes)
+    last_read: dict[str, int] = {}
+    for index, node in enumerate(nodes):
+        for name in _reads(node):
+            last_read[name] = index
+    for out in graph.output:
+        last_read[out.name] = end
+
+    live: dict[str, int] = {}
+    for vi in graph.input:
+        if vi.name not in constants:
+            live[vi.name] = bytes_of(vi.name)
+    current = sum(live.values())
+    peak = current
+    for index, node in enumerate(nodes):
+        for out in node.output:
+            if out in last_read and out not in live:
+                live[out] = bytes_of(out, node)
+                current += live[out]
+        peak = max(peak, current)
+        for name in [name for name in live if last_read.get(name, -1) <= index]:
+            current -= live.pop(name)
+    return peak
+
+
+def _tensor_bytes(elem_type: int, shape: Shape, name: str, label: str) -> int:
+    """Bytes of a dense tensor, sub-byte types packed."""
+    if elem_type in _SUB_BYTE_BITS:
+        bits = _SUB_BYTE_BITS[elem_type]
+    else:
+        try:
+            bits = helper.tensor_dtype_to_np_dtype(elem_type).itemsize * 8
+        except (KeyError, ValueError, TypeError) as error:
+            raise UnprofilableModel(f"{label}: tensor {name!r} has no known element type ({elem_type})") from error
+    return math.ceil(math.prod(shape) * bits / 8)
+
+
+def _describe(node: onnx.NodeProto) -> str:
+    """How error messages name a node."""
+    return f"{node.op_type} node {node.name!r}" if node.name else f"unnamed {node.op_type} node"
+
+
+def _random_feeds(
+    session: ort.InferenceSession,
+    batch_size: int,
+    input_shapes: Mapping[str, Sequence[int]],
+    rng: np.random.Generator,
+    label: str,
+) -> dict[str, np.ndarray]:
+    """Seeded random inputs: standard normal for floats, 0/1 for integers and booleans (valid as indices)."""
+    declared = {arg.name: [dim if isinstance(dim, int) else None for dim in arg.shape] for arg in session.get_inputs()}
+    shapes = _resolve_shapes(declared, batch_size, input_shapes, label)
+    feeds = {}
+    for arg in session.get_inputs():
+        shape = shapes[arg.name]
+        dtype = _ORT_INPUT_DTYPES.get(arg.type)
+        if dtype is None:
+            raise UnprofilableModel(f"{label}: cannot generate random values for input {arg.name!r} of type {arg.type}")
+        if np.issubdtype(dtype, np.floating):
+            feeds[arg.name] = rng.standard_normal(shape).astype(dtype)
+        else:
+            feeds[arg.name] = rng.integers(0, 2, size=shape).astype(dtype)
+    return feeds
+
+
+ShapeOf = Callable[[str], Shape]
+
+
+def _conv_macs(weight_index: int) -> Callable[[onnx.NodeProto, ShapeOf], int]:
+    """Conv family: output elements × (C_in / groups) × prod(kernel) = numel(Y) × prod(W.shape[1:])."""
+
+    def rule(node: onnx.NodeProto, shape_of: ShapeOf) -> int:
+        return math.prod(shape_of(node.output[0])) * math.prod(shape_of(node.input[weight_index])[1:])
+
+    return rule
+
+
+def _conv_transpose_macs(node: onnx.NodeProto, shape_of: ShapeOf) -> int:
+    """Every input element is multiplied into (C_out / groups) × prod(kernel) outputs."""
+    return math.prod(shape_of(node.input[0])) * math.prod(shape_of(node.input[1])[1:])
+
+
+def _gemm_macs(node: onnx.NodeProto, shape_of: ShapeOf) -> int:
+    """M × K × N: each of the M × N outputs accumulates K products."""
+    a = shape_of(node.input[0])
+    trans_a = next((attr.i for attr in node.attribute if attr.name == "transA"), 0)
+    return math.prod(shape_of(node.output[0])) * (a[0] if trans_a else a[-1])
+
+
+def _matmul_macs(node: onnx.NodeProto, shape_of: ShapeOf) -> int:
+    """numel(Y) × K: each output accumulates K products, over the broadcast batch dims."""
+    return math.prod(shape_of(node.output[0])) * shape_of(node.input[0])[-1]
+
+
+def _einsum_macs(node: onnx.NodeProto, shape_of: ShapeOf) -> int:
+    """Product of every distinct index size (one multiply per point of the joint index space) per extra operand."""
+    operands = [name for name in node.input if name]
+    if len(operands) < 2:
+        return 0
+    equation = next(attr.s.decode() for attr in node.attribute if attr.name == "equation").replace(" ", "")
+    terms = equation.split("->")[0].split(",")
+    sizes: dict[str, int] = {}
+    ellipsis: list[int] = []
+    for term, name in zip(terms, operands, strict=True):
+        shape = shape_of(name)
+        letters = term.replace("...", "")
+        n_ellipsis = len(shape) - len(letters)
+        head = term.split("...")[0] if "..." in term else term
+        for position, letter in enumerate(head):
+            sizes[letter] = max(sizes.get(letter, 1), shape[position])
+        if "..." in term:
+            tail = term.split("...")[1]
+            for position, letter in enumerate(tail):
+                sizes[letter] = max(sizes.get(letter, 1), shape[len(head) + n_ellipsis + position])
+            dims = list(shape[len(head) : len(head) + n_ellipsis])
+            ellipsis = _broadcast(ellipsis, dims)
+    return math.prod(sizes.values()) * math.prod(ellipsis) * (len(operands) - 1)
+
+
+def _broadcast(a: Sequence[int], b: Sequence[int]) -> list[int]:
+    """Numpy broadcast of two shapes."""
+    width = max(len(a), len(b))
+    a, b = [1] * (width - len(a)) + list(a), [1] * (width - len(b)) + list(b)
+    return [max(x, y) for x, y in zip(a, b, strict=True)]
+
+
+def _recurrent_macs(node: onnx.NodeProto, shape_of: ShapeOf) -> int:
+    """seq_len × batch × (numel(W) + numel(R)): input and recurrent products of all gates and directions."""
+    x = shape_of(node.input[0])
+    layout = next((attr.i for attr in node.attribute if attr.name == "layout"), 0)
+    seq_len, batch = (x[1], x[0]) if layout else (x[0], x[1])
+    return seq_len * batch * (math.prod(shape_of(node.input[1])) + math.prod(shape_of(node.input[2])))
+
+
+_MAC_RULES: dict[str, Callable[[onnx.NodeProto, ShapeOf], int]] = {
+    "Conv": _conv_macs(1),
+    "ConvInteger": _conv_macs(1),
+    "QLinearConv": _conv_macs(3),
+    "ConvTranspose": _conv_transpose_macs,
+    "Gemm": _gemm_macs,
+    "MatMul": _matmul_macs,
+    "MatMulInteger": _matmul_macs,
+    "QLinearMatMul": _matmul_macs,
+    "Einsum": _einsum_macs,
+    "RNN": _recurrent_macs,
+    "GRU": _recurrent_macs,
+    "LSTM": _recurrent_macs,
+}
+
+COSTED_OPS: frozenset[str] = frozenset(_MAC_RULES)
+"""Default-domain ops that have a MAC rule (see this module's docstring)."""

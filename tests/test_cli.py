@@ -1,0 +1,101 @@
+"""The `sommelier` console script, run as a user runs it (subprocess), against an indexed store."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from sommelier_core.cli import parse_fraction
+from tests.conftest import two_class_onnx
+
+SOMMELIER = str(Path(sys.executable).parent / "sommelier")
+
+
+def run_cli(*args: str, root: Path | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    if root is not None:
+        env["SOMMELIER_HOME"] = str(root)
+    return subprocess.run([SOMMELIER, *args], capture_output=True, text=True, env=env, timeout=300)
+
+
+def _zoo_onnx(store, name: str) -> Path:
+    from sommelier_core.store import ModelStore
+
+    return ModelStore(store.root).onnx_path(name)
+
+
+def test_help_lists_every_command():
+    out = run_cli("--help").stdout
+    for command in ("zoo", "index", "query", "profile", "compare", "ui"):
+        assert command in out
+
+
+@pytest.mark.parametrize(("text", "value"), [("5%", 0.05), ("0.05", 0.05), ("80%", 0.8), ("150%", 1.5)])
+def test_fractions_are_read_as_percentages_or_fractions(text, value):
+    assert parse_fraction(text) == pytest.approx(value)
+
+
+def test_a_bare_number_above_one_is_refused_as_ambiguous():
+    with pytest.raises(Exception, match="expected a percentage like 5%"):
+        parse_fraction("5")
+
+
+def test_query_json_lists_hits_with_bounds_provenance_and_profile(indexed_store):
+    semantic = pl.read_parquet(indexed_store.root / "index" / "semantic_index.parquet")
+    ref = semantic["reference_id"][0]
+    result = run_cli("query", "--ref", ref, "--within", "100%", "--json", root=indexed_store.root)
+    assert result.returncode == 0, result.stderr
+    payload = json.loads(result.stdout)
+    assert payload["reference"] == ref and payload["hits"]
+    hit = payload["hits"][0]
+    assert set(hit) == {"model_id", "onnx_path", "lower_bound", "upper_bound", "empirical", "provenance", "profile"}
+    assert set(hit["profile"]) >= {"params", "macs", "flops", "memory_bytes", "latency_ms"}
+
+
+def test_query_with_unknown_reference_exits_2_naming_it(indexed_store):
+    result = run_cli("query", "--ref", "zoo-torch/nope", root=indexed_store.root)
+    assert result.returncode == 2
+    assert "zoo-torch/nope" in result.stderr and "not in the index" in result.stderr
+
+
+def test_profile_json_has_the_documented_keys_and_flops_twice_macs(indexed_store):
+    onnx_path = _zoo_onnx(indexed_store, indexed_store.first_run.models[0])
+    result = run_cli("profile", str(onnx_path), "--json")
+    assert result.returncode == 0, result.stderr
+    payload = json.loads(result.stdout)
+    assert set(payload) == {"params", "macs", "flops", "weight_bytes", "peak_activation_bytes", "latency_ms"}
+    assert payload["flops"] == 2 * payload["macs"] and payload["latency_ms"]["cpu"] > 0
+
+
+def test_compare_json_on_a_builtin_dataset_and_on_an_npz(indexed_store, tmp_path):
+    zoo = [m for m in indexed_store.first_run.models if m.startswith("zoo-torch/")]
+    ref, cand = _zoo_onnx(indexed_store, zoo[0]), _zoo_onnx(indexed_store, zoo[1])
+    builtin = json.loads(run_cli("compare", str(ref), str(cand), "--json").stdout)
+    assert set(builtin) >= {"compatible", "disagreement", "bound", "n"}
+    assert builtin["compatible"] and 0 <= builtin["disagreement"] <= builtin["bound"] <= 1
+    data = tmp_path / "mine.npz"
+    np.savez(data, x=np.random.default_rng(0).random((50, 1, 8, 8), dtype=np.float32))
+    custom = json.loads(run_cli("compare", str(ref), str(cand), "--data", str(data), "--json").stdout)
+    assert custom["n"] == 50
+
+
+def test_compare_of_incompatible_models_says_why(indexed_store, tmp_path):
+    ref = _zoo_onnx(indexed_store, [m for m in indexed_store.first_run.models if m.startswith("zoo-torch/")][0])
+    result = run_cli("compare", str(ref), str(two_class_onnx(tmp_path / "two.onnx")), "--json")
+    assert result.returncode == 1
+    payload = json.loads(result.stdout)
+    assert payload["compatible"] is False and "outputs" in payload["reason"]
+
+
+def test_profile_of_a_corrupt_file_is_a_clear_error(tmp_path):
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"garbage")
+    result = run_cli("profile", str(bad))
+    assert result.returncode == 2 and "bad.onnx" in result.stderr

@@ -1,0 +1,119 @@
+"""End to end on the small zoo: real Dagster, MLflow and ONNX Runtime, from repositories to a query."""
+
+from __future__ import annotations
+
+import mlflow
+import polars as pl
+import pytest
+from dagster import AssetKey
+
+import sommelier_core
+from sommelier_core.errors import UnknownModel
+from sommelier_core.query import load_index
+from sommelier_core.zoo import load_manifest
+
+STAGES = ("fetched_model", "onnx_model", "model_outputs", "model_profile", "peers", "pair_scores", "pair_bounds")
+
+
+def _zoo_ids(store) -> list[str]:
+    manifest = load_manifest(store.zoo)
+    return sorted(("zoo-torch/" if m.framework == "torch" else "zoo-tf/") + m.name for m in manifest.models)
+
+
+def test_every_zoo_model_goes_through_every_stage(indexed_store):
+    resource = pl.read_parquet(indexed_store.root / "index" / "resource_index.parquet")
+    semantic = pl.read_parquet(indexed_store.root / "index" / "semantic_index.parquet")
+    zoo_ids = _zoo_ids(indexed_store)
+    assert set(zoo_ids) <= set(resource["model_id"].to_list())
+    assert set(zoo_ids) <= set(semantic["reference_id"].to_list())
+    partitions = set(indexed_store.instance.get_dynamic_partitions("models"))
+    assert set(zoo_ids) | {"extra/two_class"} <= partitions
+    for stage in STAGES:
+        materialized = indexed_store.instance.get_materialized_partitions(AssetKey(stage))
+        assert set(zoo_ids) <= materialized, stage
+
+
+def test_torch_and_keras_models_are_converted_with_recorded_parity(indexed_store):
+    from sommelier_core.store import ModelStore
+
+    store = ModelStore(indexed_store.root)
+    converters = set()
+    for model_id in _zoo_ids(indexed_store):
+        conversion = store.load_record("onnx_model", model_id)
+        assert conversion.max_abs_error <= conversion.tolerance * 10
+        converters.add(conversion.converter)
+    assert {"torch.onnx.export", "tf2onnx"} <= converters
+
+
+def test_each_model_is_compared_with_up_to_five_compatible_peers(indexed_store):
+    from sommelier_core.store import ModelStore
+
+    store = ModelStore(indexed_store.root)
+    zoo_ids = _zoo_ids(indexed_store)
+    for model_id in zoo_ids:
+        peers = store.load_record("peers", model_id)
+        assert 0 < len(peers.peers) <= 5
+        assert "extra/two_class" not in peers.peers
+    assert store.load_record("peers", "extra/two_class").peers == ()
+
+
+def test_noise_variant_is_found_equivalent_to_its_parent_with_a_sound_bound(indexed_store):
+    manifest = load_manifest(indexed_store.zoo)
+    variant = next(m for m in manifest.models if m.transformation == "noise" and m.framework == "torch")
+    parent = f"zoo-torch/{variant.parent}"
+    hits = sommelier_core.query(ref=parent, within=1.0, index_dir=indexed_store.root / "index")
+    by_id = {h.model_id: h for h in hits}
+    hit = by_id[f"zoo-torch/{variant.name}"]
+    assert hit.lower_bound <= variant.disagreement_from_parent + 1e-9 <= hit.upper_bound + 1e-9 or (
+        hit.provenance == "transitive"
+    )
+    assert hit.upper_bound >= hit.lower_bound >= 0
+    assert hit.onnx_path.endswith(".onnx") and hit.profile.macs > 0
+
+
+def test_query_applies_relative_budgets_against_the_reference(indexed_store):
+    index = load_index(indexed_store.root / "index")
+    ref = _zoo_ids(indexed_store)[0]
+    reference = index.resource.filter(pl.col("model_id") == ref).row(0, named=True)
+    hits = sommelier_core.query(ref=ref, within=1.0, flops=0.5, memory=0.8, index=index)
+    for h in hits:
+        assert h.profile.flops <= 0.5 * reference["flops"]
+        assert h.profile.memory_bytes <= 0.8 * reference["memory_bytes"]
+    everything = sommelier_core.query(ref=ref, within=1.0, index=index)
+    assert len(hits) <= len(everything)
+    assert [h.upper_bound for h in everything] == sorted(h.upper_bound for h in everything)
+
+
+def test_unknown_reference_is_a_clear_error_naming_it(indexed_store):
+    with pytest.raises(UnknownModel, match="'zoo-torch/no_such_model' is not in the index"):
+        sommelier_core.query(ref="zoo-torch/no_such_model", index_dir=indexed_store.root / "index")
+
+
+def test_incompatible_model_is_indexed_for_resources_but_has_no_equivalents(indexed_store):
+    hits = sommelier_core.query(ref="extra/two_class", within=1.0, index_dir=indexed_store.root / "index")
+    assert hits == []
+
+
+def test_corrupt_onnx_fails_only_its_own_partition_and_keeps_the_index(indexed_store):
+    failures = indexed_store.second_run.failures
+    assert set(failures) == {"extra/broken"}
+    assert "broken.onnx" in failures["extra/broken"]
+    before = indexed_store.index_after_first_run
+    after = pl.read_parquet(indexed_store.root / "index" / "resource_index.parquet")
+    assert set(before["resource_index"]["model_id"].to_list()) == set(after["model_id"].to_list())
+    assert not indexed_store.first_run.failures
+
+
+def test_mlflow_holds_a_run_per_model_with_its_onnx_artifact_and_an_index_run(indexed_store):
+    mlflow.set_tracking_uri(f"sqlite:///{indexed_store.root / 'mlflow' / 'mlflow.db'}")
+    runs = mlflow.search_runs(experiment_names=["sommelier"], output_format="list")
+    model_runs = [r for r in runs if r.data.tags.get("sommelier.kind") == "model"]
+    index_runs = [r for r in runs if r.data.tags.get("sommelier.kind") == "index"]
+    assert {r.data.tags["sommelier.model_id"] for r in model_runs} >= set(_zoo_ids(indexed_store))
+    assert len(index_runs) == 2
+    sample = model_runs[0]
+    assert sample.data.metrics["macs"] > 0 and "latency_ms_cpu" in sample.data.metrics
+    logged = mlflow.search_logged_models(experiment_ids=[sample.info.experiment_id], output_format="list")
+    assert any(m.source_run_id == sample.info.run_id for m in logged)
+    artifacts = [a.path for a in mlflow.MlflowClient().list_artifacts(index_runs[0].info.run_id)]
+    assert "pair_scores.csv" in artifacts
