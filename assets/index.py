@@ -30,9 +30,7 @@ def _registered(context: AssetExecutionContext) -> list[str]:
     deps=[pair_bounds, onnx_model],
     group_name="index",
 )
-def semantic_index(
-    context: AssetExecutionContext, store: ModelStoreResource, mlflow: MlflowTracker
-) -> pl.DataFrame:
+def semantic_index(context: AssetExecutionContext, store: ModelStoreResource, mlflow: MlflowTracker) -> pl.DataFrame:
     """For every model, its candidates ordered by equivalence: measured, transitive or identical bounds."""
     models = store.store()
     registered = _registered(context)
@@ -55,8 +53,15 @@ def semantic_index(
     }
     pair_table = pl.DataFrame(
         [
-            {"reference_id": b.reference_id, "candidate_id": b.candidate_id, "kind": b.kind,
-             "empirical": b.empirical, "lower": b.lower, "upper": b.upper, "n": b.n}
+            {
+                "reference_id": b.reference_id,
+                "candidate_id": b.candidate_id,
+                "kind": b.kind,
+                "empirical": b.empirical,
+                "lower": b.lower,
+                "upper": b.upper,
+                "n": b.n,
+            }
             for b in pairs
         ]
     )

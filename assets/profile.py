@@ -47,8 +47,11 @@ def model_profile(
     run_id = mlflow.log_model_run(
         onnx_model.model_id,
         onnx_model.onnx_path,
-        params={"fingerprint": onnx_model.fingerprint, "converter": onnx_model.converter,
-                "batch_size": str(settings.batch_size)},
+        params={
+            "fingerprint": onnx_model.fingerprint,
+            "converter": onnx_model.converter,
+            "batch_size": str(settings.batch_size),
+        },
         metrics=metrics,
     )
     context.add_output_metadata(

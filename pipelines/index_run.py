@@ -21,6 +21,8 @@ from sommelier_core.settings import dagster_home, store_root
 FIRST_WAVE = ("fetched_model", "onnx_model", "model_outputs", "model_profile")
 SECOND_WAVE = ("peers", "pair_scores", "pair_bounds")
 INDEX_WAVE = ("semantic_index", "resource_index")
+# Dagster's console logger prints every step event at DEBUG; the progress lines are ours.
+QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 
 
 @dataclass
@@ -51,6 +53,8 @@ def _failure_message(result) -> str:
     for event in result.all_events:
         if event.is_step_failure:
             error = event.event_specific_data.error
+            while error.cause is not None and error.cls_name.startswith("Dagster"):
+                error = error.cause  # Dagster wraps the stage's own exception; report that one
             return f"{event.step_key}: {error.cls_name}: {error.message.strip().splitlines()[0]}"
     return "run failed"
 
@@ -93,8 +97,13 @@ def run_index(echo=print, instance=None, resources: dict | None = None) -> Index
         for i, key in enumerate(keys, 1):
             t0 = time.perf_counter()
             result = materialize(
-                all_assets, selection=list(stages), partition_key=key, instance=instance,
-                resources=resources, raise_on_error=False,
+                all_assets,
+                selection=list(stages),
+                partition_key=key,
+                instance=instance,
+                resources=resources,
+                raise_on_error=False,
+                run_config=QUIET_RUN_CONFIG,
             )
             _record_stage_times(instance, result.run_id, summary)
             elapsed = time.perf_counter() - t0
@@ -111,8 +120,14 @@ def run_index(echo=print, instance=None, resources: dict | None = None) -> Index
     echo("Stage wave 2: peers → compare → bound")
     wave(SECOND_WAVE, converted, "analysis")
     echo("Stage wave 3: semantic index, resource index")
-    result = materialize(all_assets, selection=list(INDEX_WAVE), instance=instance, resources=resources,
-                         raise_on_error=False)
+    result = materialize(
+        all_assets,
+        selection=list(INDEX_WAVE),
+        instance=instance,
+        resources=resources,
+        raise_on_error=False,
+        run_config=QUIET_RUN_CONFIG,
+    )
     _record_stage_times(instance, result.run_id, summary)
     if not result.success:
         summary.failures["<index>"] = _failure_message(result)
@@ -120,8 +135,10 @@ def run_index(echo=print, instance=None, resources: dict | None = None) -> Index
     summary.total_seconds = time.perf_counter() - started
     summary.run_overhead_seconds = summary.total_seconds - sum(summary.stage_seconds.values())
     ok = len(model_ids) - len([m for m in summary.failures if m != "<index>"])
-    echo(f"Indexed {ok}/{len(model_ids)} models in {summary.total_seconds:.1f}s"
-         + (f"; {len(summary.failures)} failed (see above)" if summary.failures else ""))
+    echo(
+        f"Indexed {ok}/{len(model_ids)} models in {summary.total_seconds:.1f}s"
+        + (f"; {len(summary.failures)} failed (see above)" if summary.failures else "")
+    )
     return summary
 
 

@@ -35,9 +35,7 @@ class MlflowTracker(ConfigurableResource):
         except Exception:  # another process created it first
             return mlflow.get_experiment_by_name(self.experiment).experiment_id
 
-    def log_model_run(
-        self, model_id: str, onnx_path: Path, params: dict[str, str], metrics: dict[str, float]
-    ) -> str:
+    def log_model_run(self, model_id: str, onnx_path: Path, params: dict[str, str], metrics: dict[str, float]) -> str:
         """A run for one model: its ONNX artifact (`mlflow.onnx`), profile metrics and conversion error."""
         import mlflow
         import onnx

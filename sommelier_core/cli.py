@@ -140,8 +140,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(payload)
     else:
-        print(f"{comparison.kind} {comparison.difference:.2%} on {comparison.n} samples of {dataset.name}; "
-              f"upper bound {bound.upper:.2%} ({args.bound}, δ={bound.delta})")
+        print(
+            f"{comparison.kind} {comparison.difference:.2%} on {comparison.n} samples of {dataset.name}; "
+            f"upper bound {bound.upper:.2%} ({args.bound}, δ={bound.delta})"
+        )
     return 0
 
 
@@ -185,8 +187,9 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--params", type=parse_fraction, help="parameter budget relative to the reference")
     q.add_argument("--latency-ms", type=float, help="absolute latency budget on the device (ms)")
     q.add_argument("--device", default="cpu")
-    q.add_argument("--order-by", default="similarity",
-                   choices=["similarity", "flops", "macs", "params", "memory", "latency"])
+    q.add_argument(
+        "--order-by", default="similarity", choices=["similarity", "flops", "macs", "params", "memory", "latency"]
+    )
     q.add_argument("--limit", type=int)
     q.add_argument("--json", action="store_true")
     q.set_defaults(func=cmd_query)

@@ -78,6 +78,7 @@ def indexed_store(small_zoo, tmp_path_factory) -> IndexedStore:
     previous = os.environ.get("SOMMELIER_HOME")
     os.environ["SOMMELIER_HOME"] = str(root)
     try:
+        (root / "dagster").mkdir()
         instance = DagsterInstance.local_temp(str(root / "dagster"))
         resources = build_resources("local") | {
             "repositories": RepositoriesResource(

@@ -14,8 +14,15 @@ def test_definitions_hold_every_stage_jobs_sensor_and_schedule():
     graph = defs.resolve_asset_graph()
     names = {key.path[-1] for key in graph.get_all_asset_keys()}
     assert names == {
-        "fetched_model", "onnx_model", "model_outputs", "model_profile", "peers", "pair_scores", "pair_bounds",
-        "semantic_index", "resource_index",
+        "fetched_model",
+        "onnx_model",
+        "model_outputs",
+        "model_profile",
+        "peers",
+        "pair_scores",
+        "pair_bounds",
+        "semantic_index",
+        "resource_index",
     }
     assert defs.resolve_job_def("index_models") is not None
     assert defs.resolve_job_def("build_index") is not None

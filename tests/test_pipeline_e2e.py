@@ -21,11 +21,13 @@ def _zoo_ids(store) -> list[str]:
 
 
 def test_every_zoo_model_goes_through_every_stage(indexed_store):
+    assert not indexed_store.first_run.failures
     resource = pl.read_parquet(indexed_store.root / "index" / "resource_index.parquet")
     semantic = pl.read_parquet(indexed_store.root / "index" / "semantic_index.parquet")
     zoo_ids = _zoo_ids(indexed_store)
     assert set(zoo_ids) <= set(resource["model_id"].to_list())
-    assert set(zoo_ids) <= set(semantic["reference_id"].to_list())
+    digits_models = [m for m in zoo_ids if "1d" not in m]  # the lone mnist1d model has no compatible peer
+    assert set(digits_models) <= set(semantic["reference_id"].to_list())
     partitions = set(indexed_store.instance.get_dynamic_partitions("models"))
     assert set(zoo_ids) | {"extra/two_class"} <= partitions
     for stage in STAGES:
@@ -50,7 +52,7 @@ def test_each_model_is_compared_with_up_to_five_compatible_peers(indexed_store):
 
     store = ModelStore(indexed_store.root)
     zoo_ids = _zoo_ids(indexed_store)
-    for model_id in zoo_ids:
+    for model_id in [m for m in zoo_ids if "1d" not in m]:  # the lone mnist1d model has no compatible peer
         peers = store.load_record("peers", model_id)
         assert 0 < len(peers.peers) <= 5
         assert "extra/two_class" not in peers.peers

@@ -12,19 +12,47 @@ from sommelier_core.semantic_index import SEMANTIC_INDEX_SCHEMA
 def _index() -> Index:
     resource = pl.DataFrame(
         [
-            {"model_id": m, "fingerprint": m, "onnx_path": f"/s/{m}.onnx", "device": "cpu", "batch_size": 1,
-             "params": p, "macs": f // 2, "flops": f, "weight_bytes": 4 * p, "peak_activation_bytes": 100,
-             "memory_bytes": 4 * p + 100, "latency_ms": lat, "latency_p90_ms": lat, "threads": 2}
-            for m, p, f, lat in [("R", 1000, 2000, 1.0), ("A", 500, 900, 0.5), ("B", 900, 1800, 0.9),
-                                 ("C", 100, 100, 0.1)]
+            {
+                "model_id": m,
+                "fingerprint": m,
+                "onnx_path": f"/s/{m}.onnx",
+                "device": "cpu",
+                "batch_size": 1,
+                "params": p,
+                "macs": f // 2,
+                "flops": f,
+                "weight_bytes": 4 * p,
+                "peak_activation_bytes": 100,
+                "memory_bytes": 4 * p + 100,
+                "latency_ms": lat,
+                "latency_p90_ms": lat,
+                "threads": 2,
+            }
+            for m, p, f, lat in [
+                ("R", 1000, 2000, 1.0),
+                ("A", 500, 900, 0.5),
+                ("B", 900, 1800, 0.9),
+                ("C", 100, 100, 0.1),
+            ]
         ],
         schema=RESOURCE_INDEX_SCHEMA,
     )
     semantic = pl.DataFrame(
         [
-            {"reference_id": "R", "reference_fingerprint": "R", "candidate_id": c, "candidate_fingerprint": c,
-             "kind": "disagreement", "empirical": None, "lower": lo, "upper": up, "equivalence": 1 - up,
-             "provenance": "measured", "hops": 1, "n": 500}
+            {
+                "reference_id": "R",
+                "reference_fingerprint": "R",
+                "candidate_id": c,
+                "candidate_fingerprint": c,
+                "kind": "disagreement",
+                "empirical": None,
+                "lower": lo,
+                "upper": up,
+                "equivalence": 1 - up,
+                "provenance": "measured",
+                "hops": 1,
+                "n": 500,
+            }
             for c, lo, up in [("B", 0.0, 0.01), ("A", 0.01, 0.03), ("C", 0.1, 0.2)]
         ],
         schema=SEMANTIC_INDEX_SCHEMA,

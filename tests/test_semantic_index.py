@@ -21,8 +21,9 @@ def _row(frame, ref, cand):
 
 def test_chain_gives_sum_as_upper_and_difference_as_lower():
     # A–B in [0.01, 0.02], B–C in [0.05, 0.06]: A–C ≤ 0.02 + 0.06 = 0.08 and ≥ 0.05 − 0.02 = 0.03
-    frame = build_semantic_index([_pair("A", "B", 0.01, 0.02), _pair("B", "C", 0.05, 0.06)],
-                                 {"A": "fa", "B": "fb", "C": "fc"})
+    frame = build_semantic_index(
+        [_pair("A", "B", 0.01, 0.02), _pair("B", "C", 0.05, 0.06)], {"A": "fa", "B": "fb", "C": "fc"}
+    )
     ac = _row(frame, "A", "C")
     assert ac["provenance"] == "transitive" and ac["hops"] == 2
     assert ac["upper"] == pytest.approx(0.08) and ac["lower"] == pytest.approx(0.03)
@@ -31,8 +32,9 @@ def test_chain_gives_sum_as_upper_and_difference_as_lower():
 
 
 def test_candidate_lists_are_ordered_by_equivalence():
-    frame = build_semantic_index([_pair("A", "B", 0.05, 0.06), _pair("A", "C", 0.0, 0.01)],
-                                 {"A": "1", "B": "2", "C": "3"})
+    frame = build_semantic_index(
+        [_pair("A", "B", 0.05, 0.06), _pair("A", "C", 0.0, 0.01)], {"A": "1", "B": "2", "C": "3"}
+    )
     assert frame.filter(frame["reference_id"] == "A")["candidate_id"].to_list() == ["C", "B"]
 
 
@@ -74,7 +76,10 @@ def test_bounds_equal_brute_force_and_contain_the_true_distance():
         row = _row(frame, a, b)
         i, j = models.index(a), models.index(b)
         assert row["upper"] == pytest.approx(w[i, j])
-        hop = [max(measured[a, y] - measured[y, b], measured[y, b] - measured[a, y], 0.0)
-               for y in models if (a, y) in measured and (y, b) in measured]
+        hop = [
+            max(measured[a, y] - measured[y, b], measured[y, b] - measured[a, y], 0.0)
+            for y in models
+            if (a, y) in measured and (y, b) in measured
+        ]
         assert row["lower"] == pytest.approx(max(hop + [0.0]) if (a, b) not in measured else true[a, b])
         assert row["lower"] - 1e-12 <= true[a, b] <= row["upper"] + 1e-12

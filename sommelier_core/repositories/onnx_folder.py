@@ -1,0 +1,87 @@
+"""A folder of `.onnx` files as a repository.
+
+The interface is read from each graph (first input's shape and dtype); the task is guessed from
+the first output (rank 2, `(N, classes)`, reads as classification) unless `sommelier.json` in
+the folder declares it. A file that cannot be parsed is still listed, so the rest of the folder
+indexes; converting it then fails with a `ConversionError` naming the file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from sommelier_core.errors import RepositoryError
+from sommelier_core.models import FetchedModel, ModelEntry, model_id_for
+from sommelier_core.repositories.entries import make_entry, merged_metadata, read_metadata_file, short_sha256
+
+ONNX_SUFFIX = ".onnx"
+
+
+class OnnxFolderRepository:
+    """Every `*.onnx` file directly inside `folder`; the model name is the file stem."""
+
+    def __init__(
+        self, name: str, folder: str | Path, *, metadata: Mapping[str, Mapping[str, Any]] | None = None
+    ) -> None:
+        self.name = name
+        self.folder = Path(folder)
+        self.metadata = {k: dict(v) for k, v in (metadata or {}).items()}
+
+    def list_models(self) -> list[ModelEntry]:
+        """One entry per `.onnx` file, sorted by name; version = short sha256 of the file."""
+        if not self.folder.is_dir():
+            raise RepositoryError(f"ONNX repository {self.name!r}: {self.folder} is not a directory")
+        declared = read_metadata_file(self.folder)
+        entries = []
+        for path in sorted(self.folder.glob(f"*{ONNX_SUFFIX}")):
+            meta = merged_metadata(declared, self.metadata, name=path.stem)
+            interface = _graph_interface(path)
+            if interface is None:
+                meta = {**meta, "listing_note": f"{path.name} could not be parsed as an ONNX model"}
+                interface = (None, "float32", None)
+            input_shape, input_dtype, output_rank = interface
+            entries.append(
+                make_entry(
+                    self.name,
+                    path.stem,
+                    "onnx",
+                    meta,
+                    version=short_sha256([path]),
+                    task="classification" if output_rank == 2 else "regression",
+                    input_shape=input_shape,
+                    input_dtype=input_dtype,
+                )
+            )
+        return entries
+
+    def fetch(self, entry: ModelEntry, dest_dir: Path) -> FetchedModel:
+        """The `.onnx` file itself: it is already local, so nothing is copied into `dest_dir`."""
+        path = self.folder / f"{entry.name}{ONNX_SUFFIX}"
+        if not path.is_file():
+            raise RepositoryError(f"{model_id_for(self.name, entry.name)}: no file {path}")
+        return FetchedModel(entry=entry, loader="onnx", source_path=path.resolve())
+
+
+def _graph_interface(path: Path) -> tuple[tuple[int, ...] | None, str, int | None] | None:
+    """(input shape without batch, or None if symbolic; input dtype; first output rank), or None
+    when the file is not a readable ONNX model."""
+    import onnx
+    from onnx.helper import tensor_dtype_to_np_dtype
+
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception:
+        return None
+    initializers = {t.name for t in model.graph.initializer}
+    inputs = [i for i in model.graph.input if i.name not in initializers]
+    if not inputs or not model.graph.output:
+        return None
+    tensor_type = inputs[0].type.tensor_type
+    dims = tensor_type.shape.dim[1:]
+    shape = tuple(d.dim_value for d in dims) if all(d.HasField("dim_value") for d in dims) else None
+    dtype = tensor_dtype_to_np_dtype(tensor_type.elem_type).name if tensor_type.elem_type else "float32"
+    output_type = model.graph.output[0].type.tensor_type
+    rank = len(output_type.shape.dim) if output_type.HasField("shape") else None
+    return shape, dtype, rank
