@@ -398,9 +398,61 @@ def _inferred_graph(
     for out in graph.output:
         out.type.tensor_type.ClearField("shape")
     try:
-        return shape_inference.infer_shapes(fixed, check_type=True, strict_mode=True, data_prop=True).graph
+        inferred = shape_inference.infer_shapes(fixed, check_type=True, strict_mode=True, data_prop=True).graph
     except (shape_inference.InferenceError, onnx.checker.ValidationError) as error:
         raise UnprofilableModel(f"{label}: shape inference failed: {error}") from error
+    return _complete_shapes_by_execution(model, inferred, shapes, label)
+
+
+def _complete_shapes_by_execution(
+    model: onnx.ModelProto, inferred: onnx.GraphProto, shapes: Mapping[str, Sequence[int]], label: str
+) -> onnx.GraphProto:
+    """Fill the shapes that static inference left unknown by running the model once at the fixed input shapes.
+
+    ONNX's data propagation stops at ops such as `Mod` in exporter-generated shape arithmetic (PyTorch
+    emits it for negative-index `unsqueeze`/slicing), leaving later shapes unknown although the model's
+    shapes are fully determined by its input shapes. One ONNX Runtime pass on zero inputs exposing
+    those tensors gives their exact shapes; nothing is guessed.
+    """
+    types = _tensor_types(inferred)
+    initializers = {init.name for init in inferred.initializer}
+    missing = [
+        out
+        for node in inferred.node
+        for out in node.output
+        if out and out not in initializers and (out not in types or types[out][1] is None)
+    ]
+    typed = [name for name in missing if name in types and types[name][0] != TensorProto.UNDEFINED]
+    if not typed:
+        return inferred
+    runnable = onnx.ModelProto()
+    runnable.CopyFrom(model)
+    known_outputs = {out.name for out in runnable.graph.output}
+    for name in typed:
+        if name not in known_outputs:
+            runnable.graph.output.append(onnx.helper.make_tensor_value_info(name, types[name][0], None))
+    feeds = {}
+    for vi in runnable.graph.input:
+        if vi.name in shapes:
+            dtype = onnx.helper.tensor_dtype_to_np_dtype(vi.type.tensor_type.elem_type)
+            feeds[vi.name] = np.zeros(shapes[vi.name], dtype=dtype)
+    try:
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        session = ort.InferenceSession(
+            runnable.SerializeToString(), sess_options=options, providers=["CPUExecutionProvider"]
+        )
+        values = session.run(typed, feeds)
+    except Exception:  # onnxruntime raises its own untyped errors
+        return inferred  # the first unknown tensor is then reported by name, with its node
+    by_name = {vi.name: vi for vi in [*inferred.value_info, *inferred.output]}
+    for name, value in zip(typed, values, strict=True):
+        info = onnx.helper.make_tensor_value_info(name, types[name][0], list(value.shape))
+        if name in by_name:
+            by_name[name].CopyFrom(info)
+        else:
+            inferred.value_info.append(info)
+    return inferred
 
 
 def _tensor_types(graph: onnx.GraphProto) -> dict[str, tuple[int, Shape | None]]:

@@ -307,3 +307,23 @@ def test_cpu_is_always_available() -> None:
     devices = available_devices()
     assert devices[0] == "cpu"
     assert set(devices) <= {"cpu", "cuda"}
+
+
+def test_shapes_static_inference_cannot_reach_are_taken_from_one_execution(tmp_path: Path) -> None:
+    # torch exports nn.Unflatten as Shape/Mod/Slice arithmetic that ONNX data propagation stops at.
+    # Conv1d 1→4, k=3, pad 1 on length 8: 4·8 outputs × 1·3 = 96 MACs; Linear 32→2: 64 MACs.
+    # params: 4·1·3 + 4 + 32·2 + 2 = 82.
+    torch = pytest.importorskip("torch")
+    net = torch.nn.Sequential(
+        torch.nn.Unflatten(1, (1, 8)), torch.nn.Conv1d(1, 4, 3, padding=1), torch.nn.Flatten(), torch.nn.Linear(32, 2)
+    )
+    path = tmp_path / "unflatten.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            net.eval(), (torch.zeros(1, 8),), str(path), dynamo=False, input_names=["x"], output_names=["y"],
+            dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}},
+        )  # fmt: skip
+    profile = static_profile(onnx.load(path))
+    assert (profile.macs, profile.params) == (160, 82)
+    assert static_profile(onnx.load(path), batch_size=3).macs == 3 * 160
