@@ -16,7 +16,7 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from sommelier_core.settings import dagster_home, store_root
+from sommelier_core.settings import dagster_home
 
 FIRST_WAVE = ("fetched_model", "onnx_model", "model_outputs", "model_profile")
 SECOND_WAVE = ("peers", "pair_scores", "pair_bounds")
@@ -30,6 +30,7 @@ class IndexRunSummary:
     """What an index run did: models indexed, failures by model, and wall time per stage."""
 
     models: list[str] = field(default_factory=list)
+    up_to_date: list[str] = field(default_factory=list)
     failures: dict[str, str] = field(default_factory=dict)
     stage_seconds: dict[str, float] = field(default_factory=lambda: defaultdict(float))
     run_overhead_seconds: float = 0.0
@@ -71,8 +72,19 @@ def _record_stage_times(instance, run_id: str, summary: IndexRunSummary) -> None
             summary.stage_seconds[event.step_key] += entry.timestamp - starts[event.step_key]
 
 
-def run_index(echo=print, instance=None, resources: dict | None = None) -> IndexRunSummary:
-    """Register every listed model, materialize all per-model stages and then both indexes."""
+def _is_current(store, entry) -> bool:
+    """Whether a model's stages all ran for the version the repository lists now."""
+    if not all(store.has_record(stage, entry.model_id) for stage in (*FIRST_WAVE, *SECOND_WAVE)):
+        return False
+    return store.load_record("fetched_model", entry.model_id).entry.version == entry.version
+
+
+def run_index(echo=print, instance=None, resources: dict | None = None, full: bool = False) -> IndexRunSummary:
+    """Register every listed model, materialize the per-model stages of new or changed models, then both indexes.
+
+    Models whose stages already ran for their current version are not re-run (insertion does not
+    rebuild from scratch); `full=True` re-runs every model.
+    """
     from dagster import materialize
 
     from assets.partitions import models_partitions
@@ -90,7 +102,13 @@ def run_index(echo=print, instance=None, resources: dict | None = None) -> Index
     known = set(instance.get_dynamic_partitions(models_partitions.name))
     instance.add_dynamic_partitions(models_partitions.name, [m for m in model_ids if m not in known])
     summary.models = model_ids
-    echo(f"Indexing {len(model_ids)} models from {store_root()}")
+    store = resources["store"].store()
+    summary.up_to_date = [] if full else sorted(e.model_id for e in entries if _is_current(store, e))
+    pending = [m for m in model_ids if m not in set(summary.up_to_date)]
+    echo(
+        f"Indexing {len(model_ids)} models from {store.root}"
+        + (f" ({len(summary.up_to_date)} up to date, {len(pending)} to run)" if summary.up_to_date else "")
+    )
 
     def wave(stages: tuple[str, ...], keys: list[str], label: str) -> list[str]:
         done = []
@@ -116,7 +134,7 @@ def run_index(echo=print, instance=None, resources: dict | None = None) -> Index
         return done
 
     echo("Stage wave 1: fetch → convert → outputs → profile")
-    converted = wave(FIRST_WAVE, model_ids, "ingest")
+    converted = wave(FIRST_WAVE, pending, "ingest")
     echo("Stage wave 2: peers → compare → bound")
     wave(SECOND_WAVE, converted, "analysis")
     echo("Stage wave 3: semantic index, resource index")
@@ -144,8 +162,9 @@ def run_index(echo=print, instance=None, resources: dict | None = None) -> Index
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `python -m pipelines.index_run` (what `sommelier index` runs)."""
-    argparse.ArgumentParser(prog="sommelier index", description=__doc__).parse_args(argv)
-    summary = run_index()
+    parser = argparse.ArgumentParser(prog="sommelier index", description=__doc__)
+    parser.add_argument("--full", action="store_true", help="re-run every model, not only new or changed ones")
+    summary = run_index(full=parser.parse_args(argv).full)
     return 1 if "<index>" in summary.failures else 0
 
 

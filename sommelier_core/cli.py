@@ -48,7 +48,7 @@ def cmd_zoo_build(args: argparse.Namespace) -> int:
 
 def cmd_index(args: argparse.Namespace) -> int:
     """Materialize every asset in process (runs the pipelines' driver in its own interpreter)."""
-    return subprocess.call([sys.executable, "-m", "pipelines.index_run"])
+    return subprocess.call([sys.executable, "-m", "pipelines.index_run", *(["--full"] if args.full else [])])
 
 
 def cmd_query(args: argparse.Namespace) -> int:
@@ -177,6 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
     build.set_defaults(func=cmd_zoo_build)
 
     index = sub.add_parser("index", help="materialize every asset in process, with progress")
+    index.add_argument("--full", action="store_true", help="re-run every model, not only new or changed ones")
     index.set_defaults(func=cmd_index)
 
     q = sub.add_parser("query", help="models equivalent to a reference, within resource budgets")

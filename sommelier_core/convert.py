@@ -247,7 +247,7 @@ def _export_torch(fetched: FetchedModel, x: np.ndarray) -> tuple[onnx.ModelProto
         expected = _torch_outputs(model, x, model_id)
     output_names = _output_names([str(i) for i in range(len(expected))])
     names = [INPUT_NAME, *output_names]
-    dummy = torch.from_numpy(np.ascontiguousarray(x[:_EXPORT_BATCH]))
+    dummy = torch.from_numpy(np.array(x[:_EXPORT_BATCH], copy=True))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:

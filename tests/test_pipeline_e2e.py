@@ -22,6 +22,7 @@ def _zoo_ids(store) -> list[str]:
 
 def test_every_zoo_model_goes_through_every_stage(indexed_store):
     assert not indexed_store.first_run.failures
+    assert indexed_store.first_run.up_to_date == []
     resource = pl.read_parquet(indexed_store.root / "index" / "resource_index.parquet")
     semantic = pl.read_parquet(indexed_store.root / "index" / "semantic_index.parquet")
     zoo_ids = _zoo_ids(indexed_store)
@@ -104,6 +105,7 @@ def test_corrupt_onnx_fails_only_its_own_partition_and_keeps_the_index(indexed_s
     after = pl.read_parquet(indexed_store.root / "index" / "resource_index.parquet")
     assert set(before["resource_index"]["model_id"].to_list()) == set(after["model_id"].to_list())
     assert not indexed_store.first_run.failures
+    assert indexed_store.first_run.up_to_date == []
 
 
 def test_mlflow_holds_a_run_per_model_with_its_onnx_artifact_and_an_index_run(indexed_store):
@@ -119,3 +121,8 @@ def test_mlflow_holds_a_run_per_model_with_its_onnx_artifact_and_an_index_run(in
     assert any(m.source_run_id == sample.info.run_id for m in logged)
     artifacts = [a.path for a in mlflow.MlflowClient().list_artifacts(index_runs[0].info.run_id)]
     assert "pair_scores.csv" in artifacts
+
+
+def test_second_run_only_runs_the_new_model(indexed_store):
+    assert set(indexed_store.second_run.up_to_date) == set(indexed_store.first_run.models)
+    assert set(indexed_store.second_run.models) - set(indexed_store.second_run.up_to_date) == {"extra/broken"}
