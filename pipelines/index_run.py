@@ -16,11 +16,9 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 
+from pipelines.stages import FIRST_WAVE, INDEX_WAVE, SECOND_WAVE, is_current
 from sommelier_core.settings import dagster_home
 
-FIRST_WAVE = ("fetched_model", "onnx_model", "model_outputs", "model_profile")
-SECOND_WAVE = ("peers", "pair_scores", "pair_bounds")
-INDEX_WAVE = ("semantic_index", "resource_index")
 # Dagster's console logger prints every step event at DEBUG; the progress lines are ours.
 QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 
@@ -72,13 +70,6 @@ def _record_stage_times(instance, run_id: str, summary: IndexRunSummary) -> None
             summary.stage_seconds[event.step_key] += entry.timestamp - starts[event.step_key]
 
 
-def _is_current(store, entry) -> bool:
-    """Whether a model's stages all ran for the version the repository lists now."""
-    if not all(store.has_record(stage, entry.model_id) for stage in (*FIRST_WAVE, *SECOND_WAVE)):
-        return False
-    return store.load_record("fetched_model", entry.model_id).entry.version == entry.version
-
-
 def run_index(echo=print, instance=None, resources: dict | None = None, full: bool = False) -> IndexRunSummary:
     """Register every listed model, materialize the per-model stages of new or changed models, then both indexes.
 
@@ -103,7 +94,7 @@ def run_index(echo=print, instance=None, resources: dict | None = None, full: bo
     instance.add_dynamic_partitions(models_partitions.name, [m for m in model_ids if m not in known])
     summary.models = model_ids
     store = resources["store"].store()
-    summary.up_to_date = [] if full else sorted(e.model_id for e in entries if _is_current(store, e))
+    summary.up_to_date = [] if full else sorted(e.model_id for e in entries if is_current(store, e))
     pending = [m for m in model_ids if m not in set(summary.up_to_date)]
     echo(
         f"Indexing {len(model_ids)} models from {store.root}"

@@ -157,7 +157,8 @@ def cmd_ui(args: argparse.Namespace) -> int:
     print(f"Dagster UI on http://127.0.0.1:{args.port} (instance in {home})")
     print(f"MLflow UI: mlflow ui --backend-store-uri {mlflow_tracking_uri()}")
     env = {**os.environ, "DAGSTER_HOME": str(home)}
-    cmd = ["dagster", "dev", "-w", str(workspace), "-p", str(args.port)]
+    dagster = Path(sys.executable).with_name("dagster")  # the venv's dagster, whether or not it is on PATH
+    cmd = [str(dagster) if dagster.exists() else "dagster", "dev", "-w", str(workspace), "-p", str(args.port)]
     return subprocess.call(cmd, env=env, cwd=workspace.parent)
 
 

@@ -7,6 +7,7 @@ from dagster import DagsterInstance, build_sensor_context
 from pipelines.definitions import defs
 from pipelines.sensors import make_repository_sensor
 from resources.repositories import RepositoriesResource, RepositoryConfig
+from resources.store import ModelStoreResource
 from tests.conftest import two_class_onnx
 
 
@@ -38,10 +39,20 @@ def test_repository_sensor_adds_partitions_and_requests_a_run_per_new_model(tmp_
     repositories = RepositoriesResource(repositories=[config])
     sensor = make_repository_sensor("index_models")
     with DagsterInstance.ephemeral() as instance:
-        result = sensor(build_sensor_context(instance=instance, resources={"repositories": repositories}))
+        result = sensor(
+            build_sensor_context(
+                instance=instance,
+                resources={"repositories": repositories, "store": ModelStoreResource(root=str(tmp_path))},
+            )
+        )
         assert [r.partition_key for r in result.run_requests] == ["lab/first"]
         assert result.dynamic_partitions_requests[0].partition_keys == ["lab/first"]
         instance.add_dynamic_partitions("models", ["lab/first"])
         two_class_onnx(folder / "second.onnx")
-        grown = sensor(build_sensor_context(instance=instance, resources={"repositories": repositories}))
+        grown = sensor(
+            build_sensor_context(
+                instance=instance,
+                resources={"repositories": repositories, "store": ModelStoreResource(root=str(tmp_path))},
+            )
+        )
         assert grown.dynamic_partitions_requests[0].partition_keys == ["lab/second"]

@@ -126,3 +126,15 @@ def test_mlflow_holds_a_run_per_model_with_its_onnx_artifact_and_an_index_run(in
 def test_second_run_only_runs_the_new_model(indexed_store):
     assert set(indexed_store.second_run.up_to_date) == set(indexed_store.first_run.models)
     assert set(indexed_store.second_run.models) - set(indexed_store.second_run.up_to_date) == {"extra/broken"}
+
+
+def test_sensor_requests_no_run_for_models_already_indexed(indexed_store):
+    from dagster import build_sensor_context
+
+    from pipelines.sensors import make_repository_sensor
+
+    sensor = make_repository_sensor("index_models")
+    resources = {"repositories": indexed_store.resources["repositories"], "store": indexed_store.resources["store"]}
+    result = sensor(build_sensor_context(instance=indexed_store.instance, resources=resources))
+    assert [r.partition_key for r in result.run_requests] == ["extra/broken"]
+    assert result.dynamic_partitions_requests == []
