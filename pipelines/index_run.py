@@ -101,26 +101,29 @@ def run_index(echo=print, instance=None, resources: dict | None = None, full: bo
         + (f" ({len(summary.up_to_date)} up to date, {len(pending)} to run)" if summary.up_to_date else "")
     )
 
+    def run(stages: tuple[str, ...], partition_key: str | None = None) -> bool:
+        result = materialize(
+            all_assets,
+            selection=list(stages),
+            partition_key=partition_key,
+            instance=instance,
+            resources=resources,
+            raise_on_error=False,
+            run_config=QUIET_RUN_CONFIG,
+        )
+        _record_stage_times(instance, result.run_id, summary)
+        if not result.success:
+            summary.failures[partition_key or "<index>"] = _failure_message(result)
+        return result.success
+
     def wave(stages: tuple[str, ...], keys: list[str], label: str) -> list[str]:
         done = []
         for i, key in enumerate(keys, 1):
             t0 = time.perf_counter()
-            result = materialize(
-                all_assets,
-                selection=list(stages),
-                partition_key=key,
-                instance=instance,
-                resources=resources,
-                raise_on_error=False,
-                run_config=QUIET_RUN_CONFIG,
-            )
-            _record_stage_times(instance, result.run_id, summary)
-            elapsed = time.perf_counter() - t0
-            if result.success:
+            if run(stages, key):
                 done.append(key)
-                echo(f"  [{label} {i}/{len(keys)}] {key}  ok ({elapsed:.1f}s)")
+                echo(f"  [{label} {i}/{len(keys)}] {key}  ok ({time.perf_counter() - t0:.1f}s)")
             else:
-                summary.failures[key] = _failure_message(result)
                 echo(f"  [{label} {i}/{len(keys)}] {key}  FAILED: {summary.failures[key]}")
         return done
 
@@ -129,17 +132,7 @@ def run_index(echo=print, instance=None, resources: dict | None = None, full: bo
     echo("Stage wave 2: peers → compare → bound")
     wave(SECOND_WAVE, converted, "analysis")
     echo("Stage wave 3: semantic index, resource index")
-    result = materialize(
-        all_assets,
-        selection=list(INDEX_WAVE),
-        instance=instance,
-        resources=resources,
-        raise_on_error=False,
-        run_config=QUIET_RUN_CONFIG,
-    )
-    _record_stage_times(instance, result.run_id, summary)
-    if not result.success:
-        summary.failures["<index>"] = _failure_message(result)
+    if not run(INDEX_WAVE):
         echo(f"  index build FAILED: {summary.failures['<index>']}")
     summary.total_seconds = time.perf_counter() - started
     summary.run_overhead_seconds = summary.total_seconds - sum(summary.stage_seconds.values())
