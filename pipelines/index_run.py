@@ -17,7 +17,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from pipelines.stages import FIRST_WAVE, INDEX_WAVE, SECOND_WAVE, is_current
-from sommelier_core.settings import dagster_home
+from sommelier_core.settings import dagster_home, zoo_dir
 
 # Dagster's console logger prints every step event at DEBUG; the progress lines are ours.
 QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
@@ -89,6 +89,15 @@ def run_index(echo=print, instance=None, resources: dict | None = None, full: bo
     entries, errors = resources["repositories"].list_models()
     for error in errors:
         echo(f"! repository not listed: {error}")
+    if not entries:
+        hint = (
+            ""
+            if zoo_dir().joinpath("manifest.json").exists()
+            else "; build the built-in zoo with `sommelier zoo build`"
+        )
+        echo(f"No models listed by the configured repositories{hint}. The index is left as it was.")
+        summary.failures["<repositories>"] = "; ".join(errors) or "no models listed"
+        return summary
     model_ids = sorted(e.model_id for e in entries)
     known = set(instance.get_dynamic_partitions(models_partitions.name))
     instance.add_dynamic_partitions(models_partitions.name, [m for m in model_ids if m not in known])
@@ -149,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="sommelier index", description=__doc__)
     parser.add_argument("--full", action="store_true", help="re-run every model, not only new or changed ones")
     summary = run_index(full=parser.parse_args(argv).full)
-    return 1 if "<index>" in summary.failures else 0
+    return 1 if {"<index>", "<repositories>"} & set(summary.failures) else 0
 
 
 if __name__ == "__main__":

@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import logging
-
 from dagster import Config, ConfigurableResource
 
 from sommelier_core.errors import SommelierError, UnknownModel
 from sommelier_core.models import ModelEntry
 from sommelier_core.repositories import Repository, repository_from_config
 from sommelier_core.settings import zoo_dir
-
-log = logging.getLogger("sommelier.repositories")
 
 
 class RepositoryConfig(Config):
@@ -47,7 +43,7 @@ class RepositoriesResource(ConfigurableResource):
     def list_models(self) -> tuple[list[ModelEntry], list[str]]:
         """Every listed model, and an error line per repository that could not be listed.
 
-        One unreachable repository does not hide the models of the others.
+        One unreachable repository does not hide the models of the others; callers report the errors.
         """
         entries: list[ModelEntry] = []
         errors: list[str] = []
@@ -55,7 +51,6 @@ class RepositoriesResource(ConfigurableResource):
             try:
                 entries.extend(repo.list_models())
             except SommelierError as exc:
-                log.warning("cannot list repository %s: %s", repo.name, exc)
                 errors.append(f"{repo.name}: {exc}")
         return entries, errors
 
