@@ -3,7 +3,12 @@
 Both are unpartitioned; they read the per-model records through the model store for the models
 currently registered, so a model whose stages failed is left out (and named) instead of failing
 the build, and a reader never sees half an index (parquet written to a temporary name, renamed).
+The semantic index is kept as a `SemanticStore` (pickled next to the parquet) and synced: only
+models that are new, gone, or whose fingerprint or measured pairs changed are deleted/inserted.
 """
+
+import pickle
+from pathlib import Path
 
 import polars as pl
 from dagster import AssetExecutionContext, MetadataValue, asset
@@ -14,7 +19,22 @@ from assets.profile import model_profile
 from resources.mlflow_tracker import MlflowTracker
 from resources.store import ModelStoreResource
 from sommelier_core.resource_index import build_resource_index
-from sommelier_core.semantic_index import build_semantic_index
+from sommelier_core.semantic_store import SemanticStore
+from sommelier_core.store import write_atomic
+
+SEMANTIC_STORE_FILE = "semantic_store.pkl"
+
+
+def _load_semantic_store(path: Path) -> SemanticStore:
+    """The store the last build left, or an empty one (first build, or an unreadable file)."""
+    if path.exists():
+        try:
+            found = pickle.loads(path.read_bytes())
+        except Exception:  # a file from another version: rebuild rather than fail the index
+            found = None
+        if isinstance(found, SemanticStore):
+            return found
+    return SemanticStore()
 
 
 def _preview(frame: pl.DataFrame) -> MetadataValue:
@@ -38,7 +58,12 @@ def semantic_index(context: AssetExecutionContext, store: ModelStoreResource, ml
     conversions = models.records("onnx_model", list(bounds))
     fingerprints = {m: c.fingerprint for m, c in conversions.items()}
     pairs = [b for record in bounds.values() for b in record.bounds]
-    frame = build_semantic_index(pairs, fingerprints)
+    kinds = {p.candidate_id: p.kind for p in pairs} | {p.reference_id: p.kind for p in pairs}
+    store_path = models.index_dir / SEMANTIC_STORE_FILE
+    semantic = _load_semantic_store(store_path)
+    inserted, deleted = semantic.sync(pairs, fingerprints, kinds)
+    write_atomic(store_path, pickle.dumps(semantic))
+    frame = semantic.to_frame()
     skipped = sorted(set(registered) - set(fingerprints))
     counts = frame.group_by("provenance").len().to_dict(as_series=False)
     by_provenance = dict(zip(counts["provenance"], counts["len"], strict=True))
@@ -75,6 +100,7 @@ def semantic_index(context: AssetExecutionContext, store: ModelStoreResource, ml
                 f"{by_provenance.get('identical', 0)}"
             ),
             "Index size (bytes)": int(statistics["index_bytes"]),
+            "Models (re)inserted / deleted": f"{len(inserted)} / {len(deleted)}",
             "Models left out (stages missing)": ", ".join(skipped) or "none",
             "MLflow run": run_id,
             "Preview": _preview(frame),

@@ -136,7 +136,7 @@ def run_index(echo=print, instance=None, resources: dict | None = None, full: bo
                 echo(f"  [{label} {i}/{len(keys)}] {key}  FAILED: {summary.failures[key]}")
         return done
 
-    echo("Stage wave 1: fetch → convert → outputs → profile")
+    echo("Stage wave 1: fetch → convert → outputs → cushions → profile")
     converted = wave(FIRST_WAVE, pending, "ingest")
     echo("Stage wave 2: peers → compare → bound")
     wave(SECOND_WAVE, converted, "analysis")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from sommelier_core.models import ModelEntry
 from sommelier_core.store import ModelStore
 
-FIRST_WAVE = ("fetched_model", "onnx_model", "model_outputs", "model_profile")
+FIRST_WAVE = ("fetched_model", "onnx_model", "model_outputs", "model_cushions", "model_profile")
 SECOND_WAVE = ("peers", "pair_scores", "pair_bounds")
 INDEX_WAVE = ("semantic_index", "resource_index")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dagster import ConfigurableResource
 
-from sommelier_core.bound import BOUND_MODES
+from sommelier_core.bound import ARORA_CONSTANT, BOUND_MODES
 
 
 class IndexSettings(ConfigurableResource):
@@ -15,9 +15,18 @@ class IndexSettings(ConfigurableResource):
     seed: int = 0
     """Seed of peer sampling and profiling inputs."""
     bound_mode: str = "statistical"
-    """`off` or `statistical` (the architecture term comes in a later mode)."""
+    """`off`, `statistical`, `arora` (+ the reference's architecture term, paper §4.1) or `custom`
+    (`arora` with the difference and cushions measured on `bound_data`)."""
     delta: float = 0.05
     """Bounds hold with confidence 1 − delta."""
+    bound_constant: float = ARORA_CONSTANT
+    """C of the architecture term (calibrated by benchmarks/bound_safety.py; see README)."""
+    bound_data: str = ""
+    """The dataset of the `custom` mode: an `.npz` with an array `x` and optional `y` (or a built-in name)."""
+    cushion_jacobian_samples: int = 32
+    """Validation samples the interlayer cushions (Jacobian norms) are measured on."""
+    cushion_projections: int = 8
+    """Random projections per Jacobian Frobenius-norm estimate."""
     parity_tolerance: float = 1e-4
     """Largest accepted ONNX-vs-original error, relative to the output magnitude."""
     latency_repeats: int = 30
@@ -29,4 +38,6 @@ class IndexSettings(ConfigurableResource):
         """The bound mode, validated."""
         if self.bound_mode not in BOUND_MODES:
             raise ValueError(f"bound_mode {self.bound_mode!r} is not one of {', '.join(BOUND_MODES)}")
+        if self.bound_mode == "custom" and not self.bound_data:
+            raise ValueError("bound_mode 'custom' needs bound_data: an .npz with an array 'x' and optional 'y'")
         return self.bound_mode

@@ -1,23 +1,54 @@
 """Upper (and lower) bounds on the true difference between two models (paper §4.1, design §3).
 
-Every mode above `off` includes the statistical term: the difference measured on n samples is an
-estimate, so the bound adds the one-sided confidence margin at confidence 1 − δ. For disagreement
-rates that margin is exact (Clopper–Pearson on a binomial count); for relative l2 it is the
-one-sided Student-t margin on the mean per-sample distance. The architecture-dependent term of the
-paper (Arora et al. 2018) is a later mode.
+Modes (paper §5.5):
+
+- `off`: the empirical difference itself.
+- `statistical`: the difference measured on n samples is an estimate, so the bound adds the
+  one-sided confidence margin at confidence 1 − δ. For disagreement rates that margin is exact
+  (Clopper–Pearson on a binomial count); for relative l2 it is the one-sided Student-t margin on
+  the mean per-sample distance. Every mode above `off` includes it.
+- `arora`: the statistical bound plus the architecture term of paper §4.1 (Arora et al. 2018,
+  Thm 4.1), measured on the *reference* model, because the measure is asymmetric (paper §4.3):
+
+      term = C · sqrt(c² · d² · max‖f(x)‖² · Σ_i 1/(μ_i² μ_{i→}²) / (γ² · n))
+
+  with the cushions of `sommelier_core.cushions`, γ the margin (below) and C `ARORA_CONSTANT`.
+  upper = statistical upper + term; lower = statistical lower − term (floored at 0).
+- `custom`: the same bound with the difference *and* the cushions measured on a user-supplied
+  dataset (`.npz` with `x` and optional `y`) instead of the index's validation set.
+
+The margin γ: Arora's theorem compares the 0–1 loss with the γ-margin loss on the sample, and the
+term is invariant to rescaling the outputs only if γ scales with them; so γ is measured on the
+reference's outputs on the same data: the median top-1 margin f(x)[top] − max_{k≠top} f(x)[k] for
+disagreement (half the samples are classified with at least that margin), and the mean ‖f(x)‖ for
+relative l2 (whose difference is itself normalised by the mean ‖f(x)‖).
+
+The constant C: the Õ(·) of the theorem hides constants and log factors that make its raw value
+vacuous (> 1) for every network; C is the one factor Sommelier fits. It is calibrated by
+`benchmarks/bound_safety.py` (`--calibrate`) on calibration pairs and shifted calibration data,
+then validated on other pairs and other shifts (README, "How the bound is calibrated").
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Literal
 
 from scipy import stats
 
-from sommelier_core.equivalence import Comparison
+from sommelier_core.cushions import Cushions
+from sommelier_core.equivalence import Comparison, DifferenceKind
 
-BoundMode = Literal["off", "statistical"]
-BOUND_MODES: tuple[str, ...] = ("off", "statistical")
+BoundMode = Literal["off", "statistical", "arora", "custom"]
+BOUND_MODES: tuple[str, ...] = ("off", "statistical", "arora", "custom")
+ARCHITECTURE_MODES: tuple[str, ...] = ("arora", "custom")
+"""Modes that add the architecture term, and so need the reference model's cushions."""
+
+ARORA_CONSTANT = 2.0e-5
+"""C of the architecture term: `benchmarks/bound_safety.py --calibrate` measured 1.93e-5 on its calibration
+cells (reference zoo-torch/cnn1d_w32 with _noise1 and _noise3, MNIST-1D shifted in scale and padding,
+n = 1 000), rounded up to two significant digits."""
 
 
 @dataclass(frozen=True)
@@ -37,11 +68,14 @@ class PairBound:
     n: int
     mode: str
     delta: float
+    architecture_term: float = 0.0
+    """What the reference's architecture term added to `upper` (capped so a rate stays ≤ 1; 0 in `off`
+    and `statistical` modes). The uncapped term is `architecture_term(cushions, n, kind)`."""
 
     @property
     def statistical_term(self) -> float:
-        """The margin added to the empirical difference."""
-        return self.upper - self.empirical
+        """The confidence margin added to the empirical difference (before the architecture term)."""
+        return self.upper - self.empirical - self.architecture_term
 
 
 def clopper_pearson(k: int, n: int, delta: float) -> tuple[float, float]:
@@ -53,13 +87,44 @@ def clopper_pearson(k: int, n: int, delta: float) -> tuple[float, float]:
     return lower, upper
 
 
-def bound_comparison(comparison: Comparison, mode: BoundMode = "statistical", delta: float = 0.05) -> PairBound:
-    """Bound the true difference behind one measured comparison."""
+def architecture_term(cushions: Cushions, n: int, kind: DifferenceKind, constant: float = ARORA_CONSTANT) -> float:
+    """C · sqrt(c² d² max‖f‖² Σ 1/(μ_i² μ_{i→}²) / (γ² n)) for the reference's cushions (paper §4.1).
+
+    γ is the reference's median top-1 margin for disagreement, its mean output norm for relative l2.
+    Infinite when a cushion or the margin is zero (the bound is then vacuous, not wrong).
+    """
+    if n <= 0:
+        return float("inf")
+    margin = cushions.median_margin if kind == "disagreement" else cushions.mean_output_norm
+    complexity = cushions.complexity(margin)
+    return constant * math.sqrt(complexity / n) if math.isfinite(complexity) else float("inf")
+
+
+def bound_comparison(
+    comparison: Comparison,
+    mode: BoundMode = "statistical",
+    delta: float = 0.05,
+    cushions: Cushions | None = None,
+    constant: float = ARORA_CONSTANT,
+) -> PairBound:
+    """Bound the true difference behind one measured comparison.
+
+    `arora` and `custom` need `cushions`, the reference model's, measured on the same data as the
+    comparison; `constant` is C.
+    """
     if mode not in BOUND_MODES:
         raise ValueError(f"bound mode {mode!r} is not one of {', '.join(BOUND_MODES)}")
     if not 0 < delta < 1:
         raise ValueError(f"delta must lie in (0, 1), got {delta}")
     c = comparison
+    if mode in ARCHITECTURE_MODES:
+        if cushions is None:
+            raise ValueError(f"bound mode {mode!r} needs the cushions of the reference model {c.reference_id}")
+        if cushions.model_id and cushions.model_id != c.reference_id:
+            raise ValueError(
+                f"the architecture term of {c.reference_id} → {c.candidate_id} needs the reference's cushions, "
+                f"got those of {cushions.model_id} (the measure is asymmetric, paper §4.3)"
+            )
     if mode == "off":
         lower = upper = c.difference
     elif c.kind == "disagreement":
@@ -67,7 +132,13 @@ def bound_comparison(comparison: Comparison, mode: BoundMode = "statistical", de
     else:
         margin = float(stats.t.ppf(1 - delta, max(c.n - 1, 1))) * c.relative_spread / max(c.n, 1) ** 0.5
         lower, upper = max(c.difference - margin, 0.0), c.difference + margin
-    return PairBound(c.reference_id, c.candidate_id, c.kind, c.difference, lower, upper, c.n, mode, delta)
+    added = 0.0
+    if mode in ARCHITECTURE_MODES:
+        term = architecture_term(cushions, c.n, c.kind, constant)
+        ceiling = 1.0 if c.kind == "disagreement" else math.inf  # a rate cannot exceed 1
+        bounded = min(upper + term, ceiling)
+        added, lower, upper = bounded - upper, max(lower - term, 0.0), bounded
+    return PairBound(c.reference_id, c.candidate_id, c.kind, c.difference, lower, upper, c.n, mode, delta, added)
 
 
 @dataclass(frozen=True)

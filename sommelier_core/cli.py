@@ -52,30 +52,68 @@ def cmd_index(args: argparse.Namespace) -> int:
 
 
 def cmd_query(args: argparse.Namespace) -> int:
-    """Answer a query from the materialized index."""
-    from sommelier_core.query import query
+    """Answer a query — in the query language (positional text) or by flags — from the materialized index."""
+    from sommelier_core.query import run_query, spec_from_arguments
+    from sommelier_core.query_language import parse_query
 
-    hits = query(
-        ref=args.ref,
-        within=args.within,
-        memory=args.memory,
-        flops=args.flops,
-        params=args.params,
-        latency_ms=args.latency_ms,
-        device=args.device,
-        order_by=args.order_by,
-        limit=args.limit,
-    )
+    flag_names = ("ref", "within", "memory", "flops", "params", "latency_ms", "device", "order_by", "limit")
+    if args.text is not None:
+        flags = [f"--{name.replace('_', '-')}" for name in flag_names if getattr(args, name) is not None]
+        if flags:
+            raise SommelierError(f"give the query either as text or with flags, not both (also got {', '.join(flags)})")
+        spec = parse_query(args.text)
+    elif args.ref is not None:
+        spec = spec_from_arguments(
+            ref=args.ref,
+            within=0.05 if args.within is None else args.within,
+            memory=args.memory,
+            flops=args.flops,
+            params=args.params,
+            latency_ms=args.latency_ms,
+            device=args.device or "cpu",
+            order_by=args.order_by or "similarity",
+            limit=args.limit,
+        )
+    else:
+        raise SommelierError("give a query text (FIND … LIKE 'model' …) or --ref MODEL")
+    result = run_query(spec)
+    hits, plan = result.hits, result.plan
     if args.json:
-        _print_json({"reference": args.ref, "hits": [h.to_json() for h in hits]})
+        payload: dict = {"reference": plan.reference_id, "hits": [h.to_json() for h in hits]}
+        if args.explain:
+            payload["plan"] = result.explain_json()
+        _print_json(payload)
         return 0
-    print(f"Models like {args.ref} within {args.within:.1%} on {args.device}: {len(hits)}")
+    if args.explain:
+        print(result.explain())
+    if plan.within is not None:
+        print(f"Models like {plan.reference_id} within {plan.within:.1%} on {plan.device}: {len(hits)}")
+    else:
+        print(f"Models on {plan.device}: {len(hits)}")
     for h in hits:
         p = h.profile
         print(
             f"  {h.model_id:<36} bound ≤ {h.upper_bound:6.2%} (≥ {h.lower_bound:5.2%}, {h.provenance:<10}) "
             f"MACs {p.macs:>9,}  memory {p.memory_bytes / 1024:8.1f} KiB  latency {p.latency_ms:6.3f} ms"
         )
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    """Query latency, index memory and insertion time on a synthetic repository (paper Tables 3–4)."""
+    from sommelier_core.query_bench import format_scale_report, run_scale_benchmark
+
+    report = run_scale_benchmark(
+        args.models,
+        queries=args.queries,
+        mlflow_models=args.mlflow_models,
+        seed=args.seed,
+        echo=None if args.json else print,
+    )
+    if args.json:
+        _print_json(report)
+    else:
+        print(format_scale_report([report]))
     return 0
 
 
@@ -104,16 +142,24 @@ def cmd_profile(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    """Compare two ONNX models on a dataset and bound their difference."""
-    from sommelier_core.bound import bound_comparison
+    """Compare two ONNX models on a dataset and bound their difference.
+
+    `--bound arora` adds the reference's architecture term (paper §4.1), its cushions measured on the
+    same data; `--bound custom` is the same on a dataset the user supplies with `--data`.
+    """
+    from sommelier_core.bound import ARCHITECTURE_MODES, bound_comparison
     from sommelier_core.convert import load_onnx, onnx_signature
+    from sommelier_core.cushions import compute_cushions
     from sommelier_core.equivalence import check_compatible, compare_outputs
     from sommelier_core.errors import IncompatibleModels
     from sommelier_core.inference import run_onnx
-    from sommelier_core.validation import validation_set_for
+    from sommelier_core.validation import DatasetError, validation_set_for
 
+    if args.bound == "custom" and not args.data:
+        raise DatasetError("--bound custom needs --data FILE.npz (an array 'x' of inputs and an optional 'y')")
     ref_path, cand_path = Path(args.reference), Path(args.candidate)
-    ref_sig, cand_sig = onnx_signature(load_onnx(ref_path)), onnx_signature(load_onnx(cand_path))
+    ref_model = load_onnx(ref_path)
+    ref_sig, cand_sig = onnx_signature(ref_model), onnx_signature(load_onnx(cand_path))
     try:
         check_compatible(str(ref_path), ref_sig, str(cand_path), cand_sig)
     except IncompatibleModels as exc:
@@ -128,21 +174,28 @@ def cmd_compare(args: argparse.Namespace) -> int:
     comparison = compare_outputs(
         str(ref_path), run_onnx(ref_path, dataset.x), str(cand_path), run_onnx(cand_path, dataset.x), task
     )
-    bound = bound_comparison(comparison, mode=args.bound)
+    cushions = None
+    if args.bound in ARCHITECTURE_MODES:
+        cushions = compute_cushions(ref_model, dataset.x, model_id=str(ref_path), dataset=dataset.name)
+    bound = bound_comparison(comparison, mode=args.bound, cushions=cushions)
     payload = {
         "compatible": True,
         "kind": comparison.kind,
         "disagreement": comparison.difference,
         "bound": bound.upper,
+        "bound_mode": args.bound,
+        "statistical_term": bound.statistical_term,
+        "architecture_term": bound.architecture_term,
         "n": comparison.n,
         "dataset": dataset.name,
     }
     if args.json:
         _print_json(payload)
     else:
+        architecture = f", architecture term {bound.architecture_term:.2%}" if cushions is not None else ""
         print(
             f"{comparison.kind} {comparison.difference:.2%} on {comparison.n} samples of {dataset.name}; "
-            f"upper bound {bound.upper:.2%} ({args.bound}, δ={bound.delta})"
+            f"upper bound {bound.upper:.2%} ({args.bound}, δ={bound.delta}{architecture})"
         )
     return 0
 
@@ -181,20 +234,40 @@ def build_parser() -> argparse.ArgumentParser:
     index.add_argument("--full", action="store_true", help="re-run every model, not only new or changed ones")
     index.set_defaults(func=cmd_index)
 
-    q = sub.add_parser("query", help="models equivalent to a reference, within resource budgets")
-    q.add_argument("--ref", required=True, help="reference model id, e.g. zoo-torch/cnn_w32")
-    q.add_argument("--within", type=parse_fraction, default=0.05, help="equivalence threshold (default 5%%)")
+    q = sub.add_parser(
+        "query",
+        help="models equivalent to a reference, within resource budgets",
+        description="Either a query in the language, e.g. \"FIND 3 MODELS LIKE 'zoo-torch/cnn_w32' WITHIN 5%% "
+        'WHERE memory <= 80%% AND latency@cpu < 30 ms ORDER BY similarity", or --ref with flags.',
+    )
+    q.add_argument("text", nargs="?", help="a query in the query language (quote it)")
+    q.add_argument("--ref", help="reference model id, e.g. zoo-torch/cnn_w32")
+    q.add_argument("--within", type=parse_fraction, help="equivalence threshold (default 5%%)")
     q.add_argument("--memory", type=parse_fraction, help="memory budget relative to the reference, e.g. 80%%")
     q.add_argument("--flops", type=parse_fraction, help="FLOPs budget relative to the reference, e.g. 50%%")
     q.add_argument("--params", type=parse_fraction, help="parameter budget relative to the reference")
     q.add_argument("--latency-ms", type=float, help="absolute latency budget on the device (ms)")
-    q.add_argument("--device", default="cpu")
+    q.add_argument("--device", help="device of latency budgets and figures (default cpu)")
     q.add_argument(
-        "--order-by", default="similarity", choices=["similarity", "flops", "macs", "params", "memory", "latency"]
+        "--order-by",
+        choices=["similarity", "flops", "macs", "params", "memory", "latency"],
+        help="final ranking (default similarity)",
     )
     q.add_argument("--limit", type=int)
+    q.add_argument("--explain", action="store_true", help="print the plan with how many models each stage kept")
     q.add_argument("--json", action="store_true")
     q.set_defaults(func=cmd_query)
+
+    bench = sub.add_parser("bench", help="benchmarks").add_subparsers(dest="bench_command", required=True)
+    bq = bench.add_parser("query", help="query latency, index memory, insertion time vs MLflow and a scan")
+    bq.add_argument("--models", type=int, default=10_000, help="synthetic repository size (default 10000)")
+    bq.add_argument("--queries", type=int, default=200, help="queries per predicate kind (default 200)")
+    bq.add_argument(
+        "--mlflow-models", type=int, default=1000, help="models logged to MLflow for the comparison (0: skip)"
+    )
+    bq.add_argument("--seed", type=int, default=0)
+    bq.add_argument("--json", action="store_true")
+    bq.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("profile", help="static costs and latency of an ONNX file (FLOPs = 2 × MACs)")
     p.add_argument("model")
@@ -206,8 +279,16 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("compare", help="difference of two ONNX models on a dataset, with its bound")
     c.add_argument("reference")
     c.add_argument("candidate")
-    c.add_argument("--data", help="built-in dataset name or .npz with 'x' and optional 'y'")
-    c.add_argument("--bound", default="statistical", choices=["off", "statistical"])
+    c.add_argument(
+        "--data", help="built-in dataset name or .npz with 'x' and optional 'y' (required by --bound custom)"
+    )
+    c.add_argument(
+        "--bound",
+        default="statistical",
+        choices=["off", "statistical", "arora", "custom"],
+        help="off: empirical; statistical: + Clopper–Pearson margin; arora: + the reference's architecture term "
+        "(paper §4.1); custom: arora on the --data set",
+    )
     c.add_argument("--json", action="store_true")
     c.set_defaults(func=cmd_compare)
 

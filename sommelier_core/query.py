@@ -1,64 +1,61 @@
 """Answering queries from the materialized index assets (paper §5.4): semantic filter, then
 resource filter, then final selection. Dagster need not be running; the parquet files are enough.
+
+Two faces, one plan: `query(ref=..., within=..., memory=...)` (keyword API) and
+`run_query("FIND 3 MODELS LIKE 'x' WITHIN 5% WHERE …")` (the language of `query_language`) both
+build a `QuerySpec`, which `query_plan.compile_query` checks against the indexes and
+`query_plan.execute` runs.
 """
 
 from __future__ import annotations
 
-import difflib
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
 
-from sommelier_core.errors import SommelierError, UnknownMetric, UnknownModel
+from sommelier_core.errors import SommelierError
+from sommelier_core.query_language import (
+    DEFAULT_WITHIN,
+    AllOf,
+    Condition,
+    OrderBy,
+    Predicate,
+    QuerySpec,
+    parse_query,
+)
+from sommelier_core.query_plan import (
+    Hit,
+    QueryEngine,
+    QueryResult,
+    ResourceFigures,
+    compile_query,
+    execute,
+    register_utility,
+)
 from sommelier_core.settings import index_dir as default_index_dir
+from sommelier_core.tasks import TaskRegistry, load_task_registry
 
 SEMANTIC_INDEX_FILE = "semantic_index.parquet"
 RESOURCE_INDEX_FILE = "resource_index.parquet"
 
-ORDER_BY_COLUMNS: dict[str, str] = {
-    "similarity": "upper",
-    "flops": "flops",
-    "macs": "macs",
-    "params": "params",
-    "memory": "memory_bytes",
-    "latency": "latency_ms",
-}
+__all__ = [
+    "Hit",
+    "Index",
+    "IndexNotBuilt",
+    "QueryResult",
+    "ResourceFigures",
+    "load_engine",
+    "load_index",
+    "query",
+    "register_utility",
+    "run_query",
+    "spec_from_arguments",
+]
 
 
 class IndexNotBuilt(SommelierError):
     """The index assets have not been materialized in this store yet."""
-
-
-@dataclass(frozen=True)
-class ResourceFigures:
-    """A hit's resource profile on the query's device."""
-
-    device: str
-    params: int
-    macs: int
-    flops: int
-    weight_bytes: int
-    peak_activation_bytes: int
-    memory_bytes: int
-    latency_ms: float
-
-
-@dataclass(frozen=True)
-class Hit:
-    """One answer: a model equivalent to the reference within the threshold and within budget."""
-
-    model_id: str
-    onnx_path: str
-    lower_bound: float
-    upper_bound: float
-    empirical: float | None
-    provenance: str
-    profile: ResourceFigures
-
-    def to_json(self) -> dict:
-        """The stable JSON form used by `sommelier query --json`."""
-        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -81,9 +78,86 @@ def load_index(index_dir: Path | None = None) -> Index:
     return Index(pl.read_parquet(paths[0]), pl.read_parquet(paths[1]))
 
 
+def load_engine(index_dir: Path | None = None, index: Index | None = None) -> QueryEngine:
+    """The query engine over a store's materialized index (or over the given tables)."""
+    idx = index if index is not None else load_index(index_dir)
+    return QueryEngine.from_frames(idx.semantic, idx.resource)
+
+
+def spec_from_arguments(
+    ref: str | None = None,
+    within: float | None = DEFAULT_WITHIN,
+    memory: float | None = None,
+    flops: float | None = None,
+    params: float | None = None,
+    latency_ms: float | None = None,
+    device: str = "cpu",
+    order_by: str = "similarity",
+    limit: int | None = None,
+    task: str | None = None,
+    where: str | Predicate | None = None,
+    batch_size: int | None = None,
+    descending: bool | None = None,
+) -> QuerySpec:
+    """The `QuerySpec` the keyword API means — the same one the language builds for the same query.
+
+    `memory`, `flops`, `params` become `metric <= fraction` relative conditions, `latency_ms` an
+    absolute `latency@device <= ms`; `where` (text in the language's WHERE syntax, or a predicate)
+    is AND-ed after them.
+    """
+    if within is not None and not 0 <= within <= 1:
+        raise ValueError(f"within must be a fraction in [0, 1], got {within}")
+    terms: list[Predicate] = []
+    for column, value in (("memory_bytes", memory), ("flops", flops), ("params", params)):
+        if value is not None:
+            if value <= 0:
+                raise ValueError(f"{column.removesuffix('_bytes')} budget must be positive, got {value}")
+            terms.append(Condition(column, "<=", float(value), relative=True))
+    if latency_ms is not None:
+        if latency_ms <= 0:
+            raise ValueError(f"latency_ms budget must be positive, got {latency_ms}")
+        terms.append(Condition("latency_ms", "<=", float(latency_ms), device=device))
+    if isinstance(where, str):
+        parsed = parse_query(f"FIND MODELS WHERE {where}").where
+        if parsed is not None:
+            terms.append(parsed)
+    elif where is not None:
+        terms.append(where)
+    predicate: Predicate | None = None
+    if len(terms) == 1:
+        predicate = terms[0]
+    elif terms:
+        predicate = AllOf(tuple(terms))
+    has_source = ref is not None or task is not None
+    return QuerySpec(
+        reference=ref,
+        task=task,
+        within=within if has_source else None,
+        where=predicate,
+        device=device,
+        batch_size=batch_size,
+        order=OrderBy(order_by, None, descending),
+        limit=limit,
+    )
+
+
+def run_query(
+    text: str | QuerySpec,
+    index_dir: Path | None = None,
+    index: Index | None = None,
+    engine: QueryEngine | None = None,
+    tasks: TaskRegistry | None = None,
+) -> QueryResult:
+    """Parse (if text), compile and run a query; the result carries the hits and the per-stage counts."""
+    spec = parse_query(text) if isinstance(text, str) else text
+    eng = engine if engine is not None else load_engine(index_dir, index)
+    registry = tasks if tasks is not None else (load_task_registry() if spec.task is not None else None)
+    return execute(compile_query(spec, eng, registry), eng)
+
+
 def query(
-    ref: str,
-    within: float = 0.05,
+    ref: str | None = None,
+    within: float | None = DEFAULT_WITHIN,
     memory: float | None = None,
     flops: float | None = None,
     params: float | None = None,
@@ -93,64 +167,24 @@ def query(
     limit: int | None = None,
     index_dir: Path | None = None,
     index: Index | None = None,
+    *,
+    task: str | None = None,
+    where: str | Predicate | None = None,
+    batch_size: int | None = None,
+    descending: bool | None = None,
+    engine: QueryEngine | None = None,
+    tasks: TaskRegistry | None = None,
 ) -> list[Hit]:
     """Models equivalent to `ref` within `within` (upper bound on the difference) and within budget.
 
     `memory`, `flops` and `params` are fractions of the reference's own figures (0.8 = at most 80 %);
     `latency_ms` is an absolute budget on `device`. Hits are ordered by `order_by` (`similarity`
-    ranks by the upper bound; resource orderings are ascending) and cut to `limit`.
+    ranks by the upper bound; resource orderings are ascending; a registered utility ranks best
+    first) and cut to `limit`. `task` uses the task's default reference instead of `ref`; `where`
+    adds any predicate of the language (`"params < 5M OR latency@cpu < 1 ms"`). Without `ref` or
+    `task` (or with `within=None`) only the resource predicates apply.
     """
-    if not 0 <= within <= 1:
-        raise ValueError(f"within must be a fraction in [0, 1], got {within}")
-    for name, value in (("memory", memory), ("flops", flops), ("params", params), ("latency_ms", latency_ms)):
-        if value is not None and value <= 0:
-            raise ValueError(f"{name} budget must be positive, got {value}")
-    if order_by not in ORDER_BY_COLUMNS:
-        raise UnknownMetric(f"cannot order by {order_by!r}; expected one of {', '.join(ORDER_BY_COLUMNS)}")
-    idx = index if index is not None else load_index(index_dir)
-
-    known = idx.resource["model_id"].unique().to_list()
-    if ref not in known:
-        close = difflib.get_close_matches(ref, known, n=3)
-        hint = f"; did you mean {', '.join(close)}?" if close else f"; the index holds {len(known)} models"
-        raise UnknownModel(f"reference model {ref!r} is not in the index{hint}")
-    devices = sorted(idx.resource["device"].unique().to_list())
-    if device not in devices:
-        raise UnknownMetric(f"device {device!r} has no profiles in the index; profiled devices: {', '.join(devices)}")
-
-    on_device = idx.resource.filter(pl.col("device") == device)
-    reference = on_device.filter(pl.col("model_id") == ref).row(0, named=True)
-    candidates = idx.semantic.filter((pl.col("reference_id") == ref) & (pl.col("upper") <= within))
-    joined = candidates.join(on_device, left_on="candidate_id", right_on="model_id", how="inner")
-    budgets = {"memory_bytes": memory, "flops": flops, "params": params}
-    for column, fraction in budgets.items():
-        if fraction is not None:
-            joined = joined.filter(pl.col(column) <= fraction * reference[column])
-    if latency_ms is not None:
-        joined = joined.filter(pl.col("latency_ms") <= latency_ms)
-    joined = joined.sort([ORDER_BY_COLUMNS[order_by], "upper", "candidate_id"])
-    if limit is not None:
-        joined = joined.head(limit)
-    return [_hit(row, device) for row in joined.iter_rows(named=True)]
-
-
-def _hit(row: dict, device: str) -> Hit:
-    figures = ResourceFigures(
-        device=device,
-        params=row["params"],
-        macs=row["macs"],
-        flops=row["flops"],
-        weight_bytes=row["weight_bytes"],
-        peak_activation_bytes=row["peak_activation_bytes"],
-        memory_bytes=row["memory_bytes"],
-        latency_ms=row["latency_ms"],
+    spec = spec_from_arguments(
+        ref, within, memory, flops, params, latency_ms, device, order_by, limit, task, where, batch_size, descending
     )
-    return Hit(
-        model_id=row["candidate_id"],
-        onnx_path=row["onnx_path"],
-        lower_bound=row["lower"],
-        upper_bound=row["upper"],
-        empirical=row["empirical"],
-        provenance=row["provenance"],
-        profile=figures,
-    )
+    return run_query(spec, index_dir=index_dir, index=index, engine=engine, tasks=tasks).hits

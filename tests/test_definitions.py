@@ -18,6 +18,7 @@ def test_definitions_hold_every_stage_jobs_sensor_and_schedule():
         "fetched_model",
         "onnx_model",
         "model_outputs",
+        "model_cushions",
         "model_profile",
         "peers",
         "pair_scores",

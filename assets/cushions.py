@@ -1,0 +1,65 @@
+"""Stage 3b: each model's cushions on its validation set (paper §4.1), computed once and stored.
+
+Every pair the model is the reference of reuses them (the architecture term of the bound is the
+reference's, paper §4.3), so they are a per-model asset, not recomputed per pair.
+"""
+
+from dagster import AssetExecutionContext, asset
+
+from assets.partitions import models_partitions
+from resources.settings import IndexSettings
+from resources.validation import ValidationDataResource
+from sommelier_core.convert import Conversion
+from sommelier_core.cushions import CushionError, ModelCushions, compute_cushions
+from sommelier_core.models import FetchedModel
+from sommelier_core.validation import DatasetError, validation_set_for
+
+
+@asset(partitions_def=models_partitions, group_name="analysis")
+def model_cushions(
+    context: AssetExecutionContext,
+    fetched_model: FetchedModel,
+    onnx_model: Conversion,
+    validation: ValidationDataResource,
+    settings: IndexSettings,
+) -> ModelCushions:
+    """Layer and interlayer cushions, activation contraction, depth and output norms on the validation set.
+
+    In the `custom` bound mode they are measured on the configured `bound_data` when it fits the
+    model's inputs. A model without a measurable linear layer gets a record that says why.
+    """
+    model_id = fetched_model.entry.model_id
+    dataset = validation.dataset_for(model_id, onnx_model.signature)
+    if settings.checked_bound_mode() == "custom":
+        try:
+            dataset = validation_set_for(model_id, onnx_model.signature, settings.bound_data)
+        except DatasetError as exc:
+            context.log.warning(f"custom bound data not used for {model_id}: {exc}")
+    try:
+        cushions = compute_cushions(
+            onnx_model.onnx_path,
+            dataset.x,
+            model_id=model_id,
+            dataset=dataset.name,
+            jacobian_samples=settings.cushion_jacobian_samples,
+            projections=settings.cushion_projections,
+            seed=settings.seed,
+        )
+    except CushionError as exc:
+        context.add_output_metadata({"Dataset": dataset.name, "Cushions": f"not measured: {exc}"})
+        return ModelCushions(model_id, dataset.name, None, str(exc))
+    context.add_output_metadata(
+        {
+            "Dataset": dataset.name,
+            "Samples": cushions.samples,
+            "Depth d": cushions.depth,
+            "Activation contraction c": round(cushions.activation_contraction, 4),
+            "Max output norm": round(cushions.max_output_norm, 4),
+            "Median top-1 margin": round(cushions.median_margin, 4),
+            "Min layer cushion": round(min(layer.layer_cushion for layer in cushions.layers), 5),
+            "Min interlayer cushion": round(min(layer.interlayer_cushion for layer in cushions.layers), 5),
+            "Σ 1/(μ_i² μ_i→²)": float(f"{cushions.cushion_sum():.4g}"),
+            "Seconds": round(cushions.seconds, 3),
+        }
+    )
+    return ModelCushions(model_id, dataset.name, cushions)

@@ -1,0 +1,516 @@
+"""Benchmarks of the query engine at repository scale (paper §7.4, Tables 3–4) and of query quality (Fig. 9a).
+
+**Scale.** `synthetic_repository(n)` builds an index of `n` models through the project's own
+insertion API (`SemanticStore.insert`, five sampled peers per model, incremental transitive
+bounds). Models come in compatibility groups (a task/architecture family of `group_size` models;
+peers are sampled within the group, as the type check allows), each model a point on a line so
+the true difference |x − y| is a metric, spread uniformly over 0–`spread`; a measured pair gets
+bounds [d − margin, d + margin] (the statistical term). Profiles are drawn per family (params
+log-uniform, MACs a multiple of params, memory = 4·params + activations, latency ∝ MACs).
+`run_scale_benchmark(n)` then times, on compiled plans, resource-only, semantic-only and combined
+queries; checks every answer against `query_plan.brute_force`; and runs the same queries through
+MLflow's `search_runs` on a SQLite tracking store holding the same models (a subset above
+`mlflow_models`, see below) — figures as ratios.
+
+MLflow holds one run per model (its resource metrics) and one run per (reference, candidate)
+pair of the queried references' candidate lists, with the candidate's metrics copied in, which is
+how one would make `search_runs` answer "like R within ε and within budget" in a single call.
+Above `mlflow_models` models only that many model runs are logged (logging costs ≈ 8 ms a run), so
+MLflow searches a smaller experiment than the engine does: its ratios there are lower bounds.
+
+**Quality.** `run_quality_benchmark()` simulates repositories whose models are label vectors with
+graded flips from a common base (top-1 disagreement, a true metric), pairwise differences spread
+over 0–10 %; it indexes them with five sampled peers and, separately, with every pair measured
+(exhaustive comparison), and reports the share of queries whose top answer is the exhaustive
+index's top answer.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from sommelier_core.bound import PairBound, clopper_pearson
+from sommelier_core.peers import sample_peers
+from sommelier_core.query_language import AllOf, OrderBy, QuerySpec, parse_query
+from sommelier_core.query_plan import QueryEngine, QueryPlan, ResolvedCondition, brute_force, compile_query, execute
+from sommelier_core.resource_index import STATIC_METRICS, ResourceStore
+from sommelier_core.semantic_store import SemanticStore
+
+DEFAULT_CEILING = 0.10
+DEFAULT_GROUP_SIZE = 16
+
+
+@dataclass
+class SyntheticRepository:
+    """A synthetic index built by insertion, with what building it cost."""
+
+    semantic: SemanticStore
+    resource: ResourceStore
+    positions: np.ndarray  # each model's latent point (true difference = |x − y|)
+    groups: np.ndarray  # compatibility group of each model
+    insert_seconds: float
+    freeze_seconds: float
+
+
+def synthetic_repository(
+    n_models: int,
+    seed: int = 0,
+    group_size: int = DEFAULT_GROUP_SIZE,
+    spread: float = 0.20,
+    margin: float = 0.005,
+    peers: int = 5,
+    ceiling: float = DEFAULT_CEILING,
+) -> tuple[SyntheticRepository, QueryEngine]:
+    """Insert `n_models` synthetic models one by one (random order across groups) and pack the indexes."""
+    rng = np.random.default_rng(seed)
+    ids = [f"syn/g{i // group_size:05d}/m{i % group_size:02d}" for i in range(n_models)]
+    groups = np.arange(n_models) // group_size
+    points = rng.uniform(0.0, spread, size=n_models)
+    order = rng.permutation(n_models)
+    store = SemanticStore(ceiling=ceiling)
+    members: dict[int, list[str]] = {}
+    position_of = {m: i for i, m in enumerate(ids)}
+    elapsed = 0.0
+    for i in order:
+        model = ids[i]
+        group = int(groups[i])
+        pool = members.setdefault(group, [])
+        pairs = []
+        for peer in sample_peers(model, pool, k=peers, seed=seed):
+            d = abs(points[i] - points[position_of[peer]])
+            pairs.append(PairBound(model, peer, "disagreement", d, max(d - margin, 0.0), d + margin, 5000, "sim", 0.05))
+        t0 = time.perf_counter()
+        store.insert(model, f"fp-{model}", pairs)
+        elapsed += time.perf_counter() - t0
+        pool.append(model)
+    # Profiles per family: a base size per group, models within ±60 % of it.
+    base = np.exp(rng.uniform(np.log(1e4), np.log(1e8), size=int(groups.max()) + 1 if n_models else 0))
+    params = np.maximum((base[groups] * rng.uniform(0.4, 1.6, size=n_models)).astype(np.int64), 1)
+    macs = (params * rng.uniform(5, 50, size=n_models)).astype(np.int64)
+    weight_bytes = 4 * params
+    peak = np.exp(rng.uniform(np.log(1e3), np.log(1e7), size=n_models)).astype(np.int64)
+    latency = macs / 2e9 * 1e3 * rng.uniform(0.8, 1.25, size=n_models) + 0.005
+    # Resource columns in the semantic store's position order (insertion allocates positions).
+    perm = np.array([position_of[m] for m in store.ids], dtype=np.int64)
+    static = {
+        "params": params[perm],
+        "macs": macs[perm],
+        "flops": 2 * macs[perm],
+        "weight_bytes": weight_bytes[perm],
+        "peak_activation_bytes": peak[perm],
+        "memory_bytes": (weight_bytes + peak)[perm],
+    }
+    resource = ResourceStore(store.ids, [f"/store/{m}.onnx" for m in store.ids], static, {"cpu": latency[perm]})
+    t0 = time.perf_counter()
+    engine = QueryEngine.from_store(store, resource)
+    freeze = time.perf_counter() - t0
+    repo = SyntheticRepository(store, resource, points[perm], groups[perm], elapsed, freeze)
+    return repo, engine
+
+
+@dataclass(frozen=True)
+class BenchQuery:
+    """One benchmark query: its text, kind and compiled plan."""
+
+    kind: str  # resource | semantic | both
+    text: str
+    plan: QueryPlan
+
+
+def _quantile(values: np.ndarray, q: float) -> float:
+    return float(np.quantile(values, q))
+
+
+def benchmark_queries(engine: QueryEngine, count: int, seed: int = 0) -> list[BenchQuery]:
+    """`count` queries of each kind, on random references and thresholds, compiled."""
+    rng = np.random.default_rng(seed + 1)
+    res = engine.resource
+    flops, memory, latency = res.static["flops"], res.static["memory_bytes"], res.latency_ms["cpu"]
+    out: list[BenchQuery] = []
+    refs = rng.choice(len(engine.ids), size=count, replace=len(engine.ids) < count)
+    for k in range(count):
+        q1, q2, q3 = rng.uniform(0.02, 0.3, size=3)
+        text = (
+            f"FIND 10 MODELS WHERE flops <= {_quantile(flops, q1):.6g} AND memory <= {_quantile(memory, q2):.6g} "
+            f"AND latency@cpu < {_quantile(latency, q3):.6g} ms ORDER BY flops"
+        )
+        out.append(BenchQuery("resource", text, compile_query(parse_query(text), engine)))
+        ref = engine.ids[int(refs[k])]
+        within = float(rng.choice([0.02, 0.05, 0.08, 0.10]))
+        text = f"FIND MODELS LIKE '{ref}' WITHIN {within:.0%}"
+        out.append(BenchQuery("semantic", text, compile_query(parse_query(text), engine)))
+        m, f = rng.choice([50, 80, 100, 150]), rng.choice([50, 80, 100, 150])
+        lat = _quantile(latency, float(rng.uniform(0.3, 0.9)))
+        text = (
+            f"FIND MODELS LIKE '{ref}' WITHIN {within:.0%} WHERE memory <= {m}% AND flops <= {f}% "
+            f"AND latency@cpu < {lat:.6g} ms"
+        )
+        out.append(BenchQuery("both", text, compile_query(parse_query(text), engine)))
+    return out
+
+
+def _percentiles(samples_s: list[float]) -> dict[str, float]:
+    ms = np.array(samples_s) * 1e3
+    return {"median_ms": float(np.median(ms)), "p99_ms": float(np.quantile(ms, 0.99))}
+
+
+def _time(fn: Callable[[], object], repeat: int = 1) -> float:
+    best = math.inf
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def _mlflow_filter(plan: QueryPlan, engine: QueryEngine) -> tuple[str, list[str], int | None]:
+    """The same query as a `search_runs` filter string (thresholds resolved), order_by and max_results."""
+    terms = []
+    if plan.within is not None:
+        terms.append("tags.kind = 'pair'")
+        terms.append(f"tags.reference = '{plan.reference_id}'")
+        terms.append(f"metrics.upper <= {plan.within!r}")
+    else:
+        terms.append("tags.kind = 'model'")
+    stack = [plan.predicate] if plan.predicate is not None else []
+    while stack:
+        node = stack.pop()
+        if isinstance(node, ResolvedCondition):
+            name = "latency_cpu" if node.metric == "latency_ms" else node.metric
+            terms.append(f"metrics.{name} {node.op} {float(node.threshold)!r}")
+        elif isinstance(node, AllOf):
+            stack.extend(node.terms)
+        else:
+            raise ValueError("search_runs filters have no OR")
+    order = []
+    if plan.order_key != "similarity":
+        name = "latency_cpu" if plan.order_key == "latency_ms" else plan.order_key
+        order = [f"metrics.{name} {'DESC' if plan.descending else 'ASC'}"]
+    else:
+        order = ["metrics.upper ASC"] if plan.within is not None else []
+    return " and ".join(terms), order, plan.limit
+
+
+def _log_to_mlflow(engine: QueryEngine, model_positions: np.ndarray, references: list[int], uri: str) -> tuple:
+    """Log model runs and pair runs to a fresh SQLite tracking store; returns (client, experiment, seconds)."""
+    import logging
+
+    from mlflow.entities import Metric, RunTag
+    from mlflow.tracking import MlflowClient
+
+    logging.getLogger("mlflow").setLevel(logging.ERROR)
+    client = MlflowClient(tracking_uri=uri)
+    experiment = client.create_experiment(f"query-bench-{len(engine.ids)}")
+    res, sem = engine.resource, engine.semantic
+
+    def metrics_of(p: int) -> list[Metric]:
+        values = {m: float(res.static[m][p]) for m in STATIC_METRICS}
+        values["latency_cpu"] = float(res.latency_ms["cpu"][p])
+        return [Metric(k, v, 0, 0) for k, v in values.items()]
+
+    t0 = time.perf_counter()
+    runs = 0
+    for p in model_positions:
+        run = client.create_run(experiment, tags={"kind": "model", "model_id": engine.ids[p]})
+        client.log_batch(run.info.run_id, metrics=metrics_of(int(p)))
+        runs += 1
+    for r in sorted(set(references)):
+        row = sem.row(r)
+        for e in range(row.start, row.stop):
+            c = int(sem.candidates[e])
+            run = client.create_run(
+                experiment, tags={"kind": "pair", "reference": engine.ids[r], "candidate": engine.ids[c]}
+            )
+            extra = [Metric("upper", float(sem.upper_at(e)), 0, 0), Metric("lower", float(sem.lower_at(e)), 0, 0)]
+            client.log_batch(run.info.run_id, metrics=metrics_of(c) + extra, tags=[RunTag("pair", "1")])
+            runs += 1
+    return client, experiment, time.perf_counter() - t0, runs
+
+
+def run_scale_benchmark(
+    n_models: int,
+    queries: int = 200,
+    mlflow_models: int = 1000,
+    mlflow_queries: int = 50,
+    seed: int = 0,
+    echo: Callable[[str], None] | None = None,
+) -> dict:
+    """Build a synthetic index of `n_models` and measure it; returns the figures as a JSON-able dict."""
+    say = echo or (lambda _line: None)
+    t0 = time.perf_counter()
+    repo, engine = synthetic_repository(n_models, seed=seed)
+    build_s = time.perf_counter() - t0
+    say(f"[{n_models}] built in {build_s:.1f}s (insert {repo.insert_seconds:.1f}s, pack {repo.freeze_seconds:.2f}s)")
+    bench = benchmark_queries(engine, queries, seed)
+
+    parse_times = [_time(lambda q=q: compile_query(parse_query(q.text), engine)) for q in bench[: 3 * min(queries, 50)]]
+    results: dict[str, dict] = {}
+    mismatches = 0
+    for kind in ("resource", "semantic", "both"):
+        mine = [q for q in bench if q.kind == kind]
+        for q in mine[:5]:  # warm-up: sorted column copies, caches
+            execute(q.plan, engine)
+        engine_times, scan_times, sizes = [], [], []
+        for q in mine:
+            t = time.perf_counter()
+            result = execute(q.plan, engine)
+            engine_times.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            expected = brute_force(q.plan, engine)
+            scan_times.append(time.perf_counter() - t)
+            got = [h.model_id for h in result.hits]
+            mismatches += got != expected
+            sizes.append(len(got))
+        results[kind] = {
+            "engine": _percentiles(engine_times),
+            "brute_force": _percentiles(scan_times),
+            "scan_over_engine": statistics.median(scan_times) / statistics.median(engine_times),
+            "mean_hits": float(np.mean(sizes)),
+        }
+    mem = engine.nbytes
+    report: dict = {
+        "models": n_models,
+        "queries_per_kind": queries,
+        "candidate_records": int(engine.semantic.candidates.size),
+        "mean_candidates_per_model": float(engine.semantic.candidates.size / max(n_models, 1)),
+        "ceiling": engine.semantic.ceiling,
+        "semantic_index_bytes": mem["semantic"],
+        "resource_index_bytes": mem["resource"],
+        "index_bytes": mem["semantic"] + mem["resource"],
+        "insert_ms_per_model": repo.insert_seconds / max(n_models, 1) * 1e3,
+        "pack_seconds": repo.freeze_seconds,
+        "parse_compile_ms_median": float(np.median(parse_times) * 1e3),
+        "results_identical_to_brute_force": mismatches == 0,
+        "mismatches": mismatches,
+        "latency": results,
+    }
+    say(f"[{n_models}] engine vs scan done; mismatches {mismatches}")
+    if mlflow_models > 0:
+        report["mlflow"] = _mlflow_comparison(engine, bench, mlflow_models, mlflow_queries, results, seed, say)
+    return report
+
+
+def _mlflow_comparison(
+    engine: QueryEngine,
+    bench: list[BenchQuery],
+    mlflow_models: int,
+    mlflow_queries: int,
+    results: dict,
+    seed: int,
+    say: Callable[[str], None],
+) -> dict:
+    """The same queries through `search_runs` on a SQLite tracking store; medians and ratios."""
+    rng = np.random.default_rng(seed + 2)
+    n = len(engine.ids)
+    subset = np.arange(n) if n <= mlflow_models else np.sort(rng.choice(n, size=mlflow_models, replace=False))
+    chosen = {k: [q for q in bench if q.kind == k][:mlflow_queries] for k in ("resource", "semantic", "both")}
+    references = [q.plan.reference_pos for k in ("semantic", "both") for q in chosen[k]]
+    with tempfile.TemporaryDirectory(prefix="sommelier-mlflow-bench-") as tmp:
+        uri = f"sqlite:///{Path(tmp) / 'mlflow.db'}"
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+        client, experiment, log_s, runs = _log_to_mlflow(engine, subset, references, uri)
+        say(f"[{n}] logged {runs} MLflow runs in {log_s:.1f}s")
+        out: dict = {"model_runs": int(len(subset)), "pair_runs": runs - int(len(subset)), "log_seconds": log_s}
+        agree = 0
+        checked = 0
+        for kind, qs in chosen.items():
+            times = []
+            for q in qs:
+                filter_string, order_by, limit = _mlflow_filter(q.plan, engine)
+                t = time.perf_counter()
+                found = client.search_runs(
+                    [experiment], filter_string=filter_string, order_by=order_by, max_results=limit or 50_000
+                )
+                times.append(time.perf_counter() - t)
+                if kind != "resource" or n <= mlflow_models:
+                    key = "candidate" if kind != "resource" else "model_id"
+                    got = sorted(r.data.tags[key] for r in found)
+                    expected = sorted(h.model_id for h in execute(q.plan, engine).hits)
+                    if kind == "resource":  # ties at the LIMIT may break differently: compare the flops
+                        pos = engine.pos
+                        got = sorted(int(engine.resource.static["flops"][pos[m]]) for m in got)
+                        expected = sorted(int(engine.resource.static["flops"][pos[m]]) for m in expected)
+                    agree += got == expected
+                    checked += 1
+            median = statistics.median(times)
+            out[kind] = {
+                **_percentiles(times),
+                "mlflow_over_engine": median / (results[kind]["engine"]["median_ms"] / 1e3),
+            }
+        out["answers_checked"] = checked
+        out["answers_identical"] = agree
+    return out
+
+
+def format_scale_report(reports: list[dict]) -> str:
+    """A plain-text table of one or more scale reports."""
+    lines = [
+        f"{'models':>8} {'kind':<9} {'median ms':>10} {'p99 ms':>9} {'scan ×':>8} {'MLflow ms':>10} {'MLflow ×':>9}"
+    ]
+    for r in reports:
+        for kind in ("resource", "semantic", "both"):
+            e = r["latency"][kind]
+            ml = r.get("mlflow", {}).get(kind)
+            ml_text = f"{ml['median_ms']:>10.2f} {ml['mlflow_over_engine']:>9.0f}" if ml else f"{'—':>10} {'—':>9}"
+            lines.append(
+                f"{r['models']:>8} {kind:<9} {e['engine']['median_ms']:>10.4f} {e['engine']['p99_ms']:>9.4f} "
+                f"{e['scan_over_engine']:>8.1f} {ml_text}"
+            )
+        lines.append(
+            f"{'':>8} index {r['index_bytes'] / 2**20:.2f} MiB (semantic {r['semantic_index_bytes'] / 2**20:.2f}, "
+            f"resource {r['resource_index_bytes'] / 2**20:.2f}); insert {r['insert_ms_per_model']:.3f} ms/model; "
+            f"identical to brute force: {r['results_identical_to_brute_force']}"
+        )
+    return "\n".join(lines)
+
+
+# -- query quality (paper Fig. 9a) ------------------------------------------------------------
+
+
+def _disagreement_counts(
+    n_models: int, n_inputs: int, max_level: float, rng: np.random.Generator, graded: bool
+) -> np.ndarray:
+    """Pairwise top-1 disagreement counts of simulated models (label vectors over `n_inputs`).
+
+    `graded`: every model relabels a prefix of one fixed random order of the inputs, of length
+    k_i ~ U(0, max_level·n), each input always to the same wrong label — variants of one parent at
+    graded distances, so two models disagree on exactly |k_i − k_j| inputs (pairwise differences
+    over 0 – max_level). Otherwise each model relabels its own random subset of fraction
+    f_i ~ U(0, max_level/2) (independent noise: differences ≈ f_i + f_j, computed from the vectors).
+    """
+    if graded:
+        k = rng.integers(0, int(max_level * n_inputs) + 1, size=n_models)
+        return np.abs(k[:, None] - k[None, :])
+    base = rng.integers(0, 10, size=n_inputs)
+    labels = np.empty((n_models, n_inputs), dtype=np.int8)
+    for i in range(n_models):
+        flip = rng.random(n_inputs) < rng.uniform(0, max_level / 2)
+        labels[i] = np.where(flip, (base + rng.integers(1, 10, size=n_inputs)) % 10, base)
+    return (labels[:, None, :] != labels[None, :, :]).sum(axis=2)
+
+
+def _pair_bound(a: str, b: str, disagreements: int, n: int, delta: float) -> PairBound:
+    lo, up = clopper_pearson(disagreements, n, delta)
+    return PairBound(a, b, "disagreement", disagreements / n, lo, up, n, "statistical", delta)
+
+
+def run_quality_benchmark(
+    repositories: int = 20,
+    models: int = 100,
+    inputs: int = 10_000,
+    max_level: float = 0.10,
+    graded: bool = True,
+    group_size: int = 20,
+    peers: int = 5,
+    thresholds: tuple[float, ...] = (0.03, 0.05, 0.08),
+    orderings: tuple[str, ...] = ("flops", "similarity"),
+    delta: float = 0.05,
+    seed: int = 0,
+) -> dict:
+    """Share of queries whose top answer equals the top answer of an exhaustively compared index.
+
+    Each query is `FIND 1 MODEL LIKE R WITHIN ε ORDER BY flops` (the cheapest model certified
+    equivalent) or `… ORDER BY similarity` (the most similar), for every model R of every
+    repository, every ε and every ordering. Peers are sampled within compatibility groups of
+    `group_size` models (a task's compatible models), as the type check does. The exhaustive index measures
+    all pairs with the same bound (Clopper–Pearson at 1 − δ); Sommelier's measures five sampled peers
+    per insertion and derives the rest transitively. Queries with no answer in both count as
+    agreeing; `sound` checks every returned model's true difference is ≤ ε.
+    """
+    rng = np.random.default_rng(seed)
+    agree = total = unsound = empty_both = 0
+    spread: list[float] = []
+    per_threshold = {t: [0, 0] for t in thresholds}
+    per_ordering = {o: [0, 0] for o in orderings}
+    for repo in range(repositories):
+        diff = _disagreement_counts(models, inputs, max_level, rng, graded)
+        ids = [f"q{repo:02d}/m{i:03d}" for i in range(models)]
+        flops = rng.integers(10**5, 10**8, size=models)
+        same_group = (np.arange(models)[:, None] // group_size) == (np.arange(models)[None, :] // group_size)
+        spread.extend((diff[np.triu(same_group, 1)] / inputs).tolist())
+        group = np.arange(models) // group_size  # compatibility groups: peers are sampled within one
+        sampled = SemanticStore()
+        inserted: dict[int, list[str]] = {}
+        for i in rng.permutation(models):
+            pool = inserted.setdefault(int(group[i]), [])
+            pairs = [
+                _pair_bound(ids[i], p, int(diff[i, int(p[-3:])]), inputs, delta)
+                for p in sample_peers(ids[i], pool, k=peers, seed=seed + repo)
+            ]
+            sampled.insert(ids[i], ids[i], pairs)
+            pool.append(ids[i])
+        every = [
+            _pair_bound(ids[i], ids[j], int(diff[i, j]), inputs, delta)
+            for i in range(models)
+            for j in range(i)
+            if group[i] == group[j]
+        ]
+        exhaustive = SemanticStore.from_pairs(every, {m: m for m in ids})
+        engines = [_quality_engine(store, ids, flops) for store in (sampled, exhaustive)]
+        for ref in ids:
+            for within, ordering in ((w, o) for w in thresholds for o in orderings):
+                spec = QuerySpec(reference=ref, within=within, limit=1, where=None, order=OrderBy(ordering))
+                answers = []
+                for engine in engines:
+                    hits = execute(compile_query(spec, engine), engine).hits
+                    answers.append(hits[0].model_id if hits else None)
+                same = answers[0] == answers[1]
+                agree += same
+                total += 1
+                per_threshold[within][0] += same
+                per_threshold[within][1] += 1
+                per_ordering[ordering][0] += same
+                per_ordering[ordering][1] += 1
+                empty_both += answers[0] is None and answers[1] is None
+                if answers[0] is not None:
+                    true = diff[int(ref[-3:]), int(answers[0][-3:])] / inputs
+                    unsound += int(true > within)  # empirical here stands for the truth (it is what bounds bound)
+    return {
+        "repositories": repositories,
+        "models_per_repository": models,
+        "inputs": inputs,
+        "peers": peers,
+        "group_size": group_size,
+        "simulation": "graded" if graded else "independent",
+        "pairwise_difference": {
+            "min": float(np.min(spread)),
+            "median": float(np.median(spread)),
+            "max": float(np.max(spread)),
+            "share_per_2pct_bin": np.histogram(spread, bins=[0, 0.02, 0.04, 0.06, 0.08, 0.10, 1.0])[0].tolist(),
+        },
+        "queries": total,
+        "top_answer_is_ideal": agree / total if total else 0.0,
+        "per_threshold": {f"{t:.0%}": a / n for t, (a, n) in per_threshold.items()},
+        "per_ordering": {o: a / n for o, (a, n) in per_ordering.items()},
+        "queries_empty_in_both": empty_both,
+        "answers_beyond_threshold_empirically": int(unsound),
+    }
+
+
+def _quality_engine(store: SemanticStore, ids: list[str], flops: np.ndarray) -> QueryEngine:
+    pos = {m: i for i, m in enumerate(ids)}
+    perm = np.array([pos[m] for m in store.ids])
+    f = flops[perm].astype(np.int64)
+    static = {m: f for m in STATIC_METRICS}
+    resource = ResourceStore(store.ids, ["" for _ in store.ids], static, {"cpu": np.ones(len(ids))})
+    return QueryEngine.from_store(store, resource)
+
+
+__all__ = [
+    "BenchQuery",
+    "SyntheticRepository",
+    "benchmark_queries",
+    "format_scale_report",
+    "run_quality_benchmark",
+    "run_scale_benchmark",
+    "synthetic_repository",
+]
