@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -107,29 +106,10 @@ def mnist1d(
     and no noise is the in-distribution data); `input_noise` adds Gaussian noise to the standardised
     signal.
     """
-    from mnist1d.data import get_dataset_args, get_templates
-    from mnist1d.transform import transform
-
-    args = get_dataset_args()
-    for key, value in (overrides or {}).items():
-        setattr(args, key, value)
-    templates = get_templates()
-    saved_np, saved_py = np.random.get_state(), random.getstate()
-    signals, labels = [], []
-    try:
-        np.random.seed(seed)
-        while len(labels) < n:
-            for label in np.random.permutation(10)[: n - len(labels)]:
-                signals.append(transform(templates["x"][label], templates["t"], args)[0])
-                labels.append(int(label))
-    finally:
-        np.random.set_state(saved_np)
-        random.setstate(saved_py)
-    # the built-in set's standardisation constants (private to zoo.datasets; shared on purpose)
-    x = (np.stack(signals) - datasets._MNIST1D_MEAN) / datasets._MNIST1D_STD
+    x, labels = datasets.generate_mnist1d(n, seed, overrides)
     if input_noise:
         x = x + np.random.default_rng(seed).normal(0.0, input_noise, x.shape)
-    return x.astype(np.float32), np.array(labels)
+    return x.astype(np.float32), labels
 
 
 class Zoo:

@@ -9,8 +9,10 @@ and their arrays are read-only, so sharing them between callers is safe.
 from __future__ import annotations
 
 import random
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 
@@ -104,23 +106,33 @@ def _mnist8_arrays() -> tuple[np.ndarray, np.ndarray]:
 
 
 def _mnist1d(split: str, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """`n` MNIST-1D signals of length 40 from the package's templates, balanced over the classes.
+    """`n` MNIST-1D signals of one split; train and val use different streams of the same seed."""
+    return generate_mnist1d(n, (seed * len(SPLITS) + SPLITS.index(split)) % 2**32)
+
+
+def generate_mnist1d(
+    n: int, stream_seed: int, overrides: Mapping[str, Any] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """`n` standardised MNIST-1D signals of length 40 from the package's templates, balanced over the classes.
 
     Labels come in shuffled blocks of the ten classes, drawn in the same stream as the signals, so
-    a smaller `n` yields a prefix of a larger one. The package's transforms draw from numpy's
-    global generator, so it is seeded here and restored afterwards; train and val use different
-    streams of the same seed.
+    a smaller `n` yields a prefix of a larger one. `overrides` replace the package's generation
+    parameters (`scale_coeff`, `padding`, `shear_scale`, …) to make shifted data sets; the
+    standardisation constants stay those of the built-in set. The package's transforms draw from
+    numpy's global generator, so it is seeded here and restored afterwards.
     """
     from mnist1d.data import get_dataset_args, get_templates
     from mnist1d.transform import transform
 
     args = get_dataset_args()
+    for key, value in (overrides or {}).items():
+        setattr(args, key, value)
     templates = get_templates()
     labels: list[int] = []
     signals: list[np.ndarray] = []
     saved_np, saved_py = np.random.get_state(), random.getstate()
     try:
-        np.random.seed((seed * len(SPLITS) + SPLITS.index(split)) % 2**32)
+        np.random.seed(stream_seed)
         while len(labels) < n:
             for label in np.random.permutation(10)[: n - len(labels)]:
                 signals.append(transform(templates["x"][label], templates["t"], args)[0])
