@@ -60,18 +60,17 @@ def test_each_model_is_compared_with_up_to_five_compatible_peers(indexed_store):
     assert store.load_record("peers", "extra/two_class").peers == ()
 
 
-def test_noise_variant_is_found_equivalent_to_its_parent_with_a_sound_bound(indexed_store):
+def test_noise_and_pruned_variants_are_found_with_bounds_that_contain_their_difference(indexed_store):
     manifest = load_manifest(indexed_store.zoo)
-    variant = next(m for m in manifest.models if m.transformation == "noise" and m.framework == "torch")
-    parent = f"zoo-torch/{variant.parent}"
-    hits = sommelier_core.query(ref=parent, within=1.0, index_dir=indexed_store.root / "index")
-    by_id = {h.model_id: h for h in hits}
-    hit = by_id[f"zoo-torch/{variant.name}"]
-    assert hit.lower_bound <= variant.disagreement_from_parent + 1e-9 <= hit.upper_bound + 1e-9 or (
-        hit.provenance == "transitive"
-    )
-    assert hit.upper_bound >= hit.lower_bound >= 0
-    assert hit.onnx_path.endswith(".onnx") and hit.profile.macs > 0
+    variants = [m for m in manifest.models if m.transformation in ("noise", "prune")]
+    assert {m.transformation for m in variants} == {"noise", "prune"}
+    for variant in variants:
+        prefix = "zoo-torch/" if variant.framework == "torch" else "zoo-tf/"
+        hits = sommelier_core.query(ref=prefix + variant.parent, within=1.0, index_dir=indexed_store.root / "index")
+        hit = {h.model_id: h for h in hits}[prefix + variant.name]
+        # measured or transitive, the bounds contain the difference measured on the same validation data
+        assert hit.lower_bound - 1e-9 <= variant.disagreement_from_parent <= hit.upper_bound + 1e-9, variant.name
+        assert hit.onnx_path.endswith(".onnx") and hit.profile.macs > 0
 
 
 def test_query_applies_relative_budgets_against_the_reference(indexed_store):
