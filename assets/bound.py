@@ -8,7 +8,7 @@ from resources.store import ModelStoreResource
 from sommelier_core.bound import ARCHITECTURE_MODES, PairBound, PairBounds, bound_comparison
 from sommelier_core.cushions import ModelCushions
 from sommelier_core.equivalence import Comparison, PairScores, compare_outputs
-from sommelier_core.inference import run_onnx
+from sommelier_core.outputs import outputs_on
 from sommelier_core.store import ModelStore
 from sommelier_core.validation import resolve_dataset
 
@@ -80,8 +80,8 @@ def _bound_pair(
         data = resolve_dataset(settings.bound_data)
         if record.dataset == data.name:
             task = "classification" if comparison.kind == "disagreement" else "regression"
-            ref_out = run_onnx(models.onnx_path(reference), data.x)
-            cand_out = run_onnx(models.onnx_path(comparison.candidate_id), data.x)
+            ref_out = outputs_on(models, reference, data)
+            cand_out = outputs_on(models, comparison.candidate_id, data)
             comparison = compare_outputs(reference, ref_out, comparison.candidate_id, cand_out, task)
         else:
             notes.append(f"custom data does not fit {reference}: bounded on its validation set (arora)")

@@ -10,6 +10,7 @@ import numpy as np
 from sommelier_core.equivalence import accuracy
 from sommelier_core.inference import run_onnx
 from sommelier_core.models import Task
+from sommelier_core.store import ModelStore
 from sommelier_core.zoo.datasets import Dataset
 
 
@@ -47,3 +48,21 @@ def compute_outputs(onnx_path: Path, dataset: Dataset, task: Task) -> tuple[np.n
     outputs = run_onnx(onnx_path, dataset.x)
     acc = accuracy(outputs, dataset.y) if task == "classification" and dataset.y is not None else None
     return outputs, acc
+
+
+def outputs_on(store: ModelStore, model_id: str, dataset: Dataset) -> np.ndarray:
+    """A model's outputs on a named extra dataset (e.g. the `custom` bound data), computed once and kept.
+
+    Kept beside the validation outputs as `outputs-<dataset>.npy`, so every pair that needs them reads
+    them instead of running the model again.
+    """
+    path = store.model_dir(model_id) / f"outputs-{dataset.name}.npy"
+    if path.exists():
+        cached = np.load(path)
+        if len(cached) == len(dataset.x):
+            return cached
+    outputs = run_onnx(store.onnx_path(model_id), dataset.x)
+    tmp = path.with_name(f".{path.stem}.tmp.npy")
+    np.save(tmp, outputs)
+    tmp.replace(path)
+    return outputs
