@@ -5,7 +5,7 @@ from dagster import AssetExecutionContext, asset
 from assets.partitions import models_partitions
 from resources.settings import IndexSettings
 from resources.store import ModelStoreResource
-from sommelier_core.bound import ARCHITECTURE_MODES, PairBound, PairBounds, bound_comparison
+from sommelier_core.bound import ARCHITECTURE_MODES, PairBound, PairBounds, bound_with_reference_cushions
 from sommelier_core.cushions import ModelCushions
 from sommelier_core.equivalence import Comparison, PairScores, compare_outputs
 from sommelier_core.outputs import outputs_on
@@ -56,27 +56,11 @@ def _bound_pair(
     own: ModelCushions,
     notes: list[str],
 ) -> PairBound:
-    if mode not in ARCHITECTURE_MODES:
-        return bound_comparison(comparison, mode=mode, delta=settings.delta)
     reference = comparison.reference_id
-    record: ModelCushions = own if reference == model_id else models.load_record("model_cushions", reference)
-    if record.cushions is None:
-        notes.append(f"{reference} has no cushions ({record.error}); its bounds are vacuous")
-        upper = 1.0 if comparison.kind == "disagreement" else float("inf")
-        statistical = bound_comparison(comparison, mode="statistical", delta=settings.delta)
-        return PairBound(
-            reference,
-            comparison.candidate_id,
-            comparison.kind,
-            comparison.difference,
-            0.0,
-            upper,
-            comparison.n,
-            mode,
-            settings.delta,
-            upper - statistical.upper,
-        )
-    if mode == "custom":
+    record = None
+    if mode in ARCHITECTURE_MODES:
+        record = own if reference == model_id else models.load_record("model_cushions", reference)
+    if mode == "custom" and record is not None and record.cushions is not None:
         data = resolve_dataset(settings.bound_data)
         if record.dataset == data.name:
             task = "classification" if comparison.kind == "disagreement" else "regression"
@@ -86,6 +70,7 @@ def _bound_pair(
         else:
             notes.append(f"custom data does not fit {reference}: bounded on its validation set (arora)")
             mode = "arora"
-    return bound_comparison(
-        comparison, mode=mode, delta=settings.delta, cushions=record.cushions, constant=settings.bound_constant
-    )
+    bound, note = bound_with_reference_cushions(comparison, mode, settings.delta, settings.bound_constant, record)
+    if note:
+        notes.append(note)
+    return bound

@@ -37,7 +37,7 @@ from typing import Literal
 
 from scipy import stats
 
-from sommelier_core.cushions import Cushions
+from sommelier_core.cushions import Cushions, ModelCushions
 from sommelier_core.equivalence import Comparison, DifferenceKind
 
 BoundMode = Literal["off", "statistical", "arora", "custom"]
@@ -147,3 +147,34 @@ class PairBounds:
 
     model_id: str
     bounds: tuple[PairBound, ...]
+
+
+def bound_with_reference_cushions(
+    comparison: Comparison, mode: BoundMode, delta: float, constant: float, reference: ModelCushions | None
+) -> tuple[PairBound, str | None]:
+    """The bound of one measured pair in any mode, given the reference's cushions record (paper §4.3).
+
+    In `arora`/`custom` a reference without cushions gets a vacuous bound (1 for a rate) — never a
+    wrong one — and the returned note says why; other modes ignore `reference`.
+    """
+    if mode not in ARCHITECTURE_MODES:
+        return bound_comparison(comparison, mode=mode, delta=delta), None
+    if reference is None or reference.cushions is None:
+        why = reference.error if reference is not None else "not measured"
+        upper = 1.0 if comparison.kind == "disagreement" else math.inf
+        statistical = bound_comparison(comparison, mode="statistical", delta=delta)
+        vacuous = PairBound(
+            comparison.reference_id,
+            comparison.candidate_id,
+            comparison.kind,
+            comparison.difference,
+            0.0,
+            upper,
+            comparison.n,
+            mode,
+            delta,
+            upper - statistical.upper,
+        )
+        return vacuous, f"{comparison.reference_id} has no cushions ({why}); its bounds are vacuous"
+    bound = bound_comparison(comparison, mode=mode, delta=delta, cushions=reference.cushions, constant=constant)
+    return bound, None
