@@ -1,0 +1,182 @@
+"""Segment equivalence of one (reference N, candidate M) pair, end to end, as one typed record.
+
+sequences → candidate segments (common runs) → per-segment output-difference bounds → whole-model
+effect by noise injection with the drop loop → the segments N can take from M within ε. The measure
+is asymmetric (paper §4.3): the record says what replacing N's segments by M's does *to N*.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import onnx
+
+from sommelier_core.bound import clopper_pearson
+from sommelier_core.models import Task
+from sommelier_core.segments.error_bound import SegmentBounder, probe_session
+from sommelier_core.segments.lcs import candidate_segments, has_weights
+from sommelier_core.segments.noise_effect import NoiseInjector, estimate_effect, segment_macs
+from sommelier_core.segments.sequences import GraphView, model_sequences
+from sommelier_core.segments.synthesis import synthesize
+
+DEFAULT_EPSILON = 0.05
+"""ε of the drop loop: the largest estimated QoR difference a synthesized model may have from N."""
+
+
+@dataclass(frozen=True)
+class SegmentMatch:
+    """One matched segment: where it is on both sides, its output-difference bound and its effect on N."""
+
+    reference_nodes: tuple[str, ...]
+    candidate_nodes: tuple[str, ...]
+    ops: tuple[str, ...]
+    """Op types along the segment (`Block` for a collapsed parallel region)."""
+    output_tensor: str
+    """The reference tensor the segment hands on (where its difference is bounded and injected)."""
+    output_bound: float
+    """Largest per-sample bound on ‖ΔX‖ at the segment output (inf: not assessable)."""
+    relative_bound: float
+    """Mean over samples of bound / ‖X_out‖."""
+    macs: int
+    """Multiply-accumulates per sample of the segment's linear ops."""
+    estimated_effect: float
+    """QoR difference of N with this segment alone perturbed by noise of its bound."""
+    identical: bool
+    """The two sides carry the same weights (the bound is 0; swapping changes nothing)."""
+    kept: bool
+    """Kept by the drop loop: part of the synthesized model."""
+
+    def as_json(self) -> dict:
+        def finite(value: float) -> float | None:
+            return round(value, 6) if np.isfinite(value) else None
+
+        return {
+            "reference_nodes": list(self.reference_nodes),
+            "candidate_nodes": list(self.candidate_nodes),
+            "ops": list(self.ops),
+            "output_tensor": self.output_tensor,
+            "output_bound": finite(self.output_bound),
+            "relative_bound": finite(self.relative_bound),
+            "macs": self.macs,
+            "estimated_effect": finite(self.estimated_effect),
+            "identical": self.identical,
+            "kept": self.kept,
+        }
+
+
+@dataclass(frozen=True)
+class SegmentAnalysis:
+    """What N can take from M: matched segments, the kept ones and the estimated QoR difference."""
+
+    reference_id: str
+    candidate_id: str
+    task: Task
+    n: int
+    epsilon: float
+    segments: tuple[SegmentMatch, ...]
+    estimated_difference: float
+    """QoR difference of N with every kept segment perturbed (the worst of the noise draws)."""
+    estimated_upper: float
+    """`estimated_difference` plus its one-sided statistical margin at confidence 1 − δ (classifiers)."""
+    synthesizable: bool
+    """Whether the kept segments make a model different from both N and M."""
+    seconds: float
+
+    @property
+    def kept(self) -> tuple[SegmentMatch, ...]:
+        return tuple(s for s in self.segments if s.kept)
+
+
+def analyse_pair(
+    reference_id: str,
+    reference: onnx.ModelProto,
+    candidate_id: str,
+    candidate: onnx.ModelProto,
+    x: np.ndarray,
+    task: Task,
+    *,
+    epsilon: float = DEFAULT_EPSILON,
+    delta: float = 0.05,
+    reference_outputs: np.ndarray | None = None,
+    draws: int = 3,
+    seed: int = 0,
+) -> SegmentAnalysis:
+    """Segment equivalence of N = `reference` with M = `candidate` on inputs `x` (batch first)."""
+    started = time.perf_counter()
+    x = np.asarray(x, dtype=np.float32)
+    ref_view, ref_sequences = model_sequences(reference)
+    cand_view, cand_sequences = model_sequences(candidate)
+    pairs = candidate_segments(ref_view, ref_sequences, cand_view, cand_sequences)
+    if not pairs:
+        return SegmentAnalysis(reference_id, candidate_id, task, len(x), epsilon, (), 0.0, 0.0, False, 0.0)
+    bounder = SegmentBounder(ref_view, cand_view, x)
+    bounds = bounder.bounds(pairs)
+    probe = bounder.probe
+    macs = [segment_macs(ref_view, probe, p) for p in pairs]
+    if reference_outputs is None:
+        output = reference.graph.output[0].name
+        reference_outputs = probe_session(reference, [output]).run([output], {ref_view.input: x})[0]
+    injector = NoiseInjector(ref_view, x, probe.shapes)
+    effect = estimate_effect(injector, reference_outputs, pairs, bounds, macs, task, epsilon, draws=draws, seed=seed)
+    kept = set(effect.kept)
+    matches = tuple(
+        SegmentMatch(
+            reference_nodes=p.reference_nodes,
+            candidate_nodes=p.candidate_nodes,
+            ops=tuple(op.op_type for op in p.reference_ops),
+            output_tensor=p.reference_output,
+            output_bound=b.max_bound,
+            relative_bound=b.relative_bound,
+            macs=m,
+            estimated_effect=effect.per_segment[i],
+            identical=b.max_bound == 0.0,
+            kept=i in kept,
+        )
+        for i, (p, b, m) in enumerate(zip(pairs, bounds, macs, strict=True))
+    )
+    estimated_upper = effect.estimated_difference
+    if task == "classification" and kept:
+        estimated_upper = clopper_pearson(round(effect.estimated_difference * len(x)), len(x), delta)[1]
+    return SegmentAnalysis(
+        reference_id,
+        candidate_id,
+        task,
+        len(x),
+        epsilon,
+        matches,
+        effect.estimated_difference,
+        estimated_upper,
+        _synthesizable(ref_view, cand_view, ref_sequences, cand_sequences, matches),
+        time.perf_counter() - started,
+    )
+
+
+def _synthesizable(
+    ref_view: GraphView, cand_view: GraphView, ref_sequences, cand_sequences, matches: tuple[SegmentMatch, ...]
+) -> bool:
+    """Kept segments that change N, and do not turn N into a copy of M (same structure, every weight swapped)."""
+    changing = [m for m in matches if m.kept and not m.identical]
+    if not changing:
+        return False
+    swapped = {n for m in matches if m.kept for n in m.reference_nodes}
+    weighted = {
+        name
+        for sequence in ref_sequences
+        for op in sequence.ops
+        if not op.is_block and has_weights(ref_view, op)
+        for name in op.flat_nodes()
+    }
+    same_structure = ref_sequences[0].keys == cand_sequences[0].keys
+    return not (same_structure and weighted <= swapped)
+
+
+def synthesize_pair(
+    analysis: SegmentAnalysis, reference: onnx.ModelProto, candidate: onnx.ModelProto, name: str = ""
+) -> onnx.ModelProto:
+    """The synthesized model of an analysis: N with its kept segments taken from M."""
+    ref_view, _ = model_sequences(reference)
+    cand_view, _ = model_sequences(candidate)
+    kept = [s for s in analysis.segments if s.kept]
+    return synthesize(ref_view, cand_view, kept, name=name)

@@ -1,0 +1,205 @@
+"""The whole-model effect of replacing segments, estimated by noise injection (paper §4.2 steps i–iii).
+
+(i) Run the reference model N on the inputs; (ii) perturb the output of every replaceable segment
+with Gaussian noise whose norm is that segment's output-difference bound on that sample, finish the
+forward pass, and measure the QoR difference from N's own outputs (top-1 disagreement for
+classifiers, relative l2 otherwise) — the worst over a few noise draws; (iii) while the difference
+exceeds ε, drop segments in increasing order of FLOPs (the cheapest replacement first) and measure
+again. Random noise of the bounded norm stands in for the unknown worst case (paper §4.2: it
+"captures the worst case", assuming no particular error structure).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper
+
+from sommelier_core.equivalence import disagreement_rate
+from sommelier_core.models import Task
+from sommelier_core.segments.error_bound import ActivationProbe, SegmentBound, _attribute, probe_session
+from sommelier_core.segments.lcs import SegmentPair
+from sommelier_core.segments.sequences import GraphView, activation_inputs
+
+
+@dataclass(frozen=True)
+class NoiseEffect:
+    """Which segments stay replaced and the estimated QoR difference of N with them replaced."""
+
+    kept: tuple[int, ...]
+    """Indices (into the analysed segments) of the segments kept, in graph order."""
+    estimated_difference: float
+    """QoR difference of N with the kept segments perturbed (0 when none is kept)."""
+    trace: tuple[tuple[tuple[int, ...], float], ...]
+    """(segments perturbed, difference) at each step of the drop loop, first step first."""
+    per_segment: tuple[float, ...]
+    """The difference with each segment perturbed alone (its own effect on the whole model)."""
+
+
+def qor_difference(reference_outputs: np.ndarray, outputs: np.ndarray, task: Task) -> float:
+    """Top-1 disagreement (classification) or mean ‖Δ‖ / mean ‖ref‖ (anything else)."""
+    if task == "classification":
+        return disagreement_rate(reference_outputs, outputs)
+    n = len(reference_outputs)
+    ref = reference_outputs.reshape(n, -1).astype(np.float64)
+    scale = float(np.mean(np.linalg.norm(ref, axis=1))) or 1.0
+    return float(np.mean(np.linalg.norm(ref - outputs.reshape(n, -1), axis=1)) / scale)
+
+
+def segment_macs(view: GraphView, probe: ActivationProbe, segment: SegmentPair) -> int:
+    """Multiply-accumulates per sample of the segment's linear ops (Conv, Gemm, MatMul), from probed shapes."""
+    total = 0
+    for name in segment.reference_nodes:
+        node = view.nodes[name]
+        out_shape = probe.shapes.get(node.output[0])
+        if out_shape is None:
+            continue
+        out_elements = math.prod(out_shape)
+        weights = [view.constants[t] for t in node.input[1:2] if t in view.constants]
+        if node.op_type == "Conv" and weights:
+            total += out_elements * math.prod(weights[0].shape[1:])
+        elif node.op_type == "Gemm" and weights:
+            w = weights[0]
+            transposed = int(_attribute(node, "transB", 0))
+            total += out_elements * (w.shape[1] if transposed else w.shape[0])
+        elif node.op_type == "MatMul" and weights and weights[0].ndim >= 2:
+            total += out_elements * weights[0].shape[-2]
+    return total
+
+
+class NoiseInjector:
+    """N with an additive noise input on chosen tensors, run on fixed inputs with bounded-norm noise."""
+
+    def __init__(self, view: GraphView, x: np.ndarray, shapes: dict[str, tuple[int, ...]], batch_size: int = 1024):
+        self.view = view
+        self.x = np.asarray(x, dtype=np.float32)
+        self.shapes = shapes
+        self.batch_size = batch_size
+        self._sessions: dict[tuple[str, ...], object] = {}
+
+    def _session(self, tensors: tuple[str, ...]):
+        if tensors not in self._sessions:
+            self._sessions[tensors] = _noisy_session(self.view.model, tensors)
+        return self._sessions[tensors]
+
+    def run(self, noise_norms: dict[str, np.ndarray], seed: int) -> np.ndarray:
+        """N's first output with Gaussian noise of norm `noise_norms[t][sample]` added to each tensor t."""
+        tensors = tuple(sorted(noise_norms))
+        session = self._session(tensors)
+        rng = np.random.default_rng(seed)
+        noise = {}
+        for tensor in tensors:
+            shape = (len(self.x), *self.shapes[tensor])
+            direction = rng.standard_normal(shape).reshape(len(self.x), -1)
+            direction /= np.maximum(np.linalg.norm(direction, axis=1, keepdims=True), 1e-12)
+            noise[tensor] = (direction * noise_norms[tensor][:, None]).reshape(shape).astype(np.float32)
+        output = self.view.model.graph.output[0].name
+        parts = []
+        for start in range(0, len(self.x), self.batch_size):
+            feed = {self.view.input: self.x[start : start + self.batch_size]}
+            feed.update({f"{t}__noise": noise[t][start : start + self.batch_size] for t in tensors})
+            parts.append(session.run([output], feed)[0])
+        return np.concatenate(parts)
+
+
+def _noisy_session(model: onnx.ModelProto, tensors: Sequence[str]):
+    """A session of `model` in which each tensor t becomes t_clean + t__noise (a new graph input)."""
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    graph = copy.graph
+    for tensor in tensors:
+        clean = f"{tensor}__clean"
+        for node in graph.node:
+            for k, name in enumerate(node.output):
+                if name == tensor:
+                    node.output[k] = clean
+        graph.node.append(helper.make_node("Add", [clean, f"{tensor}__noise"], [tensor], name=f"{tensor}__inject"))
+        graph.input.append(helper.make_tensor_value_info(f"{tensor}__noise", TensorProto.FLOAT, None))
+    # the appended Add nodes must come right after their producers for a topologically sorted graph
+    _toposort(graph)
+    del graph.value_info[:]
+    return probe_session(copy, [o.name for o in model.graph.output[:1]])
+
+
+def _toposort(graph: onnx.GraphProto) -> None:
+    available = {v.name for v in graph.input} | {t.name for t in graph.initializer} | {""}
+    pending = list(graph.node)
+    ordered = []
+    while pending:
+        remaining = []
+        for node in pending:
+            if all(i in available for i in node.input):
+                ordered.append(node)
+                available.update(node.output)
+            else:
+                remaining.append(node)
+        if len(remaining) == len(pending):
+            ordered.extend(remaining)  # leave the rest as it was; ORT reports a real cycle
+            break
+        pending = remaining
+    nodes = [onnx.NodeProto() for _ in ordered]
+    for target, source in zip(nodes, ordered, strict=True):
+        target.CopyFrom(source)
+    del graph.node[:]
+    graph.node.extend(nodes)
+
+
+def estimate_effect(
+    injector: NoiseInjector,
+    reference_outputs: np.ndarray,
+    segments: Sequence[SegmentPair],
+    bounds: Sequence[SegmentBound],
+    macs: Sequence[int],
+    task: Task,
+    epsilon: float,
+    *,
+    draws: int = 3,
+    seed: int = 0,
+) -> NoiseEffect:
+    """Paper §4.2 steps i–iii: perturb every assessable segment; drop the cheapest until within ε.
+
+    Segments with an infinite bound are never kept; segments whose bound is zero (identical weights)
+    add no noise. The difference of a set is the worst over `draws` noise draws.
+    """
+
+    def difference(indices: Sequence[int]) -> float:
+        norms: dict[str, np.ndarray] = {}
+        for i in indices:
+            if bounds[i].max_bound <= 0:
+                continue
+            tensor = segments[i].reference_output
+            norms[tensor] = norms.get(tensor, 0) + bounds[i].per_sample
+        if not norms:
+            return 0.0
+        return max(qor_difference(reference_outputs, injector.run(norms, seed + draw), task) for draw in range(draws))
+
+    assessable = [i for i, b in enumerate(bounds) if b.finite]
+    per_segment = tuple(difference([i]) if i in assessable else float("inf") for i in range(len(segments)))
+    kept = sorted(assessable, key=lambda i: injector.view.order[segments[i].reference_nodes[0]])
+    trace = []
+    current = difference(kept)
+    trace.append((tuple(kept), current))
+    # a segment with a zero bound (identical weights) changes nothing: only the others are dropped
+    drop_order = sorted((i for i in kept if bounds[i].max_bound > 0), key=lambda i: (macs[i], i))
+    for index in drop_order:
+        if current <= epsilon:
+            break
+        kept = [i for i in kept if i != index]
+        current = difference(kept)
+        trace.append((tuple(kept), current))
+    return NoiseEffect(tuple(kept), current if kept else 0.0, tuple(trace), per_segment)
+
+
+def activation_tensors(view: GraphView, segments: Sequence[SegmentPair]) -> set[str]:
+    """The reference tensors the bound and the noise injection read for these segments."""
+    tensors: set[str] = set()
+    for segment in segments:
+        tensors.add(segment.reference_output)
+        for name in segment.reference_nodes:
+            tensors.update(activation_inputs(view, name))
+            tensors.update(view.nodes[name].output[:1])
+    return tensors

@@ -1,0 +1,266 @@
+"""Segment equivalence (paper §4.2): sequences, candidate segments, the bound, noise effect, synthesis."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+
+from sommelier_core.segments.analysis import analyse_pair, synthesize_pair
+from sommelier_core.segments.error_bound import SegmentBounder, probe_session
+from sommelier_core.segments.lcs import candidate_segments, common_runs
+from sommelier_core.segments.noise_effect import NoiseInjector, estimate_effect, segment_macs
+from sommelier_core.segments.sequences import model_sequences
+from sommelier_core.segments.synthesis import synthesize
+from tests.segment_graphs import (
+    images,
+    mlp,
+    residual_net,
+    residual_weights,
+    two_branch_net,
+    two_branch_weights,
+)
+
+
+def run(model: onnx.ModelProto, x: np.ndarray, tensor: str | None = None) -> np.ndarray:
+    name = tensor or model.graph.output[0].name
+    return probe_session(model, [name]).run([name], {"x": x})[0]
+
+
+def op_types(sequence) -> list[str]:
+    return [op.op_type for op in sequence.ops]
+
+
+# --- operator sequences ------------------------------------------------------------------------
+
+
+def test_residual_block_collapses_into_one_token_and_expands_into_its_branch():
+    _, sequences = model_sequences(residual_net(residual_weights(0)))
+    main, branch = sequences
+    assert op_types(main) == ["Conv", "BatchNormalization", "Relu", "Block", "Relu", "Flatten", "Gemm"]
+    block = main.ops[3]
+    assert block.merge == "add"
+    assert [len(b.ops) for b in block.branches] == [0, 3]  # the skip, then conv → relu → conv
+    assert block.key.startswith("Block[Add{}()]<skip || Conv")
+    assert op_types(branch) == ["Conv", "Relu", "Conv"]
+    assert block.flat_nodes() == ("b1", "relu1", "b2", "add")
+
+
+def test_two_branch_block_has_one_sequence_per_branch():
+    _, sequences = model_sequences(two_branch_net(two_branch_weights(0)))
+    main = sequences[0]
+    assert op_types(main) == ["Conv", "Relu", "Block", "Flatten", "Gemm"]
+    assert main.ops[2].merge == "concat"
+    assert sorted(op_types(s) for s in sequences[1:]) == [["Conv", "Relu"], ["Conv", "Relu"]]
+    # the 1x1 and the 3x3 branch differ in their tokens (attributes and weight shapes)
+    assert sequences[1].keys != sequences[2].keys
+
+
+def test_token_is_op_type_attributes_and_weight_shapes():
+    _, sequences = model_sequences(residual_net(residual_weights(0)))
+    stem = sequences[0].ops[0]
+    assert stem.key == "Conv{kernel_shape=[3,3],pads=[1,1,1,1]}(1:4x1x3x3;2:4)"
+    _, wider = model_sequences(residual_net(residual_weights(0, channels=5)))
+    assert wider[0].ops[0].key != stem.key
+
+
+# --- candidate segments --------------------------------------------------------------------------
+
+
+def test_common_runs_are_the_maximal_contiguous_matches():
+    runs = common_runs(("a", "b", "c", "d"), ("x", "b", "c", "y", "a"))
+    assert sorted(runs) == [(0, 4, 1), (1, 1, 2)]
+    assert common_runs(("a",), ("b",)) == []
+
+
+def test_identical_structures_match_everywhere_one_segment_per_weighted_op():
+    view_n, seq_n = model_sequences(residual_net(residual_weights(0)))
+    view_m, seq_m = model_sequences(residual_net(residual_weights(1)))
+    segments = candidate_segments(view_n, seq_n, view_m, seq_m)
+    assert [s.reference_nodes for s in segments] == [
+        ("stem",),
+        ("bn", "relu0"),
+        ("b1", "relu1", "b2", "add", "relu2", "flatten"),
+        ("head",),
+    ]
+    assert all(s.reference_nodes == s.candidate_nodes for s in segments)
+
+
+def test_different_blocks_leave_only_the_common_stem_and_branch_layers():
+    # a wider model shares nothing; a model whose block differs shares the stem (and the block's first conv)
+    view_n, seq_n = model_sequences(residual_net(residual_weights(0)))
+    view_w, seq_w = model_sequences(residual_net(residual_weights(0, channels=5)))
+    assert candidate_segments(view_n, seq_n, view_w, seq_w) == []
+    view_t, seq_t = model_sequences(two_branch_net(two_branch_weights(0, channels=4)))
+    segments = candidate_segments(view_n, seq_n, view_t, seq_t)
+    assert [s.reference_nodes for s in segments] == [("stem",), ("b1", "relu1")]
+    assert [s.candidate_nodes for s in segments] == [("stem",), ("q", "relu_q")]
+
+
+# --- the layer-wise bound -----------------------------------------------------------------------
+
+
+def test_linear_bound_by_hand():
+    # N: identity then identity; M: first layer diag(2, 1). With ΔX_0 = 0 the first layer's bound is
+    # σ_max(W′ − W)·‖x‖ = 1·‖x‖: tight for x = (1, 0) (difference 1), loose for x = (0, 1) (difference 0).
+    eye = np.eye(2)
+    n, m = mlp(eye, eye), mlp(np.diag([2.0, 1.0]), eye)
+    view_n, seq_n = model_sequences(n)
+    view_m, seq_m = model_sequences(m)
+    segments = candidate_segments(view_n, seq_n, view_m, seq_m)
+    assert [s.reference_nodes for s in segments] == [("fc1", "relu"), ("fc2",)]
+    x = np.array([[1.0, 0.0], [0.0, 1.0], [3.0, 4.0]], dtype=np.float32)
+    first, second = SegmentBounder(view_n, view_m, x).bounds(segments)
+    np.testing.assert_allclose(first.per_sample, [1.0, 1.0, 5.0])  # relu passes the bound
+    assert second.max_bound == 0.0  # identical weights
+    swapped = run(synthesize(view_n, view_m, segments[:1]), x, "r") - run(n, x, "r")
+    np.testing.assert_allclose(np.linalg.norm(swapped, axis=1), [1.0, 0.0, 3.0])
+
+
+@pytest.mark.parametrize("build,weights", [(residual_net, residual_weights), (two_branch_net, two_branch_weights)])
+@pytest.mark.parametrize("scale", [0.05, 0.5])
+def test_bound_holds_against_the_measured_difference_of_every_segment(build, weights, scale):
+    base = weights(0)
+    rng = np.random.default_rng(7)
+    twin = {k: v + scale * rng.normal(0, 1, v.shape) * np.std(v) for k, v in base.items()}
+    twin["bn_var"] = np.abs(twin["bn_var"]) + 0.1 if "bn_var" in twin else None
+    twin = {k: v for k, v in twin.items() if v is not None}
+    n, m = build(base), build(twin)
+    view_n, seq_n = model_sequences(n)
+    view_m, seq_m = model_sequences(m)
+    segments = candidate_segments(view_n, seq_n, view_m, seq_m)
+    x = images(200)
+    bounds = SegmentBounder(view_n, view_m, x).bounds(segments)
+    for segment, bound in zip(segments, bounds, strict=True):
+        tensor = segment.reference_output
+        measured = run(synthesize(view_n, view_m, [segment]), x, tensor) - run(n, x, tensor)
+        measured = np.linalg.norm(measured.reshape(len(x), -1), axis=1)
+        assert bound.finite
+        assert np.all(measured <= bound.per_sample * (1 + 1e-5) + 1e-6), segment.reference_nodes
+        assert np.any(measured > 0)
+
+
+def test_whole_model_bound_through_a_residual_block_and_concat_holds():
+    # one segment spanning everything: stem → BN → block (add) → head, and stem → concat block → head
+    for build, weights in [(residual_net, residual_weights), (two_branch_net, two_branch_weights)]:
+        base, twin = weights(0), weights(3)
+        n, m = build(base), build(twin)
+        view_n, seq_n = model_sequences(n)
+        view_m, seq_m = model_sequences(m)
+        whole = candidate_segments(view_n, seq_n, view_m, seq_m)
+        from sommelier_core.segments.lcs import SegmentPair
+
+        joined = SegmentPair(
+            "main",
+            "main",
+            tuple(op for s in whole for op in s.reference_ops),
+            tuple(op for s in whole for op in s.candidate_ops),
+        )
+        x = images(100)
+        (bound,) = SegmentBounder(view_n, view_m, x).bounds([joined])
+        measured = np.linalg.norm(run(m, x) - run(n, x), axis=1)
+        assert np.all(measured <= bound.per_sample * (1 + 1e-5))
+
+
+# --- whole-model effect by noise injection -------------------------------------------------------
+
+
+def _residual_pair(seed_twin: int = 1, scale: float = 0.3):
+    base = residual_weights(0)
+    rng = np.random.default_rng(seed_twin)
+    twin = dict(base)
+    for k in ("stem_w", "b1_w", "b2_w", "head_w"):
+        twin[k] = base[k] + scale * np.std(base[k]) * rng.normal(0, 1, base[k].shape)
+    return residual_net(base, "n"), residual_net(twin, "m")
+
+
+def test_drop_loop_removes_cheapest_segments_first_until_within_epsilon():
+    n, m = _residual_pair()
+    view_n, seq_n = model_sequences(n)
+    view_m, seq_m = model_sequences(m)
+    segments = candidate_segments(view_n, seq_n, view_m, seq_m)
+    x = images(300)
+    bounder = SegmentBounder(view_n, view_m, x)
+    bounds = bounder.bounds(segments)
+    macs = [segment_macs(view_n, bounder.probe, s) for s in segments]
+    # by hand: stem 16 positions × 4 ch × 9 = 576; bn 0; block two 4→4 3x3 convs = 2 × 16·4·36 = 4608; head 3·64 = 192
+    assert macs == [576, 0, 4608, 192]
+    assert bounds[1].max_bound == 0.0  # BN weights unchanged
+    injector = NoiseInjector(view_n, x, bounder.probe.shapes)
+    outputs = run(n, x)
+    everything = estimate_effect(injector, outputs, segments, bounds, macs, "classification", epsilon=1.0)
+    assert everything.kept == (0, 1, 2, 3) and len(everything.trace) == 1
+    nothing = estimate_effect(injector, outputs, segments, bounds, macs, "classification", epsilon=-1.0)
+    # dropped in increasing MACs among the segments that change anything: head (192), stem (576), block (4608)
+    assert [step[0] for step in nothing.trace] == [(0, 1, 2, 3), (0, 1, 2), (1, 2), (1,)]
+    assert nothing.estimated_difference == 0.0
+
+
+def test_noise_of_zero_norm_changes_nothing_and_larger_noise_changes_more():
+    n, _ = _residual_pair()
+    view_n, _ = model_sequences(n)
+    x = images(300)
+    injector = NoiseInjector(view_n, x, {"a": (4, 4, 4)})
+    outputs = run(n, x)
+    np.testing.assert_allclose(injector.run({"a": np.zeros(len(x))}, seed=0), outputs, rtol=1e-5, atol=1e-6)
+    from sommelier_core.segments.noise_effect import qor_difference
+
+    small = qor_difference(outputs, injector.run({"a": np.full(len(x), 0.1)}, seed=0), "classification")
+    large = qor_difference(outputs, injector.run({"a": np.full(len(x), 10.0)}, seed=0), "classification")
+    assert small < large
+
+
+# --- synthesis -------------------------------------------------------------------------------------
+
+
+def test_swapping_every_segment_reproduces_the_candidate_and_one_segment_only_that_segment():
+    n, m = _residual_pair()
+    view_n, seq_n = model_sequences(n)
+    view_m, seq_m = model_sequences(m)
+    segments = candidate_segments(view_n, seq_n, view_m, seq_m)
+    x = images(50)
+    all_swapped = synthesize(view_n, view_m, segments, name="n<-m")
+    onnx.checker.check_model(all_swapped)
+    np.testing.assert_allclose(run(all_swapped, x), run(m, x), rtol=1e-5, atol=1e-5)
+    head_only = synthesize(view_n, view_m, segments[-1:])
+    # N's features, M's head: equal to M's head applied to N's features
+    features = run(n, x, "f")
+    w, b = (onnx.numpy_helper.to_array(t) for t in m.graph.initializer if t.name in ("head_w", "head_b"))
+    np.testing.assert_allclose(run(head_only, x), features @ w.T + b, rtol=1e-4, atol=1e-4)
+    assert len(head_only.graph.initializer) == len(n.graph.initializer)  # replaced weights are not kept twice
+
+
+def test_a_weight_shared_outside_the_segment_keeps_its_value_there():
+    # fc1 and fc2 read the same initializer; swapping fc1's leaves fc2 on N's value
+    eye = np.eye(2, dtype=np.float32)
+    shared = mlp(eye, eye)
+    shared.graph.node[2].input[1] = "w1"
+    del shared.graph.initializer[1]
+    donor = mlp(2 * eye, 3 * eye)
+    view_n, seq_n = model_sequences(shared)
+    view_m, seq_m = model_sequences(donor)
+    segments = candidate_segments(view_n, seq_n, view_m, seq_m)
+    first = synthesize(view_n, view_m, segments[:1])
+    x = np.array([[1.0, 2.0]], dtype=np.float32)
+    np.testing.assert_allclose(run(first, x), [[2.0, 4.0]])  # relu(2x) then identity
+
+
+def test_analyse_pair_keeps_segments_within_epsilon_and_the_synthesized_model_runs():
+    n, m = _residual_pair(scale=0.2)
+    x = images(400)
+    analysis = analyse_pair("n", n, "m", m, x, "classification", epsilon=0.2)
+    assert [s.ops for s in analysis.segments] == [
+        ("Conv",),
+        ("BatchNormalization", "Relu"),
+        ("Block", "Relu", "Flatten"),
+        ("Gemm",),
+    ]
+    assert analysis.estimated_difference <= 0.2
+    assert analysis.estimated_upper >= analysis.estimated_difference
+    kept = analysis.kept
+    assert kept and all(np.isfinite(s.output_bound) for s in kept)
+    model = synthesize_pair(analysis, n, m, name="n<-m")
+    outputs = run(model, x)
+    assert outputs.shape == (400, 3)
+    if analysis.synthesizable:
+        assert not np.allclose(outputs, run(m, x), atol=1e-6)
