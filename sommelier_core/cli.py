@@ -153,13 +153,14 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from sommelier_core.equivalence import check_compatible, compare_outputs
     from sommelier_core.errors import IncompatibleModels
     from sommelier_core.inference import run_onnx
+    from sommelier_core.segments.analysis import analyse_pair, describe_segments, segment_summary
     from sommelier_core.validation import DatasetError, validation_set_for
 
     if args.bound == "custom" and not args.data:
         raise DatasetError("--bound custom needs --data FILE.npz (an array 'x' of inputs and an optional 'y')")
     ref_path, cand_path = Path(args.reference), Path(args.candidate)
-    ref_model = load_onnx(ref_path)
-    ref_sig, cand_sig = onnx_signature(ref_model), onnx_signature(load_onnx(cand_path))
+    ref_model, cand_model = load_onnx(ref_path), load_onnx(cand_path)
+    ref_sig, cand_sig = onnx_signature(ref_model), onnx_signature(cand_model)
     try:
         check_compatible(str(ref_path), ref_sig, str(cand_path), cand_sig)
     except IncompatibleModels as exc:
@@ -171,9 +172,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     dataset = validation_set_for(str(ref_path), ref_sig, args.data or "")
     out = ref_sig.outputs[0]
     task = "classification" if len(out.shape) == 2 else "regression"
-    comparison = compare_outputs(
-        str(ref_path), run_onnx(ref_path, dataset.x), str(cand_path), run_onnx(cand_path, dataset.x), task
-    )
+    ref_outputs = run_onnx(ref_path, dataset.x)
+    comparison = compare_outputs(str(ref_path), ref_outputs, str(cand_path), run_onnx(cand_path, dataset.x), task)
     cushions = None
     if args.bound in ARCHITECTURE_MODES:
         cushions = compute_cushions(ref_model, dataset.x, model_id=str(ref_path), dataset=dataset.name)
@@ -189,6 +189,12 @@ def cmd_compare(args: argparse.Namespace) -> int:
         "n": comparison.n,
         "dataset": dataset.name,
     }
+    segments = analyse_pair(
+        str(ref_path), ref_model, str(cand_path), cand_model, dataset.x, task, epsilon=args.epsilon,
+        reference_outputs=ref_outputs,
+    )  # fmt: skip
+    payload["segments"] = [s.as_json() for s in segments.segments]
+    payload["segment_synthesis"] = segment_summary(segments)
     if args.json:
         _print_json(payload)
     else:
@@ -197,6 +203,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
             f"{comparison.kind} {comparison.difference:.2%} on {comparison.n} samples of {dataset.name}; "
             f"upper bound {bound.upper:.2%} ({args.bound}, δ={bound.delta}{architecture})"
         )
+        print(describe_segments(segments))
     return 0
 
 
@@ -288,6 +295,12 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["off", "statistical", "arora", "custom"],
         help="off: empirical; statistical: + Clopper–Pearson margin; arora: + the reference's architecture term "
         "(paper §4.1); custom: arora on the --data set",
+    )
+    c.add_argument(
+        "--epsilon",
+        type=parse_fraction,
+        default=0.05,
+        help="segments: largest estimated difference of REF with CAND's segments swapped in (default 5%%)",
     )
     c.add_argument("--json", action="store_true")
     c.set_defaults(func=cmd_compare)

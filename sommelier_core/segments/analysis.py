@@ -100,12 +100,20 @@ def analyse_pair(
     epsilon: float = DEFAULT_EPSILON,
     delta: float = 0.05,
     reference_outputs: np.ndarray | None = None,
-    draws: int = 3,
+    samples: int | None = None,
+    draws: int = 2,
     seed: int = 0,
 ) -> SegmentAnalysis:
-    """Segment equivalence of N = `reference` with M = `candidate` on inputs `x` (batch first)."""
+    """Segment equivalence of N = `reference` with M = `candidate` on inputs `x` (batch first).
+
+    `samples` caps the inputs the bounds and the noise injection use (the first ones of `x`): the cost
+    is ≈ (segments + drop steps) × `draws` forward passes of N over them.
+    """
     started = time.perf_counter()
     x = np.asarray(x, dtype=np.float32)
+    if samples is not None and samples < len(x):
+        x = x[:samples]
+        reference_outputs = None if reference_outputs is None else reference_outputs[:samples]
     ref_view, ref_sequences = model_sequences(reference)
     cand_view, cand_sequences = model_sequences(candidate)
     pairs = candidate_segments(ref_view, ref_sequences, cand_view, cand_sequences)
@@ -180,3 +188,36 @@ def synthesize_pair(
     cand_view, _ = model_sequences(candidate)
     kept = [s for s in analysis.segments if s.kept]
     return synthesize(ref_view, cand_view, kept, name=name)
+
+
+def segment_summary(analysis: SegmentAnalysis) -> dict:
+    """The JSON summary of what N can take from M (`sommelier compare --json` key `segment_synthesis`)."""
+    return {
+        "matched": len(analysis.segments),
+        "kept": len(analysis.kept),
+        "epsilon": analysis.epsilon,
+        "estimated_difference": round(analysis.estimated_difference, 6),
+        "estimated_upper": round(analysis.estimated_upper, 6),
+        "synthesizable": analysis.synthesizable,
+        "seconds": round(analysis.seconds, 4),
+    }
+
+
+def describe_segments(analysis: SegmentAnalysis) -> str:
+    """A human summary: one line per matched segment, then the kept set's estimated effect."""
+    if not analysis.segments:
+        return "segments: none in common"
+    lines = [f"segments: {len(analysis.segments)} in common, {len(analysis.kept)} kept within ε={analysis.epsilon:.0%}"]
+    for s in analysis.segments:
+        bound = f"{s.relative_bound:.3g}×‖X‖" if np.isfinite(s.relative_bound) else "not assessable"
+        effect = f"{s.estimated_effect:.2%}" if np.isfinite(s.estimated_effect) else "—"
+        mark = "kept" if s.kept else "    "
+        lines.append(
+            f"  {mark} {'→'.join(s.ops):<28} {s.reference_nodes[0]} … ↔ {s.candidate_nodes[0]} …  "
+            f"bound {bound}, effect {effect}{' (identical)' if s.identical else ''}"
+        )
+    lines.append(
+        f"  estimated difference with the kept segments swapped in: {analysis.estimated_difference:.2%} "
+        f"(≤ {analysis.estimated_upper:.2%} at 1 − δ); synthesizable: {analysis.synthesizable}"
+    )
+    return "\n".join(lines)

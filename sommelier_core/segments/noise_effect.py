@@ -5,8 +5,9 @@ with Gaussian noise whose norm is that segment's output-difference bound on that
 forward pass, and measure the QoR difference from N's own outputs (top-1 disagreement for
 classifiers, relative l2 otherwise) — the worst over a few noise draws; (iii) while the difference
 exceeds ε, drop segments in increasing order of FLOPs (the cheapest replacement first) and measure
-again. Random noise of the bounded norm stands in for the unknown worst case (paper §4.2: it
-"captures the worst case", assuming no particular error structure).
+again; then (beyond the paper) offer the dropped segments back, most FLOPs first, keeping each one
+whose addition leaves the set within ε. Random noise of the bounded norm stands in for the unknown
+worst case (paper §4.2: it "captures the worst case", assuming no particular error structure).
 """
 
 from __future__ import annotations
@@ -157,7 +158,7 @@ def estimate_effect(
     task: Task,
     epsilon: float,
     *,
-    draws: int = 3,
+    draws: int = 2,
     seed: int = 0,
 ) -> NoiseEffect:
     """Paper §4.2 steps i–iii: perturb every assessable segment; drop the cheapest until within ε.
@@ -166,11 +167,17 @@ def estimate_effect(
     add no noise. The difference of a set is the worst over `draws` noise draws.
     """
 
+    memo: dict[tuple[int, ...], float] = {}
+
     def difference(indices: Sequence[int]) -> float:
+        changing = tuple(sorted(i for i in indices if bounds[i].max_bound > 0))
+        if changing not in memo:
+            memo[changing] = _difference(changing)
+        return memo[changing]
+
+    def _difference(indices: tuple[int, ...]) -> float:
         norms: dict[str, np.ndarray] = {}
         for i in indices:
-            if bounds[i].max_bound <= 0:
-                continue
             tensor = segments[i].reference_output
             norms[tensor] = norms.get(tensor, 0) + bounds[i].per_sample
         if not norms:
@@ -185,12 +192,24 @@ def estimate_effect(
     trace.append((tuple(kept), current))
     # a segment with a zero bound (identical weights) changes nothing: only the others are dropped
     drop_order = sorted((i for i in kept if bounds[i].max_bound > 0), key=lambda i: (macs[i], i))
+    dropped = []
     for index in drop_order:
         if current <= epsilon:
             break
         kept = [i for i in kept if i != index]
+        dropped.append(index)
         current = difference(kept)
         trace.append((tuple(kept), current))
+    # Beyond the paper: cheapest-first dropping can drop a segment that is harmless on its own (a stem
+    # whose effect alone is ≪ ε); offer the dropped ones back, most FLOPs first, while the set stays within ε.
+    for index in sorted(dropped, key=lambda i: (-macs[i], i)):
+        if per_segment[index] > epsilon or current > epsilon:
+            continue
+        trial = sorted([*kept, index], key=lambda i: injector.view.order[segments[i].reference_nodes[0]])
+        value = difference(trial)
+        if value <= epsilon:
+            kept, current = trial, value
+            trace.append((tuple(kept), current))
     return NoiseEffect(tuple(kept), current if kept else 0.0, tuple(trace), per_segment)
 
 

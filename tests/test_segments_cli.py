@@ -1,0 +1,54 @@
+"""`sommelier compare … --json` reports matched segments; `sommelier synthesize` writes a runnable ONNX file."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from tests.segment_graphs import images, residual_net, residual_weights
+
+SOMMELIER = str(Path(sys.executable).parent / "sommelier")
+
+
+def run_cli(*args: str, root: Path | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    if root is not None:
+        env["SOMMELIER_HOME"] = str(root)
+    return subprocess.run([SOMMELIER, *args], capture_output=True, text=True, env=env, timeout=300)
+
+
+def test_compare_json_lists_segments_with_nodes_bound_and_effect(tmp_path):
+    base = residual_weights(0)
+    twin = dict(base)
+    twin["head_w"] = base["head_w"] + 0.05 * np.random.default_rng(2).normal(0, 1, base["head_w"].shape)
+    onnx.save(residual_net(base), tmp_path / "n.onnx")
+    onnx.save(residual_net(twin), tmp_path / "m.onnx")
+    np.savez(tmp_path / "data.npz", x=images(300))
+    paths = (str(tmp_path / "n.onnx"), str(tmp_path / "m.onnx"), "--data", str(tmp_path / "data.npz"))
+    text = run_cli("compare", *paths)
+    assert text.returncode == 0, text.stderr
+    assert "segments: 4 in common" in text.stdout
+    result = run_cli("compare", *paths, "--json")
+    assert result.returncode == 0, result.stderr
+    payload = json.loads(result.stdout)
+    segments = payload["segments"]
+    assert [s["reference_nodes"] for s in segments] == [
+        ["stem"],
+        ["bn", "relu0"],
+        ["b1", "relu1", "b2", "add", "relu2", "flatten"],
+        ["head"],
+    ]
+    assert all(s["reference_nodes"] == s["candidate_nodes"] for s in segments)
+    # only the head differs: every other segment is identical, with a zero bound and no effect
+    assert [s["identical"] for s in segments] == [True, True, True, False]
+    assert [s["output_bound"] for s in segments[:3]] == [0.0, 0.0, 0.0]
+    assert segments[3]["output_bound"] > 0 and 0 <= segments[3]["estimated_effect"] <= 1
+    assert payload["segment_synthesis"]["matched"] == 4
+    # everything swapped would be M itself: nothing new to synthesize
+    assert payload["segment_synthesis"]["synthesizable"] is False
