@@ -9,7 +9,7 @@ import os
 
 from dagster import Definitions, EnvVar, load_assets_from_modules, multiprocess_executor
 
-from assets import bound, compare, convert, cushions, fetch, index, outputs, peers, profile
+from assets import bound, compare, convert, cushions, fetch, index, outputs, peers, profile, segments
 from pipelines.jobs import index_job, model_job
 from pipelines.schedules import reindex_schedule
 from pipelines.sensors import make_repository_sensor
@@ -19,7 +19,7 @@ from resources.settings import IndexSettings
 from resources.store import ModelStoreResource, StoreIOManager
 from resources.validation import ValidationDataResource
 
-STAGE_MODULES = (fetch, convert, outputs, cushions, profile, peers, compare, bound, index)
+STAGE_MODULES = (fetch, convert, outputs, cushions, profile, peers, compare, segments, bound, index)
 
 
 def build_resources(deployment: str = "local") -> dict:

@@ -6,8 +6,8 @@ from sommelier_core.models import ModelEntry
 from sommelier_core.store import ModelStore
 
 FIRST_WAVE = ("fetched_model", "onnx_model", "model_outputs", "model_cushions", "model_profile")
-SECOND_WAVE = ("peers", "pair_scores", "pair_bounds")
-INDEX_WAVE = ("semantic_index", "resource_index")
+SECOND_WAVE = ("peers", "pair_scores", "segment_matches", "pair_bounds")
+INDEX_WAVE = ("semantic_index", "resource_index", "synthesized_index")
 
 
 def is_current(store: ModelStore, entry: ModelEntry) -> bool:

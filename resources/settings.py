@@ -27,6 +27,10 @@ class IndexSettings(ConfigurableResource):
     """Validation samples the interlayer cushions (Jacobian norms) are measured on."""
     cushion_projections: int = 8
     """Random projections per Jacobian Frobenius-norm estimate."""
+    segment_epsilon: float = 0.05
+    """ε of segment equivalence (paper §4.2): the largest estimated difference of a synthesized model from its base."""
+    segment_samples: int = 256
+    """Validation samples the segment bounds and noise injection use (0: all)."""
     parity_tolerance: float = 1e-4
     """Largest accepted ONNX-vs-original error, relative to the output magnitude."""
     latency_repeats: int = 30

@@ -1,0 +1,61 @@
+"""Compare stage, inside the models: segment matches per sampled pair, and the synthesized candidates table."""
+
+import polars as pl
+from dagster import AssetExecutionContext, asset
+
+from assets.partitions import models_partitions
+from resources.settings import IndexSettings
+from resources.store import ModelStoreResource
+from resources.validation import ValidationDataResource
+from sommelier_core.convert import Conversion
+from sommelier_core.outputs import ModelOutputs
+from sommelier_core.peers import PeerSample
+from sommelier_core.segments.candidates import SegmentMatches, match_peers, synthesized_table
+
+
+@asset(partitions_def=models_partitions, group_name="analysis")
+def segment_matches(
+    context: AssetExecutionContext,
+    onnx_model: Conversion,
+    model_outputs: ModelOutputs,
+    peers: PeerSample,
+    validation: ValidationDataResource,
+    settings: IndexSettings,
+    store: ModelStoreResource,
+) -> SegmentMatches:
+    """Interchangeable segments with each sampled peer, both directions (paper §4.2), and what they synthesize.
+
+    Peers' ONNX files and outputs are read through the model store by id (design §8).
+    """
+    dataset = validation.dataset_for(model_outputs.model_id, onnx_model.signature)
+    record = match_peers(
+        model_outputs.model_id,
+        peers.peers,
+        store.store(),
+        dataset.x,
+        model_outputs.task,
+        epsilon=settings.segment_epsilon,
+        delta=settings.delta,
+        samples=settings.segment_samples or None,
+    )
+    context.add_output_metadata(
+        {
+            "Pairs with segments in common": len(record.analyses),
+            "Synthesized candidates": len(record.synthesizable),
+            "Segment analysis (s)": round(record.seconds, 3),
+            **{
+                f"Segments {a.reference_id} ← {a.candidate_id}": f"{len(a.kept)}/{len(a.segments)} kept, "
+                f"est. {a.estimated_difference:.2%}"
+                for a in record.analyses
+            },
+        }
+    )
+    return record
+
+
+@asset(group_name="index")
+def synthesized_index(context: AssetExecutionContext, store: ModelStoreResource) -> pl.DataFrame:
+    """Synthesized candidates (model N with segments from M) from every model's segment matches."""
+    table = synthesized_table(store.store().records("segment_matches").values())
+    context.add_output_metadata({"Synthesized candidates": len(table)})
+    return table

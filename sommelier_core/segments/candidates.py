@@ -1,0 +1,183 @@
+"""Segment matches of a model with its sampled peers, and the synthesized candidates they make.
+
+The compare stage analyses every sampled pair in both directions (the measure is asymmetric, paper
+§4.3): what the model can take from the peer, and what the peer can take from the model. An analysis
+whose kept segments make a model different from both sides is a *synthesized candidate*: model N
+with those segments from M, id `N+M`, equivalent to N within its estimated difference. The semantic
+side of the index keeps them in their own table (provenance `synthesized`, with both source models);
+`sommelier synthesize N+M --out F.onnx` materializes one.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import onnx
+import polars as pl
+
+from sommelier_core.errors import SommelierError
+from sommelier_core.models import Task
+from sommelier_core.segments.analysis import DEFAULT_EPSILON, SegmentAnalysis, analyse_pair, synthesize_pair
+from sommelier_core.store import ModelStore
+
+SEPARATOR = "+"
+"""Joins the base and the donor model id in a synthesized candidate's id: `N+M`."""
+
+SYNTHESIZED_COLUMNS = {
+    "synthesized_id": pl.Utf8,
+    "base_id": pl.Utf8,
+    "donor_id": pl.Utf8,
+    "estimated_difference": pl.Float64,
+    "upper": pl.Float64,
+    "segments": pl.Int64,
+    "swapped_nodes": pl.Utf8,
+    "n": pl.Int64,
+    "epsilon": pl.Float64,
+    "provenance": pl.Utf8,
+}
+
+
+class UnknownSynthesizedModel(SommelierError):
+    """A synthesized-candidate id that the index does not hold."""
+
+
+def synthesized_id(base_id: str, donor_id: str) -> str:
+    """The id of N with segments from M."""
+    return f"{base_id}{SEPARATOR}{donor_id}"
+
+
+@dataclass(frozen=True)
+class SegmentMatches:
+    """The compare stage's segment record for one model: an analysis per sampled pair and direction."""
+
+    model_id: str
+    analyses: tuple[SegmentAnalysis, ...]
+    """Pairs with at least one segment in common (others are left out), both directions."""
+    pairs_examined: int
+    seconds: float
+
+    @property
+    def synthesizable(self) -> tuple[SegmentAnalysis, ...]:
+        return tuple(a for a in self.analyses if a.synthesizable)
+
+
+def match_peers(
+    model_id: str,
+    peers: Sequence[str],
+    store: ModelStore,
+    x: np.ndarray,
+    task: Task,
+    *,
+    epsilon: float = DEFAULT_EPSILON,
+    delta: float = 0.05,
+    samples: int | None = 256,
+) -> SegmentMatches:
+    """Analyse (model ← peer) and (peer ← model) for every peer; models and outputs read through the store."""
+    started = time.perf_counter()
+    models = {m: onnx.load(str(store.onnx_path(m))) for m in (model_id, *peers)}
+    analyses = []
+    for peer in peers:
+        for base, donor in ((model_id, peer), (peer, model_id)):
+            analysis = analyse_pair(
+                base,
+                models[base],
+                donor,
+                models[donor],
+                x,
+                task,
+                epsilon=epsilon,
+                delta=delta,
+                reference_outputs=store.load_outputs(base),
+                samples=samples,
+            )
+            if analysis.segments:
+                analyses.append(analysis)
+    return SegmentMatches(model_id, tuple(analyses), 2 * len(peers), time.perf_counter() - started)
+
+
+def synthesized_table(records: Iterable[SegmentMatches]) -> pl.DataFrame:
+    """One row per synthesized candidate (deduplicated by id; the first record seen wins)."""
+    rows: dict[str, dict] = {}
+    for record in records:
+        for analysis in record.synthesizable:
+            key = synthesized_id(analysis.reference_id, analysis.candidate_id)
+            if key in rows:
+                continue
+            kept = analysis.kept
+            rows[key] = {
+                "synthesized_id": key,
+                "base_id": analysis.reference_id,
+                "donor_id": analysis.candidate_id,
+                "estimated_difference": analysis.estimated_difference,
+                "upper": analysis.estimated_upper,
+                "segments": len(kept),
+                "swapped_nodes": json.dumps([list(s.reference_nodes) for s in kept]),
+                "n": analysis.n,
+                "epsilon": analysis.epsilon,
+                "provenance": "synthesized",
+            }
+    ordered = [rows[k] for k in sorted(rows)]
+    return pl.DataFrame(ordered, schema=SYNTHESIZED_COLUMNS)
+
+
+def find_analysis(store: ModelStore, hit_id: str) -> SegmentAnalysis:
+    """The stored analysis behind a synthesized candidate id `N+M` (from either model's record)."""
+    if SEPARATOR not in hit_id:
+        raise UnknownSynthesizedModel(f"{hit_id!r} is not a synthesized candidate id (expected BASE{SEPARATOR}DONOR)")
+    base, donor = hit_id.split(SEPARATOR, 1)
+    for owner in (base, donor):
+        if not store.has_record("segment_matches", owner):
+            continue
+        record: SegmentMatches = store.load_record("segment_matches", owner)
+        for analysis in record.analyses:
+            if analysis.reference_id == base and analysis.candidate_id == donor and analysis.synthesizable:
+                return analysis
+    raise UnknownSynthesizedModel(
+        f"no synthesized candidate {hit_id!r} in the index: {base} and {donor} were not compared, "
+        "or no segment of theirs is interchangeable within ε"
+    )
+
+
+def materialize(store: ModelStore, hit_id: str) -> tuple[onnx.ModelProto, SegmentAnalysis]:
+    """The synthesized ONNX model of a candidate id, built from the two stored ONNX files."""
+    analysis = find_analysis(store, hit_id)
+    base = onnx.load(str(store.onnx_path(analysis.reference_id)))
+    donor = onnx.load(str(store.onnx_path(analysis.candidate_id)))
+    return synthesize_pair(analysis, base, donor, name=hit_id), analysis
+
+
+@dataclass(frozen=True)
+class SynthesisCheck:
+    """A synthesized model's measured difference from its base on the base's validation set."""
+
+    kind: str
+    difference: float
+    n: int
+    dataset: str
+
+
+def measure_synthesized(store: ModelStore, analysis: SegmentAnalysis, onnx_path) -> SynthesisCheck:
+    """Run the synthesized file (ONNX Runtime) on N's validation data and compare with N's stored outputs."""
+    from sommelier_core.equivalence import compare_outputs
+    from sommelier_core.inference import run_onnx
+    from sommelier_core.validation import resolve_dataset, validation_set_for
+    from sommelier_core.zoo.datasets import BUILTIN_DATASETS
+
+    base = analysis.reference_id
+    stored = store.load_record("model_outputs", base)
+    if stored.dataset in BUILTIN_DATASETS:
+        dataset = resolve_dataset(stored.dataset, samples=stored.n)
+    else:
+        dataset = validation_set_for(base, store.load_record("onnx_model", base).signature)
+    reference = store.load_outputs(base)
+    if len(dataset.x) != len(reference):
+        raise SommelierError(
+            f"{base}: its outputs were stored on {len(reference)} samples of {stored.dataset}; "
+            f"cannot rebuild that set here (found {len(dataset.x)} samples of {dataset.name})"
+        )
+    comparison = compare_outputs(base, reference, str(onnx_path), run_onnx(onnx_path, dataset.x), analysis.task)
+    return SynthesisCheck(comparison.kind, comparison.difference, comparison.n, dataset.name)

@@ -1,0 +1,86 @@
+"""Segments in the pipeline and the index: per-pair records, synthesized candidates, `sommelier synthesize`."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import polars as pl
+
+from sommelier_core.inference import run_onnx
+from sommelier_core.store import ModelStore
+
+SOMMELIER = str(Path(sys.executable).parent / "sommelier")
+
+
+def test_compare_stage_records_segment_matches_for_every_sampled_pair(indexed_store):
+    store = ModelStore(indexed_store.root)
+    for model_id in indexed_store.first_run.models:
+        if not store.has_record("peers", model_id):
+            continue
+        record = store.load_record("segment_matches", model_id)
+        peers = store.load_record("peers", model_id).peers
+        assert record.pairs_examined == 2 * len(peers)
+        for analysis in record.analyses:
+            assert {analysis.reference_id, analysis.candidate_id} <= {model_id, *peers}
+            for segment in analysis.segments:
+                assert len(segment.reference_nodes) == len(segment.candidate_nodes) > 0
+                assert segment.output_bound >= 0
+    # the small zoo's 8x8 CNNs share their architecture: their pairs match segment by segment
+    cnn = store.load_record("segment_matches", "zoo-torch/cnn_w16")
+    assert any(len(a.segments) == 4 for a in cnn.analyses)
+
+
+def test_synthesized_candidates_are_indexed_with_their_sources_and_materialize_as_runnable_onnx(
+    indexed_store, tmp_path
+):
+    table = pl.read_parquet(indexed_store.root / "index" / "synthesized_index.parquet")
+    assert table.height > 0
+    assert set(table["provenance"]) == {"synthesized"}
+    indexed = set(indexed_store.first_run.models)
+    assert set(table["base_id"]) <= indexed and set(table["donor_id"]) <= indexed
+    assert (table["upper"] >= table["estimated_difference"]).all()
+    row = table.row(0, named=True)
+    out = tmp_path / "synth.onnx"
+    env = {**os.environ, "SOMMELIER_HOME": str(indexed_store.root), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    result = subprocess.run(
+        [SOMMELIER, "synthesize", row["synthesized_id"], "--out", str(out), "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    payload = json.loads(result.stdout)
+    assert payload["base_id"] == row["base_id"] and payload["donor_id"] == row["donor_id"]
+    onnx.checker.check_model(onnx.load(out))
+    store = ModelStore(indexed_store.root)
+    base_outputs = store.load_outputs(row["base_id"])
+    from sommelier_core.zoo.datasets import load_dataset
+
+    x = load_dataset("digits", split="val").x[: len(base_outputs)]
+    outputs = run_onnx(out, x)
+    assert outputs.shape == base_outputs.shape
+    measured = float(np.mean(outputs.argmax(1) != base_outputs.argmax(1)))
+    assert payload["measured_difference"] == measured
+    # a new model: neither its base nor its donor
+    donor_outputs = store.load_outputs(row["donor_id"])
+    assert not np.allclose(outputs, base_outputs, atol=1e-6) and not np.allclose(outputs, donor_outputs, atol=1e-6)
+
+
+def test_synthesize_of_an_unknown_id_exits_2_naming_it(indexed_store, tmp_path):
+    env = {**os.environ, "SOMMELIER_HOME": str(indexed_store.root)}
+    result = subprocess.run(
+        [SOMMELIER, "synthesize", "zoo-torch/nope+zoo-torch/cnn_w16", "--out", str(tmp_path / "x.onnx")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert result.returncode == 2
+    assert "zoo-torch/nope+zoo-torch/cnn_w16" in result.stderr
