@@ -1,0 +1,127 @@
+"""Synthesized candidates in query answers: model N with segments of M, as hits of provenance `synthesized`.
+
+A synthesized candidate N+M is kept in its own table (`synthesized_index.parquet`), not in the
+candidate lists: it is equivalent to its base N within its estimated upper bound u (noise injection,
+paper §4.2). For a reference R its bounds are
+- R = N: [0, u];
+- otherwise, through R's candidate-list entry for N (triangle inequality, the disagreement is a
+  metric): upper = up(R, N) + u, lower = max(lo(R, N) − u, 0).
+It has N's structure, so it takes N's resource figures (params, MACs, memory; latency measured on N)
+and passes a resource predicate exactly when N does. Its `onnx_path` is empty until it is materialized
+with `sommelier synthesize N+M --out F.onnx`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from sommelier_core.query_plan import Hit, QueryEngine, QueryResult, ResourceFigures, StageReport
+
+SYNTHESIZED_INDEX_FILE = "synthesized_index.parquet"
+SYNTHESIZED = "synthesized"
+
+
+def load_synthesized(index_dir: Path) -> pl.DataFrame | None:
+    """The synthesized-candidates table of a store's index, or None when it was not built."""
+    path = Path(index_dir) / SYNTHESIZED_INDEX_FILE
+    return pl.read_parquet(path) if path.exists() else None
+
+
+def _figures(engine: QueryEngine, position: int, device: str) -> ResourceFigures:
+    resource = engine.resource
+    values = {m: int(resource.static[m][position]) for m in resource.static}
+    values["latency_ms"] = float(resource.latency_ms[device][position])
+    values["device"] = device
+    names = {f.name for f in dataclasses.fields(ResourceFigures)}
+    if "latency_estimated" in names and hasattr(resource, "is_estimated"):
+        values["latency_estimated"] = bool(resource.is_estimated(device, position))
+    return ResourceFigures(**{k: v for k, v in values.items() if k in names})
+
+
+def synthesized_hits(result: QueryResult, engine: QueryEngine, table: pl.DataFrame) -> list[Hit]:
+    """The synthesized candidates that satisfy the result's plan (threshold, resource predicate, device)."""
+    from sommelier_core.query_plan import _mask  # the plan's own predicate evaluation
+
+    plan = result.plan
+    if plan.within is None or plan.reference_pos is None or table.is_empty():
+        return []
+    semantic, resource = engine.semantic, engine.resource
+    row = semantic.row(plan.reference_pos)
+    entries = np.arange(row.start, row.stop)
+    to_base = {
+        int(p): (float(lo), float(up))
+        for p, lo, up in zip(
+            semantic.candidates[entries], semantic.lower_at(entries), semantic.upper_at(entries), strict=True
+        )
+    }
+    on_device = resource.latency_ms[plan.device]
+    hits = []
+    for record in table.iter_rows(named=True):
+        base = engine.pos.get(record["base_id"])
+        if base is None or np.isnan(on_device[base]):
+            continue
+        if base == plan.reference_pos:
+            lower, upper = 0.0, float(record["upper"])
+        elif base in to_base:
+            lo, up = to_base[base]
+            lower, upper = max(lo - float(record["upper"]), 0.0), up + float(record["upper"])
+        else:
+            continue
+        if upper > plan.within:
+            continue
+        if plan.predicate is not None and not bool(_mask(plan.predicate, np.array([base]), resource)[0]):
+            continue
+        hits.append(
+            Hit(
+                model_id=record["synthesized_id"],
+                onnx_path="",
+                lower_bound=lower,
+                upper_bound=upper,
+                empirical=None,
+                provenance=SYNTHESIZED,
+                profile=_figures(engine, base, plan.device),
+            )
+        )
+    return hits
+
+
+def with_synthesized(result: QueryResult, engine: QueryEngine, table: pl.DataFrame | None) -> QueryResult:
+    """The result with its synthesized candidates merged in, ranked by the plan's order and cut at its limit."""
+    if table is None:
+        return result
+    extra = synthesized_hits(result, engine, table)
+    plan = result.plan
+    stage = StageReport(
+        "synthesized",
+        "models N with segments of M (paper §4.2), bounded through N",
+        len(table),
+        len(extra),
+    )
+    if not extra:
+        return dataclasses.replace(result, stages=[*result.stages, stage])
+    merged = [*result.hits, *extra]
+
+    def base_position(hit: Hit) -> int:
+        base = hit.model_id.split("+", 1)[0] if hit.provenance == SYNTHESIZED else hit.model_id
+        return engine.pos[base]
+
+    if plan.order_key.startswith("utility:"):
+        from sommelier_core.query_plan import _UTILITIES
+
+        utility = _UTILITIES[plan.order_key.removeprefix("utility:")]
+        sign = -1.0 if plan.descending else 1.0
+        merged.sort(key=lambda h: (sign * utility.function(h), h.upper_bound, h.model_id))
+    elif plan.order_key == "similarity":
+        sign = -1.0 if plan.descending else 1.0
+        merged.sort(key=lambda h: (sign * h.upper_bound, h.model_id))
+    else:
+        column = engine.resource.column(plan.order_key, plan.order_device)
+        sign = -1.0 if plan.descending else 1.0
+        merged.sort(key=lambda h: (sign * float(column[base_position(h)]), h.upper_bound, h.model_id))
+    if plan.limit is not None:
+        merged = merged[: plan.limit]
+    return dataclasses.replace(result, hits=merged, stages=[*result.stages, stage])
