@@ -50,6 +50,8 @@ def _table() -> pl.DataFrame:
                 "base_id": b,
                 "donor_id": d,
                 "estimated_difference": u / 2,
+                "estimated_upper": u,
+                "measured_difference": u / 2,
                 "upper": u,
                 "segments": 1,
                 "swapped_nodes": "[]",

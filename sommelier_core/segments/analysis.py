@@ -13,7 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 import onnx
 
-from sommelier_core.bound import clopper_pearson
+from sommelier_core.bound import bound_comparison, clopper_pearson
+from sommelier_core.equivalence import compare_outputs
 from sommelier_core.models import Task
 from sommelier_core.segments.error_bound import SegmentBounder, probe_session
 from sommelier_core.segments.lcs import candidate_segments, has_weights
@@ -83,6 +84,10 @@ class SegmentAnalysis:
     synthesizable: bool
     """Whether the kept segments make a model different from both N and M."""
     seconds: float
+    measured_difference: float | None = None
+    """The synthesized model's real difference from N on all of `x` (ONNX Runtime), when synthesizable."""
+    measured_upper: float | None = None
+    """Its statistical upper bound at confidence 1 − δ (what the index ranks synthesized candidates by)."""
 
     @property
     def kept(self) -> tuple[SegmentMatch, ...]:
@@ -110,7 +115,8 @@ def analyse_pair(
     is ≈ (segments + drop steps) × `draws` forward passes of N over them.
     """
     started = time.perf_counter()
-    x = np.asarray(x, dtype=np.float32)
+    all_x = x = np.asarray(x, dtype=np.float32)
+    all_outputs = reference_outputs
     if samples is not None and samples < len(x):
         x = x[:samples]
         reference_outputs = None if reference_outputs is None else reference_outputs[:samples]
@@ -147,6 +153,18 @@ def analyse_pair(
     estimated_upper = effect.estimated_difference
     if task == "classification" and kept:
         estimated_upper = clopper_pearson(round(effect.estimated_difference * len(x)), len(x), delta)[1]
+    synthesizable = _synthesizable(ref_view, cand_view, ref_sequences, cand_sequences, matches)
+    measured = measured_upper = None
+    if synthesizable:
+        # the synthesized model is real: measure it like any candidate (design §3 value check + bound)
+        model = synthesize(ref_view, cand_view, [m for m in matches if m.kept])
+        output = model.graph.output[0].name
+        outputs = _run_batched(probe_session(model, [output]), ref_view.input, output, all_x)
+        if all_outputs is None:
+            all_outputs = _run_batched(probe_session(reference, [output]), ref_view.input, output, all_x)
+        comparison = compare_outputs(reference_id, all_outputs, f"{reference_id}+{candidate_id}", outputs, task)
+        bound = bound_comparison(comparison, "statistical", delta)
+        measured, measured_upper = comparison.difference, bound.upper
     return SegmentAnalysis(
         reference_id,
         candidate_id,
@@ -156,8 +174,16 @@ def analyse_pair(
         matches,
         effect.estimated_difference,
         estimated_upper,
-        _synthesizable(ref_view, cand_view, ref_sequences, cand_sequences, matches),
+        synthesizable,
         time.perf_counter() - started,
+        measured,
+        measured_upper,
+    )
+
+
+def _run_batched(session, input_name: str, output: str, x: np.ndarray, batch_size: int = 1024) -> np.ndarray:
+    return np.concatenate(
+        [session.run([output], {input_name: x[i : i + batch_size]})[0] for i in range(0, len(x), batch_size)]
     )
 
 
@@ -199,6 +225,8 @@ def segment_summary(analysis: SegmentAnalysis) -> dict:
         "estimated_difference": round(analysis.estimated_difference, 6),
         "estimated_upper": round(analysis.estimated_upper, 6),
         "synthesizable": analysis.synthesizable,
+        "measured_difference": analysis.measured_difference,
+        "measured_upper": analysis.measured_upper,
         "seconds": round(analysis.seconds, 4),
     }
 
@@ -220,4 +248,9 @@ def describe_segments(analysis: SegmentAnalysis) -> str:
         f"  estimated difference with the kept segments swapped in: {analysis.estimated_difference:.2%} "
         f"(≤ {analysis.estimated_upper:.2%} at 1 − δ); synthesizable: {analysis.synthesizable}"
     )
+    if analysis.measured_difference is not None:
+        lines.append(
+            f"  synthesized model measured: {analysis.measured_difference:.2%} "
+            f"(≤ {analysis.measured_upper:.2%} at 1 − δ)"
+        )
     return "\n".join(lines)

@@ -3,9 +3,11 @@
 The compare stage analyses every sampled pair in both directions (the measure is asymmetric, paper
 §4.3): what the model can take from the peer, and what the peer can take from the model. An analysis
 whose kept segments make a model different from both sides is a *synthesized candidate*: model N
-with those segments from M, id `N+M`, equivalent to N within its estimated difference. The semantic
-side of the index keeps them in their own table (provenance `synthesized`, with both source models);
-`sommelier synthesize N+M --out F.onnx` materializes one.
+with those segments from M, id `N+M`. The noise-injection estimate chooses the segments; being a
+real model, it is then measured against N on the validation set, and that statistical upper bound
+(column `upper`) is what queries use. The semantic side of the index keeps them in their own table
+(provenance `synthesized`, with both source models); `sommelier synthesize N+M --out F.onnx`
+materializes one.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ SYNTHESIZED_COLUMNS = {
     "base_id": pl.Utf8,
     "donor_id": pl.Utf8,
     "estimated_difference": pl.Float64,
+    "estimated_upper": pl.Float64,
+    "measured_difference": pl.Float64,
     "upper": pl.Float64,
     "segments": pl.Int64,
     "swapped_nodes": pl.Utf8,
@@ -113,7 +117,9 @@ def synthesized_table(records: Iterable[SegmentMatches]) -> pl.DataFrame:
                 "base_id": analysis.reference_id,
                 "donor_id": analysis.candidate_id,
                 "estimated_difference": analysis.estimated_difference,
-                "upper": analysis.estimated_upper,
+                "estimated_upper": analysis.estimated_upper,
+                "measured_difference": analysis.measured_difference,
+                "upper": analysis.measured_upper,
                 "segments": len(kept),
                 "swapped_nodes": json.dumps([list(s.reference_nodes) for s in kept]),
                 "n": analysis.n,

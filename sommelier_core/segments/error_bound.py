@@ -80,11 +80,14 @@ class ActivationProbe:
         self.norms: dict[str, np.ndarray] = {}
         self.shapes: dict[str, tuple[int, ...]] = {}
         self.unfolded: dict[str, np.ndarray] = {}
+        float_types = _float_tensors(view.model)
         conv_inputs = {
             name: activation_inputs(view, name)[0]
             for name, node in view.nodes.items()
             if node.op_type == "Conv" and activation_inputs(view, name) and activation_inputs(view, name)[0] in tensors
         }
+        # only floating-point activations have a norm that matters (a Shape output is an integer vector)
+        tensors = {t for t in tensors if float_types.get(t, True)}
         names = sorted(tensors - {view.input})
         session = probe_session(view.model, names) if names else None
         parts: dict[str, list[np.ndarray]] = {n: [] for n in tensors}
@@ -104,6 +107,22 @@ class ActivationProbe:
                 unfolded_parts[conv].append(np.sqrt((squared * counts).reshape(len(squared), -1).sum(axis=1)))
         self.norms = {n: np.concatenate(v) for n, v in parts.items()}
         self.unfolded = {n: np.concatenate(v) for n, v in unfolded_parts.items()}
+
+
+def _float_tensors(model: onnx.ModelProto) -> dict[str, bool]:
+    """Whether each tensor with an inferred type is floating-point (tensors shape inference misses are absent)."""
+    floats = {TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.DOUBLE, TensorProto.BFLOAT16}
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model)
+    except (onnx.shape_inference.InferenceError, ValueError):
+        return {}
+    graph = inferred.graph
+    found = {}
+    for value in [*graph.value_info, *graph.input, *graph.output]:
+        elem_type = value.type.tensor_type.elem_type
+        if elem_type:
+            found[value.name] = elem_type in floats
+    return found
 
 
 def probe_session(model: onnx.ModelProto, outputs: list[str]):

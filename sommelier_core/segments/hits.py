@@ -1,8 +1,9 @@
 """Synthesized candidates in query answers: model N with segments of M, as hits of provenance `synthesized`.
 
 A synthesized candidate N+M is kept in its own table (`synthesized_index.parquet`), not in the
-candidate lists: it is equivalent to its base N within its estimated upper bound u (noise injection,
-paper §4.2). For a reference R its bounds are
+candidate lists: its segments were chosen by the noise-injection estimate (paper §4.2), and the model
+was then measured against its base N on the validation set, giving the statistical upper bound u
+(column `upper`) on its difference from N. For a reference R its bounds are
 - R = N: [0, u];
 - otherwise, through R's candidate-list entry for N (triangle inequality, the disagreement is a
   metric): upper = up(R, N) + u, lower = max(lo(R, N) − u, 0).

@@ -7,9 +7,10 @@ main sequence is not matched again inside). Runs must be *contiguous* (a longest
 of the token sequences): a segment is swapped as a unit, so a gap holding different ops on the two
 sides would not be a segment.
 
-Each run is then cut into *segments*, one per weighted op (a linear layer, or a composite holding
-one) together with the weightless ops that follow it up to the next weighted op (activations,
-pooling, reshapes): the units the whole-model step keeps or drops (paper §4.2 step iii).
+Each run is then cut into *segments*, one per linear layer or normalization (or composite holding
+one) together with the ops that follow it up to the next one (bias adds, activations, pooling,
+reshapes): the units the whole-model step keeps or drops (paper §4.2 step iii). A run without a
+linear layer or normalization (a lone bias) is not a segment.
 """
 
 from __future__ import annotations
@@ -69,6 +70,19 @@ def common_runs(a: tuple[str, ...], b: tuple[str, ...]) -> list[tuple[int, int, 
     return runs
 
 
+UNIT_OPS = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul", "BatchNormalization", "LayerNormalization"})
+"""Weighted ops that start a segment; a constant add or scale (a bias, a rescaling) joins the unit before it."""
+
+
+def starts_unit(view: GraphView, op: Op) -> bool:
+    """Whether the op opens a segment: a linear layer or normalization with weights, or a composite holding one."""
+    if not has_weights(view, op):
+        return False
+    if op.is_block:
+        return any(view.nodes[n].op_type in UNIT_OPS for n in op.flat_nodes())
+    return op.op_type in UNIT_OPS
+
+
 def has_weights(view: GraphView, op: Op) -> bool:
     """Whether the op (or any node of a composite) reads a floating-point constant: a weight to swap."""
     for name in op.flat_nodes():
@@ -103,7 +117,7 @@ def candidate_segments(
         nodes_b = {n for op in ops_b for n in op.flat_nodes()}
         if nodes_a & used_a or nodes_b & used_b:
             continue
-        if not any(has_weights(reference, op) for op in ops_a):
+        if not any(starts_unit(reference, op) for op in ops_a):
             continue
         used_a |= nodes_a
         used_b |= nodes_b
@@ -114,7 +128,7 @@ def candidate_segments(
 
 def _split(view: GraphView, run: SegmentPair) -> list[SegmentPair]:
     """Cut a run into units: each weighted op with the weightless ops after it (leading ones join the first)."""
-    starts = [k for k, op in enumerate(run.reference_ops) if has_weights(view, op)]
+    starts = [k for k, op in enumerate(run.reference_ops) if starts_unit(view, op)]
     if not starts:
         return []
     bounds = [0, *starts[1:], len(run.reference_ops)]
