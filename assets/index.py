@@ -17,6 +17,7 @@ from assets.bound import pair_bounds
 from assets.convert import onnx_model
 from assets.profile import model_profile
 from resources.mlflow_tracker import MlflowTracker
+from resources.settings import IndexSettings
 from resources.store import ModelStoreResource
 from sommelier_core.resource_index import build_resource_index
 from sommelier_core.semantic_store import SemanticStore
@@ -50,9 +51,15 @@ def _registered(context: AssetExecutionContext) -> list[str]:
     deps=[pair_bounds, onnx_model],
     group_name="index",
 )
-def semantic_index(context: AssetExecutionContext, store: ModelStoreResource, mlflow: MlflowTracker) -> pl.DataFrame:
-    """For every model, its candidates ordered by equivalence: measured, transitive or identical bounds."""
+def semantic_index(
+    context: AssetExecutionContext, store: ModelStoreResource, mlflow: MlflowTracker, settings: IndexSettings
+) -> pl.DataFrame:
+    """For every model, its candidates ordered by equivalence: measured, transitive or identical bounds.
+
+    The bound settings are written beside it, so a query measuring a pair bounds it as the index did.
+    """
     models = store.store()
+    settings.bound_settings().save(models.index_dir, models)
     registered = _registered(context)
     bounds = models.records("pair_bounds", registered)
     conversions = models.records("onnx_model", list(bounds))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dagster import ConfigurableResource
 
 from sommelier_core.bound import ARORA_CONSTANT, BOUND_MODES
+from sommelier_core.pair_measure import BoundSettings
 
 
 class IndexSettings(ConfigurableResource):
@@ -45,3 +46,7 @@ class IndexSettings(ConfigurableResource):
         if self.bound_mode == "custom" and not self.bound_data:
             raise ValueError("bound_mode 'custom' needs bound_data: an .npz with an array 'x' and optional 'y'")
         return self.bound_mode
+
+    def bound_settings(self) -> BoundSettings:
+        """The bounding knobs as the core library takes them (stage `bound` and query-time refinement)."""
+        return BoundSettings(self.checked_bound_mode(), self.delta, self.bound_constant, self.bound_data)

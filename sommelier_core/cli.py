@@ -76,7 +76,9 @@ def cmd_query(args: argparse.Namespace) -> int:
         )
     else:
         raise SommelierError("give a query text (FIND … LIKE 'model' …) or --ref MODEL")
-    result = run_query(spec)
+    if args.refine < 0:
+        raise SommelierError(f"--refine must be ≥ 0, got {args.refine}")
+    result = run_query(spec, refine=args.refine)
     hits, plan = result.hits, result.plan
     if args.json:
         payload: dict = {"reference": plan.reference_id, "hits": [h.to_json() for h in hits]}
@@ -299,6 +301,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     q.add_argument("--limit", type=int)
     q.add_argument("--explain", action="store_true", help="print the plan with how many models each stage kept")
+    q.add_argument(
+        "--refine",
+        type=int,
+        default=64,
+        metavar="N",
+        help="measure up to N uncertain candidate pairs from stored outputs (default 64; 0: the index alone)",
+    )
     q.add_argument("--json", action="store_true")
     q.set_defaults(func=cmd_query)
 

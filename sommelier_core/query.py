@@ -25,6 +25,7 @@ from sommelier_core.query_language import (
     parse_query,
 )
 from sommelier_core.query_plan import (
+    DEFAULT_REFINE_BUDGET,
     Hit,
     QueryEngine,
     QueryResult,
@@ -78,10 +79,22 @@ def load_index(index_dir: Path | None = None) -> Index:
     return Index(pl.read_parquet(paths[0]), pl.read_parquet(paths[1]))
 
 
-def load_engine(index_dir: Path | None = None, index: Index | None = None) -> QueryEngine:
-    """The query engine over a store's materialized index (or over the given tables)."""
-    idx = index if index is not None else load_index(index_dir)
-    return QueryEngine.from_frames(idx.semantic, idx.resource)
+def load_engine(
+    index_dir: Path | None = None, index: Index | None = None, refine: int = DEFAULT_REFINE_BUDGET
+) -> QueryEngine:
+    """The query engine over a store's materialized index (or over the given tables).
+
+    Over a store's index it can refine: measure up to `refine` uncertain pairs per query from the
+    stored validation outputs (0: answer from the index alone). Tables given without a store cannot.
+    """
+    directory = Path(index_dir) if index_dir is not None else default_index_dir()
+    idx = index if index is not None else load_index(directory)
+    measurer = None
+    if refine > 0 and (index is None or index_dir is not None):
+        from sommelier_core.pair_measure import stored_outputs_measurer
+
+        measurer = stored_outputs_measurer(directory)
+    return QueryEngine.from_frames(idx.semantic, idx.resource, measurer, refine)
 
 
 def spec_from_arguments(
@@ -147,10 +160,14 @@ def run_query(
     index: Index | None = None,
     engine: QueryEngine | None = None,
     tasks: TaskRegistry | None = None,
+    refine: int = DEFAULT_REFINE_BUDGET,
 ) -> QueryResult:
-    """Parse (if text), compile and run a query; the result carries the hits and the per-stage counts."""
+    """Parse (if text), compile and run a query; the result carries the hits and the per-stage counts.
+
+    `refine` caps the pairs measured at query time (see `load_engine`; ignored with a given engine).
+    """
     spec = parse_query(text) if isinstance(text, str) else text
-    eng = engine if engine is not None else load_engine(index_dir, index)
+    eng = engine if engine is not None else load_engine(index_dir, index, refine)
     registry = tasks if tasks is not None else (load_task_registry() if spec.task is not None else None)
     return execute(compile_query(spec, eng, registry), eng)
 
@@ -174,6 +191,7 @@ def query(
     descending: bool | None = None,
     engine: QueryEngine | None = None,
     tasks: TaskRegistry | None = None,
+    refine: int = DEFAULT_REFINE_BUDGET,
 ) -> list[Hit]:
     """Models equivalent to `ref` within `within` (upper bound on the difference) and within budget.
 
@@ -182,9 +200,11 @@ def query(
     ranks by the upper bound; resource orderings are ascending; a registered utility ranks best
     first) and cut to `limit`. `task` uses the task's default reference instead of `ref`; `where`
     adds any predicate of the language (`"params < 5M OR latency@cpu < 1 ms"`). Without `ref` or
-    `task` (or with `within=None`) only the resource predicates apply.
+    `task` (or with `within=None`) only the resource predicates apply. `refine` caps the candidate
+    pairs measured at query time from stored outputs where the index's bounds leave the answer open
+    (0: the index alone).
     """
     spec = spec_from_arguments(
         ref, within, memory, flops, params, latency_ms, device, order_by, limit, task, where, batch_size, descending
     )
-    return run_query(spec, index_dir=index_dir, index=index, engine=engine, tasks=tasks).hits
+    return run_query(spec, index_dir=index_dir, index=index, engine=engine, tasks=tasks, refine=refine).hits

@@ -22,7 +22,8 @@ MLflow searches a smaller experiment than the engine does: its ratios there are 
 graded flips from a common base (top-1 disagreement, a true metric), pairwise differences spread
 over 0–10 %; it indexes them with five sampled peers and, separately, with every pair measured
 (exhaustive comparison), and reports the share of queries whose top answer is the exhaustive
-index's top answer.
+index's top answer — from the sampled index alone, and with the query-time refine stage measuring
+the uncertain candidates from the simulated outputs (with how many pairs it measured per query).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ import os
 import statistics
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,7 +42,16 @@ import numpy as np
 from sommelier_core.bound import PairBound, clopper_pearson
 from sommelier_core.peers import sample_peers
 from sommelier_core.query_language import AllOf, OrderBy, QuerySpec, parse_query
-from sommelier_core.query_plan import QueryEngine, QueryPlan, ResolvedCondition, brute_force, compile_query, execute
+from sommelier_core.query_plan import (
+    DEFAULT_REFINE_BUDGET,
+    PairMeasurer,
+    QueryEngine,
+    QueryPlan,
+    ResolvedCondition,
+    brute_force,
+    compile_query,
+    execute,
+)
 from sommelier_core.resource_index import STATIC_METRICS, ResourceStore
 from sommelier_core.semantic_store import SemanticStore
 
@@ -415,6 +425,7 @@ def run_quality_benchmark(
     orderings: tuple[str, ...] = ("flops", "similarity"),
     delta: float = 0.05,
     seed: int = 0,
+    refine_budget: int = DEFAULT_REFINE_BUDGET,
 ) -> dict:
     """Share of queries whose top answer equals the top answer of an exhaustively compared index.
 
@@ -431,6 +442,10 @@ def run_quality_benchmark(
     spread: list[float] = []
     per_threshold = {t: [0, 0] for t in thresholds}
     per_ordering = {o: [0, 0] for o in orderings}
+    refined_agree = refined_unsound = 0
+    refined_per_ordering = {o: [0, 0] for o in orderings}
+    measured_per_query: list[int] = []
+    refine_seconds: list[float] = []
     for repo in range(repositories):
         diff = _disagreement_counts(models, inputs, max_level, rng, graded)
         ids = [f"q{repo:02d}/m{i:03d}" for i in range(models)]
@@ -455,15 +470,32 @@ def run_quality_benchmark(
             if group[i] == group[j]
         ]
         exhaustive = SemanticStore.from_pairs(every, {m: m for m in ids})
-        engines = [_quality_engine(store, ids, flops) for store in (sampled, exhaustive)]
+
+        def measure(ref: str, candidates: Sequence[str], diff: np.ndarray = diff) -> list[PairBound]:
+            return [_pair_bound(ref, c, int(diff[int(ref[-3:]), int(c[-3:])]), inputs, delta) for c in candidates]
+
+        engines = [
+            _quality_engine(sampled, ids, flops),
+            _quality_engine(exhaustive, ids, flops),
+            _quality_engine(sampled, ids, flops, measure, refine_budget),
+        ]
         for ref in ids:
             for within, ordering in ((w, o) for w in thresholds for o in orderings):
                 spec = QuerySpec(reference=ref, within=within, limit=1, where=None, order=OrderBy(ordering))
                 answers = []
                 for engine in engines:
-                    hits = execute(compile_query(spec, engine), engine).hits
-                    answers.append(hits[0].model_id if hits else None)
+                    start = time.perf_counter()
+                    result = execute(compile_query(spec, engine), engine)
+                    if engine.measurer is not None:
+                        refine_seconds.append(time.perf_counter() - start)
+                        measured_per_query.append(result.measured_pairs)
+                    answers.append(result.hits[0].model_id if result.hits else None)
                 same = answers[0] == answers[1]
+                refined_agree += answers[2] == answers[1]
+                refined_per_ordering[ordering][0] += answers[2] == answers[1]
+                refined_per_ordering[ordering][1] += 1
+                if answers[2] is not None:
+                    refined_unsound += int(diff[int(ref[-3:]), int(answers[2][-3:])] / inputs > within)
                 agree += same
                 total += 1
                 per_threshold[within][0] += same
@@ -493,16 +525,79 @@ def run_quality_benchmark(
         "per_ordering": {o: a / n for o, (a, n) in per_ordering.items()},
         "queries_empty_in_both": empty_both,
         "answers_beyond_threshold_empirically": int(unsound),
+        "refined": {
+            "budget": refine_budget,
+            "top_answer_is_ideal": refined_agree / total if total else 0.0,
+            "per_ordering": {o: a / n for o, (a, n) in refined_per_ordering.items()},
+            "measured_pairs_per_query": {
+                "mean": float(np.mean(measured_per_query)) if measured_per_query else 0.0,
+                "p99": _quantile(np.array(measured_per_query), 0.99) if measured_per_query else 0.0,
+                "max": int(max(measured_per_query, default=0)),
+            },
+            "median_query_ms": 1e3 * statistics.median(refine_seconds) if refine_seconds else 0.0,
+            "answers_beyond_threshold_empirically": int(refined_unsound),
+        },
     }
 
 
-def _quality_engine(store: SemanticStore, ids: list[str], flops: np.ndarray) -> QueryEngine:
+def _quality_engine(
+    store: SemanticStore,
+    ids: list[str],
+    flops: np.ndarray,
+    measurer: PairMeasurer | None = None,
+    refine_budget: int = DEFAULT_REFINE_BUDGET,
+) -> QueryEngine:
     pos = {m: i for i, m in enumerate(ids)}
     perm = np.array([pos[m] for m in store.ids])
     f = flops[perm].astype(np.int64)
     static = {m: f for m in STATIC_METRICS}
     resource = ResourceStore(store.ids, ["" for _ in store.ids], static, {"cpu": np.ones(len(ids))})
-    return QueryEngine.from_store(store, resource)
+    return QueryEngine.from_store(store, resource, measurer, refine_budget)
+
+
+def run_store_refine_benchmark(
+    index_dir: Path, thresholds: tuple[float, ...] = (0.03, 0.05, 0.08), refine_budget: int = DEFAULT_REFINE_BUDGET
+) -> dict:
+    """On a real indexed store: what the refine stage costs and changes, every model as the reference.
+
+    Runs `FIND 1 MODEL LIKE R WITHIN ε ORDER BY flops | similarity` from the index alone and with
+    refinement (pairs measured from the store's outputs), and reports how many pairs a query
+    measured, its median time, and how many top answers changed (every changed answer is certified
+    by a direct measurement, so a change is the index alone missing or misranking a model).
+    """
+    from sommelier_core.query import load_engine
+
+    alone = load_engine(index_dir, refine=0)
+    refined = load_engine(index_dir, refine=refine_budget)
+    if refined.measurer is None:
+        raise ValueError(f"{index_dir} records no bound settings: re-run `sommelier index` to enable refinement")
+    times = {"alone": [], "refined": []}
+    pairs: list[int] = []
+    changed = total = 0
+    for ref in alone.ids:
+        if alone.semantic.row(alone.pos[ref]).stop == alone.semantic.row(alone.pos[ref]).start:
+            continue  # no compatible model: nothing to refine
+        for within in thresholds:
+            for ordering in ("flops", "similarity"):
+                spec = QuerySpec(reference=ref, within=within, limit=1, where=None, order=OrderBy(ordering))
+                answers = []
+                for name, engine in (("alone", alone), ("refined", refined)):
+                    start = time.perf_counter()
+                    result = execute(compile_query(spec, engine), engine)
+                    times[name].append(time.perf_counter() - start)
+                    answers.append(result.hits[0].model_id if result.hits else None)
+                    if name == "refined":
+                        pairs.append(result.measured_pairs)
+                changed += answers[0] != answers[1]
+                total += 1
+    return {
+        "models": len(alone.ids),
+        "queries": total,
+        "top_answers_changed_by_refinement": changed,
+        "measured_pairs_per_query": {"mean": float(np.mean(pairs)) if pairs else 0.0, "max": max(pairs, default=0)},
+        "median_query_ms": {k: 1e3 * statistics.median(v) for k, v in times.items() if v},
+        "p99_query_ms": {k: 1e3 * _quantile(np.array(v), 0.99) for k, v in times.items() if v},
+    }
 
 
 __all__ = [
@@ -512,5 +607,6 @@ __all__ = [
     "format_scale_report",
     "run_quality_benchmark",
     "run_scale_benchmark",
+    "run_store_refine_benchmark",
     "synthetic_repository",
 ]

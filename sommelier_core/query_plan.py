@@ -2,6 +2,7 @@
 
     reference → semantic (the reference's candidate list, upper bound ≤ WITHIN)
               → resource (the WHERE tree, relative budgets resolved against the reference)
+              → refine (optional: measure the pairs whose transitive bounds leave the answer open)
               → select (ORDER BY, LIMIT)
 
 The string language (`query_language.parse_query`) and the keyword API (`query.query`) both build
@@ -9,18 +10,29 @@ a `QuerySpec`; `compile_query` checks it against a `QueryEngine` (unknown models
 batch sizes and tasks are errors here) and `execute` runs it, reporting how many models each stage
 kept. A semantic query touches only the reference's candidate list; a query without one uses the
 resource columns' sorted copies. `brute_force` answers the same plan by scanning everything.
+
+**Refinement.** Five sampled peers per model leave most pairs with transitive bounds, loose enough
+that the top answer is often not the one exhaustive comparison would give (paper Fig. 9a). An engine
+given a `PairMeasurer` (the index's stored validation outputs, `pair_measure.StoredOutputsMeasurer`)
+measures, at query time and within a budget, exactly the candidates that could still change the
+answer: those whose lower bound admits them (≤ WITHIN) but whose upper bound does not, ranking ahead
+of the last selected hit — or, ordered by similarity, any with a lower bound below the selected
+hits' upper bounds. A lower bound above WITHIN rules a candidate out for good: every lower bound is
+≤ the empirical difference on the shared validation set (one-hop rule over a metric), which is ≤
+the direct measurement's upper bound. The plan reports how many pairs it measured.
 """
 
 from __future__ import annotations
 
 import difflib
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import polars as pl
 
+from sommelier_core.bound import PairBound
 from sommelier_core.errors import UnknownMetric, UnknownModel
 from sommelier_core.query_language import (
     METRIC_ALIASES,
@@ -34,10 +46,15 @@ from sommelier_core.query_language import (
     format_number,
 )
 from sommelier_core.resource_index import ResourceStore
-from sommelier_core.semantic_store import PROVENANCE, CandidateLists, SemanticStore
+from sommelier_core.semantic_store import MEASURED, PROVENANCE, TRANSITIVE, CandidateLists, SemanticStore
 from sommelier_core.tasks import TaskRegistry
 
 NO_RELATION = "none"  # provenance of a resource-only hit: no semantic bound was asked for
+DEFAULT_REFINE_BUDGET = 64
+"""Most pairs one query measures from stored outputs (a few ms each on the built-in zoo)."""
+
+PairMeasurer = Callable[[str, Sequence[str]], Sequence[PairBound | None]]
+"""Measures (reference, candidate) pairs directly: one bound per candidate, None where it cannot."""
 
 
 @dataclass(frozen=True)
@@ -100,13 +117,27 @@ def unregister_utility(name: str) -> None:
 
 
 class QueryEngine:
-    """The two indexes aligned by model position: packed candidate lists and resource columns."""
+    """The two indexes aligned by model position: packed candidate lists and resource columns.
 
-    def __init__(self, semantic: CandidateLists, resource: ResourceStore) -> None:
+    With a `measurer`, semantic queries refine uncertain candidates by measuring them, at most
+    `refine_budget` pairs per query (0 answers from the index alone).
+    """
+
+    def __init__(
+        self,
+        semantic: CandidateLists,
+        resource: ResourceStore,
+        measurer: PairMeasurer | None = None,
+        refine_budget: int = DEFAULT_REFINE_BUDGET,
+    ) -> None:
         if semantic.ids != resource.model_ids:
             raise ValueError("semantic and resource indexes must list the same models in the same order")
+        if refine_budget < 0:
+            raise ValueError(f"refine budget must be ≥ 0, got {refine_budget}")
         self.semantic = semantic
         self.resource = resource
+        self.measurer = measurer
+        self.refine_budget = refine_budget
         self.ids = resource.model_ids
         self.pos = {m: i for i, m in enumerate(self.ids)}
         rank = np.empty(len(self.ids), dtype=np.int64)
@@ -114,15 +145,27 @@ class QueryEngine:
         self.name_rank = rank
 
     @classmethod
-    def from_frames(cls, semantic: pl.DataFrame, resource: pl.DataFrame) -> QueryEngine:
+    def from_frames(
+        cls,
+        semantic: pl.DataFrame,
+        resource: pl.DataFrame,
+        measurer: PairMeasurer | None = None,
+        refine_budget: int = DEFAULT_REFINE_BUDGET,
+    ) -> QueryEngine:
         """From the materialized asset tables (models without a resource row are left out)."""
         store = ResourceStore.from_frame(resource)
-        return cls(CandidateLists.from_frame(semantic, store.model_ids), store)
+        return cls(CandidateLists.from_frame(semantic, store.model_ids), store, measurer, refine_budget)
 
     @classmethod
-    def from_store(cls, semantic: SemanticStore, resource: ResourceStore) -> QueryEngine:
+    def from_store(
+        cls,
+        semantic: SemanticStore,
+        resource: ResourceStore,
+        measurer: PairMeasurer | None = None,
+        refine_budget: int = DEFAULT_REFINE_BUDGET,
+    ) -> QueryEngine:
         """From an incrementally built semantic store and resource columns in the same model order."""
-        return cls(semantic.freeze(), resource)
+        return cls(semantic.freeze(), resource, measurer, refine_budget)
 
     @property
     def nbytes(self) -> dict[str, int]:
@@ -177,6 +220,7 @@ class QueryResult:
     plan: QueryPlan
     hits: list[Hit]
     stages: list[StageReport] = field(default_factory=list)
+    measured_pairs: int = 0  # pairs the refine stage measured
 
     def explain(self) -> str:
         """The plan, one line per stage, with how many models each stage kept."""
@@ -335,41 +379,87 @@ def _positions(predicate: ResolvedPredicate, resource: ResourceStore) -> np.ndar
 
 @dataclass
 class _Matches:
-    """Surviving models, with their candidate-list entries when the semantic stage ran."""
+    """Surviving models, with their bounds to the reference when the semantic stage ran.
+
+    `upper`/`lower`/`provenance` start as the candidate-list entries' and change where the refine
+    stage measured a pair; `measured` holds those pairs' empirical differences by position.
+    """
 
     positions: np.ndarray
-    entries: np.ndarray | None  # index into the packed candidate lists, aligned with positions
+    entries: np.ndarray | None = None  # index into the packed candidate lists, aligned with positions
+    upper: np.ndarray | None = None
+    lower: np.ndarray | None = None
+    provenance: np.ndarray | None = None
+    measured: dict[int, float] = field(default_factory=dict)
+
+    def take(self, keep: np.ndarray) -> _Matches:
+        """The matches selected by a boolean mask or an index array."""
+
+        def pick(values: np.ndarray | None) -> np.ndarray | None:
+            return values[keep] if values is not None else None
+
+        return _Matches(
+            self.positions[keep],
+            pick(self.entries),
+            pick(self.upper),
+            pick(self.lower),
+            pick(self.provenance),
+            self.measured,
+        )
+
+
+def _refining(plan: QueryPlan, engine: QueryEngine) -> bool:
+    descending_similarity = plan.order_key == SIMILARITY and plan.descending
+    return engine.measurer is not None and engine.refine_budget > 0 and not descending_similarity
 
 
 def execute(plan: QueryPlan, engine: QueryEngine) -> QueryResult:
-    """Run a compiled plan: semantic → resource → select, counting what each stage kept."""
+    """Run a compiled plan: semantic → resource → (refine) → select, counting what each stage kept."""
     semantic, resource = engine.semantic, engine.resource
     on_device = resource.latency_ms[plan.device]
     stages: list[StageReport] = []
+    measured_pairs = 0
     if plan.reference_pos is not None:
         detail = f"{plan.reference_id} on {plan.device}{_batch_text(plan)}"
         stages.append(StageReport("reference", detail, len(engine.ids), 1))
     if plan.within is not None:
         row = semantic.row(plan.reference_pos)
         upper = semantic.upper_at(row)
-        kept = int(np.count_nonzero(upper <= plan.within))  # sorted ascending: a prefix
-        entries = np.arange(row.start, row.start + kept)
+        refining = _refining(plan, engine)
+        if refining:  # also keep what a measurement could admit: transitive, lower bound ≤ WITHIN
+            lower = semantic.lower_at(row)
+            open_ = (semantic.provenance[row] == TRANSITIVE) & (lower <= plan.within) & (upper > plan.within)
+            offsets = np.flatnonzero((upper <= plan.within) | open_)
+        else:
+            offsets = np.arange(int(np.count_nonzero(upper <= plan.within)))  # sorted ascending: a prefix
+        entries = row.start + offsets
         positions = semantic.candidates[entries]
         profiled = ~np.isnan(on_device[positions])
-        matches = _Matches(positions[profiled], entries[profiled])
-        stages.append(
-            StageReport(
-                "semantic",
-                f"candidate list of {plan.reference_id}, upper bound ≤ {plan.within:.2%}",
-                row.stop - row.start,
-                len(matches.positions),
-            )
+        entries = entries[profiled]
+        matches = _Matches(
+            positions[profiled],
+            entries,
+            semantic.upper_at(entries),
+            semantic.lower_at(entries),
+            semantic.provenance[entries].astype(np.int64),
         )
+        detail = f"candidate list of {plan.reference_id}, upper bound ≤ {plan.within:.2%}"
+        if refining:
+            uncertain = int(np.count_nonzero(matches.upper > plan.within))
+            detail += f" (+ {uncertain} uncertain: lower bound ≤ {plan.within:.2%})"
+        stages.append(StageReport("semantic", detail, row.stop - row.start, len(matches.positions)))
         if plan.predicate is not None:
             before = len(matches.positions)
-            keep = _mask(plan.predicate, matches.positions, resource)
-            matches = _Matches(matches.positions[keep], matches.entries[keep])
+            matches = matches.take(_mask(plan.predicate, matches.positions, resource))
             stages.append(StageReport("resource", describe_resolved(plan.predicate), before, len(matches.positions)))
+        if refining:
+            before = len(matches.positions)
+            matches, measured_pairs, undecided = _refine(plan, engine, matches)
+            detail = (
+                f"measured {measured_pairs} uncertain pairs from stored outputs (budget {engine.refine_budget})"
+                + (f", {undecided} left unmeasured" if undecided else "")
+            )
+            stages.append(StageReport("refine", detail, before, len(matches.positions)))
     else:
         universe = int(np.count_nonzero(~np.isnan(on_device)))
         if plan.predicate is not None:
@@ -381,10 +471,90 @@ def execute(plan: QueryPlan, engine: QueryEngine) -> QueryResult:
             positions = positions[positions != plan.reference_pos]
         detail = describe_resolved(plan.predicate) if plan.predicate is not None else "every model"
         stages.append(StageReport("resource", f"{detail} (sorted-column index)", universe, len(positions)))
-        matches = _Matches(np.sort(positions), None)
+        matches = _Matches(np.sort(positions))
     hits = _select(plan, engine, matches)
     stages.append(StageReport("select", _order_text(plan), len(matches.positions), len(hits)))
-    return QueryResult(plan, hits, stages)
+    return QueryResult(plan, hits, stages, measured_pairs)
+
+
+_REFINE_BATCH = 8
+
+
+def _refine(plan: QueryPlan, engine: QueryEngine, m: _Matches) -> tuple[_Matches, int, int]:
+    """Measure the candidates that could still change the answer; keep those certified within WITHIN.
+
+    Returns the certified matches, how many pairs were measured and how many open ones were left
+    unmeasured when the budget ran out.
+    """
+    within = plan.within
+    upper, lower, provenance = m.upper.copy(), m.lower.copy(), m.provenance.copy()
+    fixed = provenance != TRANSITIVE  # measured or identical: nothing left to learn
+    measured = dict(m.measured)
+    spent = 0
+    ambiguous = np.empty(0, dtype=np.int64)
+    by_key = plan.order_key != SIMILARITY and plan.limit  # the first certified ones settle it: go few at a time
+    batch_size = min(_REFINE_BATCH, plan.limit) if by_key else _REFINE_BATCH
+    while True:
+        ambiguous = _ambiguous(plan, engine, m.positions, upper, lower, fixed)
+        if len(ambiguous) == 0 or spent >= engine.refine_budget:
+            break
+        batch = ambiguous[: min(batch_size, engine.refine_budget - spent)]
+        names = [engine.ids[int(m.positions[i])] for i in batch]
+        bounds = list(engine.measurer(plan.reference_id, names))
+        if len(bounds) != len(batch):
+            raise ValueError(f"the pair measurer returned {len(bounds)} bounds for {len(batch)} candidates")
+        for i, bound in zip(batch, bounds, strict=True):
+            fixed[i] = True
+            if bound is None:
+                continue
+            new_upper = float(engine.semantic.as_stored(np.array([bound.upper]), up=True)[0])
+            new_lower = float(engine.semantic.as_stored(np.array([bound.lower]), up=False)[0])
+            if new_upper <= upper[i]:
+                upper[i], provenance[i] = new_upper, MEASURED
+                measured[int(m.positions[i])] = bound.empirical
+            lower[i] = min(max(lower[i], new_lower), upper[i])
+        spent += len(batch)
+    refined = _Matches(m.positions, m.entries, upper, lower, provenance, measured)
+    return refined.take(upper <= within), spent, len(ambiguous)
+
+
+def _ambiguous(
+    plan: QueryPlan,
+    engine: QueryEngine,
+    positions: np.ndarray,
+    upper: np.ndarray,
+    lower: np.ndarray,
+    fixed: np.ndarray,
+) -> np.ndarray:
+    """Indices of the unmeasured candidates whose measurement could change the answer, most promising first."""
+    within = plan.within
+    rank = engine.name_rank[positions]
+    open_ = ~fixed & (lower <= within)
+    if not open_.any():
+        return np.empty(0, dtype=np.int64)
+    certain = np.flatnonzero(upper <= within)
+    k = plan.limit
+    if plan.order_key == SIMILARITY:
+        # Anything whose lower bound reaches below the k-th best upper bound may rank among the hits.
+        chosen = certain[np.lexsort((rank[certain], upper[certain]))]
+        cut = upper[chosen[k - 1]] if k is not None and 0 < k <= len(chosen) else within
+        if k == 0:
+            return np.empty(0, dtype=np.int64)
+        found = np.flatnonzero(open_ & (lower <= cut))
+        return found[np.lexsort((rank[found], lower[found]))]
+    if plan.order_key.startswith("utility:"):
+        found = np.flatnonzero(open_ & (upper > within))
+        return found[np.lexsort((rank[found], lower[found]))]
+    values = engine.resource.column(plan.order_key, plan.order_device)[positions].astype(np.float64)
+    keys = -values if plan.descending else values
+    # Certain members keep their place; an uncertain one matters only if it would rank ahead of the k-th.
+    found = np.flatnonzero(open_ & (upper > within))
+    if k is not None and len(certain) >= k:
+        if k == 0:
+            return np.empty(0, dtype=np.int64)
+        chosen = certain[np.lexsort((rank[certain], upper[certain], keys[certain]))]
+        found = found[keys[found] <= keys[chosen[k - 1]]]
+    return found[np.lexsort((rank[found], lower[found], keys[found]))]
 
 
 def _batch_text(plan: QueryPlan) -> str:
@@ -411,13 +581,13 @@ def describe_resolved(predicate: ResolvedPredicate) -> str:
 
 
 def _select(plan: QueryPlan, engine: QueryEngine, matches: _Matches) -> list[Hit]:
-    positions, entries = matches.positions, matches.entries
-    semantic = engine.semantic
-    upper = semantic.upper_at(entries) if entries is not None else np.ones(len(positions))
+    positions = matches.positions
+    semantic_ran = matches.upper is not None
+    upper = matches.upper if semantic_ran else np.ones(len(positions))
     rank = engine.name_rank[positions]
     if plan.order_key.startswith("utility:"):
         utility = _UTILITIES[plan.order_key.removeprefix("utility:")]
-        hits = [_hit(plan, engine, p, e) for p, e in _pairs(positions, entries)]
+        hits = [_hit(plan, engine, matches, i) for i in range(len(positions))]
         scored = sorted(
             zip(hits, upper, rank, strict=True),
             key=lambda t: (-utility.function(t[0]) if plan.descending else utility.function(t[0]), t[1], t[2]),
@@ -426,7 +596,8 @@ def _select(plan: QueryPlan, engine: QueryEngine, matches: _Matches) -> list[Hit
         return chosen[: plan.limit] if plan.limit is not None else chosen
     if plan.order_key == SIMILARITY:
         keys = upper if not plan.descending else -upper
-        order = np.lexsort((rank, keys)) if entries is None or plan.descending else np.arange(len(positions))
+        in_list_order = semantic_ran and not matches.measured and not plan.descending  # rows are sorted
+        order = np.arange(len(positions)) if in_list_order else np.lexsort((rank, keys))
     else:
         values = engine.resource.column(plan.order_key, plan.order_device)[positions].astype(np.float64)
         keys = -values if plan.descending else values
@@ -438,16 +609,12 @@ def _select(plan: QueryPlan, engine: QueryEngine, matches: _Matches) -> list[Hit
         order = candidates[np.lexsort((rank[candidates], upper[candidates], keys[candidates]))]
     if plan.limit is not None:
         order = order[: plan.limit]
-    return [_hit(plan, engine, int(positions[i]), int(entries[i]) if entries is not None else None) for i in order]
+    return [_hit(plan, engine, matches, int(i)) for i in order]
 
 
-def _pairs(positions: np.ndarray, entries: np.ndarray | None):
-    for i, p in enumerate(positions):
-        yield int(p), (int(entries[i]) if entries is not None else None)
-
-
-def _hit(plan: QueryPlan, engine: QueryEngine, position: int, entry: int | None) -> Hit:
+def _hit(plan: QueryPlan, engine: QueryEngine, matches: _Matches, i: int) -> Hit:
     resource = engine.resource
+    position = int(matches.positions[i])
     static = {m: int(resource.static[m][position]) for m in resource.static}
     figures = ResourceFigures(
         device=plan.device,
@@ -459,13 +626,14 @@ def _hit(plan: QueryPlan, engine: QueryEngine, position: int, entry: int | None)
         memory_bytes=static["memory_bytes"],
         latency_ms=float(resource.latency_ms[plan.device][position]),
     )
-    if entry is None:
+    if matches.upper is None:
         lower, upper, provenance, empirical = 0.0, 1.0, NO_RELATION, None
     else:
-        semantic = engine.semantic
-        lower, upper = float(semantic.lower_at(entry)), float(semantic.upper_at(entry))
-        provenance = PROVENANCE[int(semantic.provenance[entry])]
-        empirical = semantic.empirical.get((plan.reference_pos, position))
+        lower, upper = float(matches.lower[i]), float(matches.upper[i])
+        provenance = PROVENANCE[int(matches.provenance[i])]
+        empirical = matches.measured.get(position)
+        if empirical is None:
+            empirical = engine.semantic.empirical.get((plan.reference_pos, position))
     return Hit(
         model_id=engine.ids[position],
         onnx_path=resource.onnx_paths[position],

@@ -451,6 +451,15 @@ class CandidateLists:
         values = self.lower[index]
         return values * self.bound_scale if self.bound_scale is not None else values.astype(np.float64)
 
+    def as_stored(self, values: np.ndarray, up: bool) -> np.ndarray:
+        """Bounds measured elsewhere, rounded outward as these lists store theirs (so equal bounds compare equal)."""
+        values = np.asarray(values, dtype=np.float64)
+        if self.bound_scale is not None:
+            return _outward_codes(values, self.bound_scale, up).astype(np.float64) * self.bound_scale
+        if self.upper.dtype == np.float32:
+            return _outward_float32(values, up).astype(np.float64)
+        return values
+
     @property
     def nbytes(self) -> int:
         """Bytes of the arrays a query reads (ids and the empirical map excluded)."""

@@ -144,21 +144,22 @@ def test_cli_compare_with_arora_and_custom_bounds(tmp_path, capsys):
 
 
 def test_pair_bounds_take_the_reference_cushions_own_or_a_peer_s_and_are_vacuous_without_them(tmp_path):
-    from assets.bound import _bound_pair
-    from resources.settings import IndexSettings
     from sommelier_core.cushions import ModelCushions
+    from sommelier_core.pair_measure import BoundSettings, bound_stored_pair
     from sommelier_core.store import ModelStore
 
     store = ModelStore(tmp_path)
     own = ModelCushions("a", "mnist1d", _cushions("a", layer=0.2))
     store.save_record("model_cushions", "b", ModelCushions("b", "mnist1d", _cushions("b", layer=0.1)))
     store.save_record("model_cushions", "c", ModelCushions("c", "mnist1d", None, "no linear layer"))
-    settings = IndexSettings(bound_mode="arora")
+    settings = BoundSettings(mode="arora")
     notes: list[str] = []
 
     def bound(reference, candidate):
         comparison = Comparison(reference, candidate, "disagreement", 0.05, 1000)
-        return _bound_pair(comparison, "arora", settings, store, "a", own, notes)
+        result, note = bound_stored_pair(comparison, settings, store, own if reference == "a" else None)
+        notes.extend([note] if note else [])
+        return result
 
     forward, backward = bound("a", "b"), bound("b", "a")
     assert forward.architecture_term == pytest.approx(architecture_term(own.cushions, 1000, "disagreement"))

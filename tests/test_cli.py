@@ -59,6 +59,16 @@ def test_query_json_lists_hits_with_bounds_provenance_and_profile(indexed_store)
     assert set(hit["profile"]) >= {"params", "macs", "flops", "memory_bytes", "latency_ms"}
 
 
+def test_query_explain_shows_the_refine_stage_unless_refine_is_zero(indexed_store):
+    ref = sorted(m for m in indexed_store.first_run.models if m.startswith("zoo-torch/"))[0]
+    text = f"FIND MODELS LIKE '{ref}' WITHIN 100%"
+    refined = run_cli("query", text, "--explain", root=indexed_store.root)
+    assert refined.returncode == 0, refined.stderr
+    assert "refine" in refined.stdout and "uncertain pairs from stored outputs" in refined.stdout
+    alone = run_cli("query", text, "--explain", "--refine", "0", root=indexed_store.root)
+    assert alone.returncode == 0 and "refine" not in alone.stdout
+
+
 def test_query_with_unknown_reference_exits_2_naming_it(indexed_store):
     result = run_cli("query", "--ref", "zoo-torch/nope", root=indexed_store.root)
     assert result.returncode == 2

@@ -137,3 +137,29 @@ def test_sensor_requests_no_run_for_models_already_indexed(indexed_store):
     result = sensor(build_sensor_context(instance=indexed_store.instance, resources=resources))
     assert [r.partition_key for r in result.run_requests] == ["extra/broken"]
     assert result.dynamic_partitions_requests == []
+
+
+def test_queries_measure_transitive_candidates_from_stored_outputs_as_the_index_would(indexed_store):
+    from sommelier_core.equivalence import compare_outputs
+    from sommelier_core.pair_measure import BoundSettings, bound_stored_pair
+    from sommelier_core.store import ModelStore
+
+    index_dir = indexed_store.root / "index"
+    settings = BoundSettings.load(index_dir)
+    assert settings is not None and settings.mode == "statistical"
+    store = ModelStore(indexed_store.root)
+    transitive = 0
+    for ref in _zoo_ids(indexed_store):
+        alone = {h.model_id: h for h in sommelier_core.query(ref=ref, within=1.0, index_dir=index_dir, refine=0)}
+        refined = sommelier_core.query(ref=ref, within=1.0, index_dir=index_dir)
+        assert {h.model_id for h in refined} == set(alone)
+        task = store.load_record("model_outputs", ref).task
+        for hit in refined:
+            assert hit.provenance in ("measured", "identical"), (ref, hit.model_id)
+            transitive += alone[hit.model_id].provenance == "transitive"
+            assert hit.upper_bound <= alone[hit.model_id].upper_bound + 1e-12
+            direct = compare_outputs(ref, store.load_outputs(ref), hit.model_id, store.load_outputs(hit.model_id), task)
+            expected, _ = bound_stored_pair(direct, settings, store)
+            assert hit.upper_bound <= expected.upper + 1e-6
+            assert hit.lower_bound - 1e-6 <= direct.difference <= hit.upper_bound + 1e-6
+    assert transitive > 0  # the small zoo leaves some pairs to transitivity, so refinement had work to do

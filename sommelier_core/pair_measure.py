@@ -1,0 +1,146 @@
+"""Measuring and bounding one (reference, candidate) pair from the model store's stored outputs.
+
+The `bound` stage bounds the pairs the `compare` stage measured for the sampled peers; a query's
+refine stage (`query_plan`) measures further pairs on demand. Both go through `bound_stored_pair`,
+so a pair measured at query time gets exactly the bound the index would have given it: the same
+mode, δ and C, the reference's cushions (the measure is asymmetric, paper §4.3), and in `custom`
+mode the difference re-measured on the custom data.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from sommelier_core.bound import ARCHITECTURE_MODES, ARORA_CONSTANT, PairBound, bound_with_reference_cushions
+from sommelier_core.equivalence import Comparison, compare_outputs
+from sommelier_core.errors import SommelierError
+from sommelier_core.store import ModelStore
+
+if TYPE_CHECKING:  # the runtime imports pull in the model zoo (torch): queries load this module
+    from sommelier_core.cushions import ModelCushions
+    from sommelier_core.outputs import ModelOutputs
+
+BOUND_SETTINGS_FILE = "bound_settings.json"
+
+
+@dataclass(frozen=True)
+class BoundSettings:
+    """How the index bounds measured pairs: mode, δ, the architecture constant C, custom data."""
+
+    mode: str = "statistical"
+    delta: float = 0.05
+    constant: float = ARORA_CONSTANT
+    data: str = ""
+
+    def save(self, index_dir: Path, models: ModelStore) -> None:
+        """Record the settings beside the index, so queries bound new pairs the same way."""
+        models.write_json(Path(index_dir) / BOUND_SETTINGS_FILE, asdict(self))
+
+    @classmethod
+    def load(cls, index_dir: Path) -> BoundSettings | None:
+        """The settings the index was built with, or None for an index that did not record them."""
+        path = Path(index_dir) / BOUND_SETTINGS_FILE
+        if not path.exists():
+            return None
+        return cls(**json.loads(path.read_text()))
+
+
+def bound_stored_pair(
+    comparison: Comparison,
+    settings: BoundSettings,
+    models: ModelStore,
+    reference_cushions: ModelCushions | None = None,
+) -> tuple[PairBound, str | None]:
+    """The bound of one measured pair under the index's settings, with a note when it had to fall back.
+
+    `reference_cushions` is the reference's cushions record when the caller holds it; otherwise it is
+    read from the store (only the architecture modes need it).
+    """
+    mode = settings.mode
+    record = reference_cushions
+    if mode in ARCHITECTURE_MODES and record is None and models.has_record("model_cushions", comparison.reference_id):
+        record = models.load_record("model_cushions", comparison.reference_id)
+    note = None
+    if mode == "custom" and record is not None and record.cushions is not None:
+        from sommelier_core.outputs import outputs_on
+        from sommelier_core.validation import resolve_dataset
+
+        data = resolve_dataset(settings.data)
+        if record.dataset == data.name:
+            task = "classification" if comparison.kind == "disagreement" else "regression"
+            reference_out = outputs_on(models, comparison.reference_id, data)
+            candidate_out = outputs_on(models, comparison.candidate_id, data)
+            comparison = compare_outputs(
+                comparison.reference_id, reference_out, comparison.candidate_id, candidate_out, task
+            )
+        else:
+            note = f"custom data does not fit {comparison.reference_id}: bounded on its validation set (arora)"
+            mode = "arora"
+    bound, why = bound_with_reference_cushions(comparison, mode, settings.delta, settings.constant, record)
+    return bound, why or note
+
+
+class StoredOutputsMeasurer:
+    """A `query_plan.PairMeasurer` over a model store: compares stored validation outputs, then bounds.
+
+    A candidate whose outputs are missing or not comparable with the reference's gets None (the
+    query keeps its index bounds). The reference's outputs are read once per reference.
+    """
+
+    def __init__(self, models: ModelStore, settings: BoundSettings) -> None:
+        self.models = models
+        self.settings = settings
+        self._reference: tuple[str, ModelOutputs, np.ndarray, ModelCushions | None] | None = None
+
+    def __call__(self, reference_id: str, candidate_ids: Sequence[str]) -> list[PairBound | None]:
+        """One bound per candidate (reference → candidate), None where the pair cannot be measured."""
+        try:
+            _, record, outputs, cushions = self._load_reference(reference_id)
+        except (OSError, SommelierError):
+            return [None] * len(candidate_ids)
+        bounds: list[PairBound | None] = []
+        for candidate in candidate_ids:
+            try:
+                theirs = self.models.load_record("model_outputs", candidate)
+                if not record.comparable_with(theirs):
+                    bounds.append(None)
+                    continue
+                comparison = compare_outputs(
+                    reference_id, outputs, candidate, self.models.load_outputs(candidate), record.task
+                )
+                bounds.append(bound_stored_pair(comparison, self.settings, self.models, cushions)[0])
+            except (OSError, ValueError, SommelierError):
+                bounds.append(None)
+        return bounds
+
+    def _load_reference(self, reference_id: str) -> tuple[str, ModelOutputs, np.ndarray, ModelCushions | None]:
+        if self._reference is None or self._reference[0] != reference_id:
+            record = self.models.load_record("model_outputs", reference_id)
+            cushions = None
+            if self.settings.mode in ARCHITECTURE_MODES and self.models.has_record("model_cushions", reference_id):
+                cushions = self.models.load_record("model_cushions", reference_id)
+            self._reference = (reference_id, record, self.models.load_outputs(reference_id), cushions)
+        return self._reference
+
+
+def stored_outputs_measurer(index_dir: Path) -> StoredOutputsMeasurer | None:
+    """The measurer for the store an index directory belongs to; None if the index recorded no settings."""
+    settings = BoundSettings.load(index_dir)
+    if settings is None:
+        return None
+    return StoredOutputsMeasurer(ModelStore(Path(index_dir).parent), settings)
+
+
+__all__ = [
+    "BOUND_SETTINGS_FILE",
+    "BoundSettings",
+    "StoredOutputsMeasurer",
+    "bound_stored_pair",
+    "stored_outputs_measurer",
+]
