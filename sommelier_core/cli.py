@@ -78,7 +78,7 @@ def cmd_query(args: argparse.Namespace) -> int:
         raise SommelierError("give a query text (FIND … LIKE 'model' …) or --ref MODEL")
     if args.refine < 0:
         raise SommelierError(f"--refine must be ≥ 0, got {args.refine}")
-    result = run_query(spec, refine=args.refine)
+    result = run_query(spec, refine=args.refine, synthesized=args.synthesized)
     hits, plan = result.hits, result.plan
     if args.json:
         payload: dict = {"reference": plan.reference_id, "hits": [h.to_json() for h in hits]}
@@ -307,6 +307,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=64,
         metavar="N",
         help="measure up to N uncertain candidate pairs from stored outputs (default 64; 0: the index alone)",
+    )
+    q.add_argument(
+        "--synthesized",
+        action="store_true",
+        help="also return synthesized candidates (model N with segments of M; `sommelier synthesize ID` writes one)",
     )
     q.add_argument("--json", action="store_true")
     q.set_defaults(func=cmd_query)

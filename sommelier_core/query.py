@@ -161,15 +161,24 @@ def run_query(
     engine: QueryEngine | None = None,
     tasks: TaskRegistry | None = None,
     refine: int = DEFAULT_REFINE_BUDGET,
+    synthesized: bool = False,
 ) -> QueryResult:
     """Parse (if text), compile and run a query; the result carries the hits and the per-stage counts.
 
     `refine` caps the pairs measured at query time (see `load_engine`; ignored with a given engine).
+    `synthesized` adds the store's synthesized candidates (model N with segments of M, paper §4.2,
+    provenance `synthesized`; `sommelier synthesize` materializes one), ranked with the real models.
     """
     spec = parse_query(text) if isinstance(text, str) else text
     eng = engine if engine is not None else load_engine(index_dir, index, refine)
     registry = tasks if tasks is not None else (load_task_registry() if spec.task is not None else None)
-    return execute(compile_query(spec, eng, registry), eng)
+    result = execute(compile_query(spec, eng, registry), eng)
+    if synthesized:
+        from sommelier_core.segments.hits import load_synthesized, with_synthesized
+
+        directory = Path(index_dir) if index_dir is not None else default_index_dir()
+        result = with_synthesized(result, eng, load_synthesized(directory))
+    return result
 
 
 def query(
@@ -192,6 +201,7 @@ def query(
     engine: QueryEngine | None = None,
     tasks: TaskRegistry | None = None,
     refine: int = DEFAULT_REFINE_BUDGET,
+    synthesized: bool = False,
 ) -> list[Hit]:
     """Models equivalent to `ref` within `within` (upper bound on the difference) and within budget.
 
@@ -202,9 +212,12 @@ def query(
     adds any predicate of the language (`"params < 5M OR latency@cpu < 1 ms"`). Without `ref` or
     `task` (or with `within=None`) only the resource predicates apply. `refine` caps the candidate
     pairs measured at query time from stored outputs where the index's bounds leave the answer open
-    (0: the index alone).
+    (0: the index alone). `synthesized` also returns synthesized candidates (model N with segments
+    of M) whose bound through N is within `within`.
     """
     spec = spec_from_arguments(
         ref, within, memory, flops, params, latency_ms, device, order_by, limit, task, where, batch_size, descending
     )
-    return run_query(spec, index_dir=index_dir, index=index, engine=engine, tasks=tasks, refine=refine).hits
+    return run_query(
+        spec, index_dir=index_dir, index=index, engine=engine, tasks=tasks, refine=refine, synthesized=synthesized
+    ).hits

@@ -84,3 +84,31 @@ def test_synthesize_of_an_unknown_id_exits_2_naming_it(indexed_store, tmp_path):
     )
     assert result.returncode == 2
     assert "zoo-torch/nope+zoo-torch/cnn_w16" in result.stderr
+
+
+def test_a_query_returns_synthesized_candidates_only_when_asked(indexed_store):
+    import sommelier_core
+    from sommelier_core.query import run_query
+
+    index_dir = indexed_store.root / "index"
+    table = pl.read_parquet(index_dir / "synthesized_index.parquet")
+    row = table.sort("upper").row(0, named=True)
+    plain = sommelier_core.query(ref=row["base_id"], within=1.0, index_dir=index_dir)
+    assert all(h.provenance != "synthesized" for h in plain)
+    result = run_query(f"FIND MODELS LIKE '{row['base_id']}' WITHIN 100%", index_dir=index_dir, synthesized=True)
+    hits = {h.model_id: h for h in result.hits}
+    hit = hits[row["synthesized_id"]]
+    assert hit.provenance == "synthesized" and hit.onnx_path == ""
+    assert hit.lower_bound == 0 and hit.upper_bound == row["upper"]  # bounded against its own base directly
+    assert hit.profile.macs > 0  # the base's figures (same structure)
+    assert "synthesized" in result.explain()
+    env = {**os.environ, "SOMMELIER_HOME": str(indexed_store.root)}
+    cli = subprocess.run(
+        [SOMMELIER, "query", "--ref", row["base_id"], "--within", "100%", "--synthesized", "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert cli.returncode == 0, cli.stderr
+    assert row["synthesized_id"] in {h["model_id"] for h in json.loads(cli.stdout)["hits"]}

@@ -108,11 +108,13 @@ def analyse_pair(
     samples: int | None = None,
     draws: int = 2,
     seed: int = 0,
+    segment_effects: bool = True,
 ) -> SegmentAnalysis:
     """Segment equivalence of N = `reference` with M = `candidate` on inputs `x` (batch first).
 
     `samples` caps the inputs the bounds and the noise injection use (the first ones of `x`): the cost
-    is ≈ (segments + drop steps) × `draws` forward passes of N over them.
+    is ≈ (segments + drop steps) × `draws` forward passes of N over them; without `segment_effects`
+    the per-segment effects are measured only where the drop loop needs them.
     """
     started = time.perf_counter()
     all_x = x = np.asarray(x, dtype=np.float32)
@@ -133,7 +135,18 @@ def analyse_pair(
         output = reference.graph.output[0].name
         reference_outputs = probe_session(reference, [output]).run([output], {ref_view.input: x})[0]
     injector = NoiseInjector(ref_view, x, probe.shapes)
-    effect = estimate_effect(injector, reference_outputs, pairs, bounds, macs, task, epsilon, draws=draws, seed=seed)
+    effect = estimate_effect(
+        injector,
+        reference_outputs,
+        pairs,
+        bounds,
+        macs,
+        task,
+        epsilon,
+        draws=draws,
+        seed=seed,
+        segment_effects=segment_effects,
+    )
     kept = set(effect.kept)
     matches = tuple(
         SegmentMatch(

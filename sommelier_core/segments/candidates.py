@@ -79,8 +79,13 @@ def match_peers(
     epsilon: float = DEFAULT_EPSILON,
     delta: float = 0.05,
     samples: int | None = 256,
+    draws: int = 1,
 ) -> SegmentMatches:
-    """Analyse (model ← peer) and (peer ← model) for every peer; models and outputs read through the store."""
+    """Analyse (model ← peer) and (peer ← model) for every peer; models and outputs read through the store.
+
+    One noise draw per estimate (`draws`) is enough here: the estimate only chooses the segments, and
+    the synthesized model's bound in the index comes from measuring it.
+    """
     started = time.perf_counter()
     models = {m: onnx.load(str(store.onnx_path(m))) for m in (model_id, *peers)}
     analyses = []
@@ -97,6 +102,8 @@ def match_peers(
                 delta=delta,
                 reference_outputs=store.load_outputs(base),
                 samples=samples,
+                draws=draws,
+                segment_effects=False,  # the index needs the kept set; `sommelier compare` reports every effect
             )
             if analysis.segments:
                 analyses.append(analysis)

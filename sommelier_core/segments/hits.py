@@ -93,7 +93,10 @@ def synthesized_hits(result: QueryResult, engine: QueryEngine, table: pl.DataFra
 def with_synthesized(result: QueryResult, engine: QueryEngine, table: pl.DataFrame | None) -> QueryResult:
     """The result with its synthesized candidates merged in, ranked by the plan's order and cut at its limit."""
     if table is None:
-        return result
+        missing = StageReport(
+            "synthesized", "no synthesized-candidates table in this index (run `sommelier index`)", 0, 0
+        )
+        return dataclasses.replace(result, stages=[*result.stages, missing])
     extra = synthesized_hits(result, engine, table)
     plan = result.plan
     stage = StageReport(

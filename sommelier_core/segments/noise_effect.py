@@ -38,7 +38,7 @@ class NoiseEffect:
     trace: tuple[tuple[tuple[int, ...], float], ...]
     """(segments perturbed, difference) at each step of the drop loop, first step first."""
     per_segment: tuple[float, ...]
-    """The difference with each segment perturbed alone (its own effect on the whole model)."""
+    """The difference with each segment perturbed alone (its own effect on the whole model; NaN: not measured)."""
 
 
 def qor_difference(reference_outputs: np.ndarray, outputs: np.ndarray, task: Task) -> float:
@@ -95,9 +95,9 @@ class NoiseInjector:
         noise = {}
         for tensor in tensors:
             shape = (len(self.x), *self.shapes[tensor])
-            direction = rng.standard_normal(shape).reshape(len(self.x), -1)
-            direction /= np.maximum(np.linalg.norm(direction, axis=1, keepdims=True), 1e-12)
-            noise[tensor] = (direction * noise_norms[tensor][:, None]).reshape(shape).astype(np.float32)
+            direction = rng.standard_normal(shape, dtype=np.float32).reshape(len(self.x), -1)
+            scale = noise_norms[tensor] / np.maximum(np.linalg.norm(direction, axis=1), 1e-12)
+            noise[tensor] = (direction * scale[:, None].astype(np.float32)).reshape(shape)
         output = self.view.model.graph.output[0].name
         parts = []
         for start in range(0, len(self.x), self.batch_size):
@@ -160,11 +160,14 @@ def estimate_effect(
     *,
     draws: int = 2,
     seed: int = 0,
+    segment_effects: bool = True,
 ) -> NoiseEffect:
     """Paper §4.2 steps i–iii: perturb every assessable segment; drop the cheapest until within ε.
 
     Segments with an infinite bound are never kept; segments whose bound is zero (identical weights)
-    add no noise. The difference of a set is the worst over `draws` noise draws.
+    add no noise. The difference of a set is the worst over `draws` noise draws. Without
+    `segment_effects` a segment's effect alone is measured only when the re-add step needs it (NaN
+    otherwise), which saves a forward pass per segment and draw.
     """
 
     memo: dict[tuple[int, ...], float] = {}
@@ -185,7 +188,16 @@ def estimate_effect(
         return max(qor_difference(reference_outputs, injector.run(norms, seed + draw), task) for draw in range(draws))
 
     assessable = [i for i, b in enumerate(bounds) if b.finite]
-    per_segment = tuple(difference([i]) if i in assessable else float("inf") for i in range(len(segments)))
+    effects: dict[int, float] = {i: float("inf") for i in range(len(segments)) if i not in assessable}
+
+    def effect_alone(i: int) -> float:
+        if i not in effects:
+            effects[i] = difference([i])
+        return effects[i]
+
+    if segment_effects:
+        for i in assessable:
+            effect_alone(i)
     kept = sorted(assessable, key=lambda i: injector.view.order[segments[i].reference_nodes[0]])
     trace = []
     current = difference(kept)
@@ -203,13 +215,14 @@ def estimate_effect(
     # Beyond the paper: cheapest-first dropping can drop a segment that is harmless on its own (a stem
     # whose effect alone is ≪ ε); offer the dropped ones back, most FLOPs first, while the set stays within ε.
     for index in sorted(dropped, key=lambda i: (-macs[i], i)):
-        if per_segment[index] > epsilon or current > epsilon:
+        if current > epsilon or effect_alone(index) > epsilon:
             continue
         trial = sorted([*kept, index], key=lambda i: injector.view.order[segments[i].reference_nodes[0]])
         value = difference(trial)
         if value <= epsilon:
             kept, current = trial, value
             trace.append((tuple(kept), current))
+    per_segment = tuple(effects.get(i, float("nan")) for i in range(len(segments)))
     return NoiseEffect(tuple(kept), current if kept else 0.0, tuple(trace), per_segment)
 
 
