@@ -15,10 +15,12 @@ from dagster import AssetExecutionContext, MetadataValue, asset
 
 from assets.bound import pair_bounds
 from assets.convert import onnx_model
+from assets.device_profile import device_profile
 from assets.profile import model_profile
 from resources.mlflow_tracker import MlflowTracker
 from resources.settings import IndexSettings
 from resources.store import ModelStoreResource
+from sommelier_core.operator_latency import imported_operator_tables
 from sommelier_core.resource_index import build_resource_index
 from sommelier_core.semantic_store import SemanticStore
 from sommelier_core.store import write_atomic
@@ -117,18 +119,28 @@ def semantic_index(
 
 
 @asset(
-    deps=[model_profile],
+    deps=[model_profile, device_profile],
     group_name="index",
 )
 def resource_index(context: AssetExecutionContext, store: ModelStoreResource) -> pl.DataFrame:
-    """One row per model per device: params, MACs, FLOPs, weight and activation bytes, latency."""
+    """One row per model per device per batch size: params, MACs, FLOPs, weight and activation bytes at that
+    batch size, latency measured on profiled devices and estimated on devices known by an imported table."""
     registered = _registered(context)
-    profiles = store.store().records("model_profile", registered)
-    frame = build_resource_index(list(profiles.values()))
+    models = store.store()
+    profiles = models.records("model_profile", registered)
+    devices = sorted(context.instance.get_dynamic_partitions("devices"))
+    measured = [r for d in devices for r in models.records(f"device_profile@{d}", list(profiles)).values()]
+    tables = imported_operator_tables(models.devices_dir)
+    frame = build_resource_index(list(profiles.values()), measured, tables)
     skipped = sorted(set(registered) - set(profiles))
+    sources = frame.group_by("latency_source").len().to_dict(as_series=False)
     context.add_output_metadata(
         {
             "Models indexed": len(profiles),
+            "Latency rows measured / estimated": " / ".join(
+                str(dict(zip(sources["latency_source"], sources["len"], strict=True)).get(k, 0))
+                for k in ("measured", "estimated")
+            ),
             "Devices": ", ".join(sorted(frame["device"].unique().to_list())),
             "Index size (bytes)": int(frame.estimated_size()),
             "Models left out (stages missing)": ", ".join(skipped) or "none",

@@ -1,4 +1,9 @@
-"""Stage 4: the model's resource profile (static costs + measured CPU latency), recorded in MLflow."""
+"""Stage 4: the model's static resource profile per exec-spec setting, recorded in MLflow.
+
+Latency is per device: `assets/device_profile.py` (partitioned by model × device).
+"""
+
+import warnings
 
 from dagster import AssetExecutionContext, asset
 
@@ -6,7 +11,7 @@ from assets.partitions import models_partitions
 from resources.mlflow_tracker import MlflowTracker
 from resources.settings import IndexSettings
 from sommelier_core.convert import Conversion, load_onnx
-from sommelier_core.profile import available_devices, measure_latency, static_profile
+from sommelier_core.profile import UncostedOpsWarning, memory_profile, static_profile
 from sommelier_core.resource_index import ModelProfile
 
 
@@ -14,24 +19,30 @@ from sommelier_core.resource_index import ModelProfile
 def model_profile(
     context: AssetExecutionContext, onnx_model: Conversion, settings: IndexSettings, mlflow: MlflowTracker
 ) -> ModelProfile:
-    """Params, MACs, weight and peak activation bytes from ONNX shape inference; latency per present device."""
-    static = static_profile(load_onnx(onnx_model.onnx_path), batch_size=settings.batch_size)
-    latency = tuple(
-        measure_latency(
-            onnx_model.onnx_path,
-            device=device,
-            batch_size=settings.batch_size,
-            repeats=settings.latency_repeats,
-            seed=settings.seed,
-        )
-        for device in available_devices()
-    )
+    """Params, MACs, weight and peak activation bytes from ONNX shape inference, at every exec-spec batch size,
+    and how memory moves with batch size (and resolution, for models with symbolic spatial dims)."""
+    model = load_onnx(onnx_model.onnx_path)
+    batch_sizes = settings.exec_batch_sizes()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UncostedOpsWarning)
+        by_batch = tuple(static_profile(model, batch_size=b) for b in batch_sizes)
+    for warning in caught:
+        context.log.warning(str(warning.message))
+    memory_batches = sorted({*batch_sizes, *settings.memory_batch_sizes})
+    resolutions = [None, *settings.memory_resolutions]
+    try:
+        memory = tuple(memory_profile(model, memory_batches, resolutions))
+    except ValueError as error:  # no symbolic batch or spatial dim: the model's own setting only
+        context.log.info(f"memory at other settings not computed: {error}")
+        memory = tuple(memory_profile(model, [settings.batch_size]))
+    static = by_batch[0]
     profile = ModelProfile(
         model_id=onnx_model.model_id,
         fingerprint=onnx_model.fingerprint,
         onnx_path=str(onnx_model.onnx_path),
         static=static,
-        latency=latency,
+        static_by_batch=by_batch,
+        memory=memory,
     )
     metrics = {
         "params": float(static.params),
@@ -41,8 +52,7 @@ def model_profile(
         "peak_activation_bytes": float(static.peak_activation_bytes),
         "conversion_max_abs_error": onnx_model.max_abs_error,
         "conversion_max_rel_error": onnx_model.max_rel_error,
-        **{f"latency_ms_{lat.device}": lat.median_ms for lat in latency},
-        **{f"latency_p90_ms_{lat.device}": lat.p90_ms for lat in latency},
+        **{f"memory_bytes_batch{p.batch_size}": float(p.memory_bytes) for p in memory if p.resolution is None},
     }
     run_id = mlflow.log_model_run(
         onnx_model.model_id,
@@ -61,8 +71,9 @@ def model_profile(
             "FLOPs": static.flops,
             "Weight bytes": static.weight_bytes,
             "Peak activation bytes": static.peak_activation_bytes,
-            **{f"Latency p50 {lat.device} (ms)": lat.median_ms for lat in latency},
-            **{f"Latency p90 {lat.device} (ms)": lat.p90_ms for lat in latency},
+            "Memory by batch size (bytes)": ", ".join(
+                f"{p.batch_size}: {p.memory_bytes}" for p in memory if p.resolution is None
+            ),
             "Uncosted ops": ", ".join(static.uncosted_ops) or "none",
             "MLflow run": run_id,
         }

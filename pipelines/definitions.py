@@ -9,8 +9,8 @@ import os
 
 from dagster import Definitions, EnvVar, load_assets_from_modules, multiprocess_executor
 
-from assets import bound, compare, convert, cushions, fetch, index, outputs, peers, profile, segments
-from pipelines.jobs import index_job, model_job
+from assets import bound, compare, convert, cushions, device_profile, fetch, index, outputs, peers, profile, segments
+from pipelines.jobs import device_job, index_job, model_job, operator_table_job
 from pipelines.schedules import reindex_schedule
 from pipelines.sensors import make_repository_sensor
 from resources.mlflow_tracker import MlflowTracker
@@ -19,7 +19,7 @@ from resources.settings import IndexSettings
 from resources.store import ModelStoreResource, StoreIOManager
 from resources.validation import ValidationDataResource
 
-STAGE_MODULES = (fetch, convert, outputs, cushions, profile, peers, compare, segments, bound, index)
+STAGE_MODULES = (fetch, convert, outputs, cushions, profile, device_profile, peers, compare, segments, bound, index)
 
 
 def build_resources(deployment: str = "local") -> dict:
@@ -49,8 +49,8 @@ all_assets = load_assets_from_modules(list(STAGE_MODULES))
 
 defs = Definitions(
     assets=all_assets,
-    jobs=[model_job, index_job],
-    sensors=[make_repository_sensor(model_job.name)],
+    jobs=[model_job, device_job, operator_table_job, index_job],
+    sensors=[make_repository_sensor(model_job.name, profile_devices=True)],
     schedules=[reindex_schedule],
     resources=build_resources(os.environ.get("SOMMELIER_DEPLOYMENT", "local")),
     executor=multiprocess_executor.configured({"max_concurrent": 2}),

@@ -1,10 +1,12 @@
 """`sommelier index`: materialize every asset in process, model by model, with visible progress.
 
 `dagster asset materialize --select '*'` refuses partitioned assets without a partition, so this
-driver registers a `models` partition per listed model and runs the per-model stages in two waves
-— first fetch/convert/outputs/profile for every model, then peers/compare/bound (peers need the
-other models' stored outputs) — and finally the two index assets. A model that fails a stage is
-reported and skipped; the others go on, and the index is built from whatever succeeded.
+driver registers a `models` partition per listed model and a `devices` partition per device present,
+and runs the per-model stages in waves — first fetch/convert/outputs/cushions/profile for every
+model, then each model's latency profile on each device (model × device partitions) and each
+device's operator table, then peers/compare/bound (peers need the other models' stored outputs) —
+and finally the two index assets. A model that fails a stage is reported and skipped; the others
+go on, and the index is built from whatever succeeded.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from pipelines.stages import FIRST_WAVE, INDEX_WAVE, SECOND_WAVE, is_current
+from pipelines.stages import DEVICE_WAVE, FIRST_WAVE, INDEX_WAVE, SECOND_WAVE, TABLE_WAVE, is_current, missing_devices
+from sommelier_core.profile import available_devices
 from sommelier_core.settings import dagster_home, zoo_dir
 
 # Dagster's console logger prints every step event at DEBUG; the progress lines are ours.
@@ -78,7 +81,7 @@ def run_index(echo=print, instance=None, resources: dict | None = None, full: bo
     """
     from dagster import materialize
 
-    from assets.partitions import models_partitions
+    from assets.partitions import devices_partitions, model_device_key, models_partitions
     from pipelines.definitions import all_assets, build_resources
 
     started = time.perf_counter()
@@ -101,6 +104,9 @@ def run_index(echo=print, instance=None, resources: dict | None = None, full: bo
     model_ids = sorted(e.model_id for e in entries)
     known = set(instance.get_dynamic_partitions(models_partitions.name))
     instance.add_dynamic_partitions(models_partitions.name, [m for m in model_ids if m not in known])
+    devices = available_devices()
+    known_devices = set(instance.get_dynamic_partitions(devices_partitions.name))
+    instance.add_dynamic_partitions(devices_partitions.name, [d for d in devices if d not in known_devices])
     summary.models = model_ids
     store = resources["store"].store()
     summary.up_to_date = [] if full else sorted(e.model_id for e in entries if is_current(store, e))
@@ -110,7 +116,7 @@ def run_index(echo=print, instance=None, resources: dict | None = None, full: bo
         + (f" ({len(summary.up_to_date)} up to date, {len(pending)} to run)" if summary.up_to_date else "")
     )
 
-    def run(stages: tuple[str, ...], partition_key: str | None = None) -> bool:
+    def run(stages: tuple[str, ...], partition_key: str | None = None, failure_key: str | None = None) -> bool:
         result = materialize(
             all_assets,
             selection=list(stages),
@@ -122,7 +128,7 @@ def run_index(echo=print, instance=None, resources: dict | None = None, full: bo
         )
         _record_stage_times(instance, result.run_id, summary)
         if not result.success:
-            summary.failures[partition_key or "<index>"] = _failure_message(result)
+            summary.failures[failure_key or partition_key or "<index>"] = _failure_message(result)
         return result.success
 
     def wave(stages: tuple[str, ...], keys: list[str], label: str) -> list[str]:
@@ -138,14 +144,26 @@ def run_index(echo=print, instance=None, resources: dict | None = None, full: bo
 
     echo("Stage wave 1: fetch → convert → outputs → cushions → profile")
     converted = wave(FIRST_WAVE, pending, "ingest")
-    echo("Stage wave 2: peers → compare → bound")
+    echo(f"Stage wave 2: latency and operator profile per device ({', '.join(devices)}), operator tables")
+    to_profile = [(m, d) for m in [*summary.up_to_date, *converted] for d in missing_devices(store, m, devices)]
+    for i, (model_id, device) in enumerate(to_profile, 1):
+        t0 = time.perf_counter()
+        if run(DEVICE_WAVE, model_device_key(model_id, device), failure_key=model_id):
+            echo(f"  [device {i}/{len(to_profile)}] {model_id} on {device}  ok ({time.perf_counter() - t0:.1f}s)")
+        else:
+            echo(f"  [device {i}/{len(to_profile)}] {model_id} on {device}  FAILED: {summary.failures[model_id]}")
+    if to_profile:
+        for device in devices:
+            if not run(TABLE_WAVE, device, failure_key=f"<operator table {device}>"):
+                echo(f"  operator table {device} FAILED: {summary.failures[f'<operator table {device}>']}")
+    echo("Stage wave 3: peers → compare → bound")
     wave(SECOND_WAVE, converted, "analysis")
-    echo("Stage wave 3: semantic index, resource index")
+    echo("Stage wave 4: semantic index, resource index")
     if not run(INDEX_WAVE):
         echo(f"  index build FAILED: {summary.failures['<index>']}")
     summary.total_seconds = time.perf_counter() - started
     summary.run_overhead_seconds = summary.total_seconds - sum(summary.stage_seconds.values())
-    ok = len(model_ids) - len([m for m in summary.failures if m != "<index>"])
+    ok = len(model_ids) - len([m for m in summary.failures if not m.startswith("<")])
     echo(
         f"Indexed {ok}/{len(model_ids)} models in {summary.total_seconds:.1f}s"
         + (f"; {len(summary.failures)} failed (see above)" if summary.failures else "")

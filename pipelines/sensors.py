@@ -9,23 +9,31 @@ from dagster import (
     sensor,
 )
 
-from assets.partitions import models_partitions
-from pipelines.stages import is_current
+from assets.partitions import devices_partitions, model_device_key, models_partitions
+from pipelines.stages import is_current, missing_devices
 from resources.repositories import RepositoriesResource
 from resources.store import ModelStoreResource
+from sommelier_core.profile import available_devices
 
 
-def make_repository_sensor(job_name: str, minimum_interval_seconds: int = 300) -> SensorDefinition:
+def make_repository_sensor(
+    job_name: str, minimum_interval_seconds: int = 300, profile_devices: bool = False
+) -> SensorDefinition:
     """A sensor that adds a `models` partition per newly listed model and requests a run of `job_name` for it.
 
     Models whose stages already ran for their listed version are not requested; a run key per model
     *version* means a republished model is indexed again. A repository that cannot be listed is
-    reported without hiding the others.
+    reported without hiding the others. With `profile_devices`, it also adds a `devices` partition per
+    device present here and requests a `profile_devices` run for every converted model lacking a
+    profile on a device — so a new device (or a new model) is profiled without a code change.
     """
+    from pipelines.jobs import device_job, model_job
+
+    target = {"jobs": [model_job, device_job]} if profile_devices else {"job_name": job_name}
 
     @sensor(
         name="repository_sensor",
-        job_name=job_name,
+        **target,
         minimum_interval_seconds=minimum_interval_seconds,
         default_status=DefaultSensorStatus.RUNNING,
         description="Adds a partition per new model in the configured repositories and indexes it.",
@@ -40,13 +48,29 @@ def make_repository_sensor(job_name: str, minimum_interval_seconds: int = 300) -
         known = set(context.instance.get_dynamic_partitions(models_partitions.name))
         new = sorted({e.model_id for e in entries} - known)
         requests = [
-            RunRequest(run_key=f"{e.model_id}@{e.version}", partition_key=e.model_id)
+            RunRequest(run_key=f"{e.model_id}@{e.version}", partition_key=e.model_id, job_name=job_name)
             for e in sorted(entries, key=lambda e: e.model_id)
             if not is_current(models, e)
         ]
+        partition_requests = [models_partitions.build_add_request(new)] if new else []
+        if profile_devices:
+            devices = available_devices()
+            known_devices = set(context.instance.get_dynamic_partitions(devices_partitions.name))
+            if set(devices) - known_devices:
+                partition_requests.append(devices_partitions.build_add_request(sorted(set(devices) - known_devices)))
+            requests += [
+                RunRequest(
+                    run_key=f"{e.model_id}@{e.version}@{device}",
+                    partition_key=model_device_key(e.model_id, device),
+                    job_name=device_job.name,
+                )
+                for e in sorted(entries, key=lambda e: e.model_id)
+                if models.has_record("onnx_model", e.model_id)
+                for device in missing_devices(models, e.model_id, devices)
+            ]
         return SensorResult(
             run_requests=requests,
-            dynamic_partitions_requests=[models_partitions.build_add_request(new)] if new else [],
+            dynamic_partitions_requests=partition_requests,
             skip_reason=None if entries else "no models listed: " + ("; ".join(errors) or "repositories are empty"),
         )
 

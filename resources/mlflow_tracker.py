@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tempfile
+import time
 from pathlib import Path
 
 import polars as pl
@@ -60,4 +61,42 @@ class MlflowTracker(ConfigurableResource):
                 path = Path(tmp) / "pair_scores.csv"
                 pairs.write_csv(path)
                 mlflow.log_artifact(str(path))
+            return run.info.run_id
+
+    def log_to_model_run(self, model_id: str, metrics: dict[str, float]) -> str | None:
+        """Add metrics (e.g. latency on a device) to the model's latest run; None when it has no run yet."""
+        import mlflow
+        from mlflow.entities import Metric
+
+        experiment_id = self._experiment_id()
+        runs = mlflow.search_runs(
+            [experiment_id],
+            filter_string=f"tags.`sommelier.kind` = 'model' and tags.`sommelier.model_id` = '{model_id}'",
+            order_by=["attributes.start_time DESC"],
+            max_results=1,
+            output_format="list",
+        )
+        if not runs:
+            return None
+        run_id = runs[0].info.run_id
+        now = int(time.time() * 1000)
+        mlflow.MlflowClient().log_batch(run_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()])
+        return run_id
+
+    def log_operator_table_run(self, device: str, table: pl.DataFrame, latency: pl.DataFrame, statistics: dict) -> str:
+        """A run for one device's per-operator latency table: the table (parquet, importable elsewhere),
+        the measured latency per model and batch size (CSV), and the table's overheads and size."""
+        import mlflow
+
+        experiment_id = self._experiment_id()
+        with mlflow.start_run(experiment_id=experiment_id, run_name=f"operator-table-{device}") as run:
+            mlflow.set_tags({"sommelier.kind": "operator_table", "sommelier.device": device})
+            mlflow.log_metrics(statistics)
+            with tempfile.TemporaryDirectory() as tmp:
+                path = Path(tmp) / f"operator_table_{device}.parquet"
+                table.write_parquet(path)
+                mlflow.log_artifact(str(path))
+                csv = Path(tmp) / f"latency_{device}.csv"
+                latency.write_csv(csv)
+                mlflow.log_artifact(str(csv))
             return run.info.run_id

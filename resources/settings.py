@@ -38,6 +38,20 @@ class IndexSettings(ConfigurableResource):
     """Timed ONNX Runtime runs per latency measurement (after warm-up)."""
     batch_size: int = 1
     """Batch size of the profile (static costs and latency)."""
+    batch_sizes: list[int] = []
+    """More batch sizes of the exec-spec, profiled besides `batch_size` (static costs, latency, operators)."""
+    memory_batch_sizes: list[int] = [1, 8, 32]
+    """Batch sizes the memory-vs-setting table (paper Fig. 12a) is computed at (static, cheap)."""
+    memory_resolutions: list[int] = []
+    """Input resolutions of that table, for models exported with symbolic spatial dimensions."""
+    profile_runs: int = 10
+    """ONNX Runtime profiler runs per model and device for the per-operator latency table."""
+    latency_threads: int = 0
+    """Intra-op threads of latency measurement and profiling; 0 lets ONNX Runtime choose (recorded)."""
+
+    def exec_batch_sizes(self) -> list[int]:
+        """The exec-spec's batch sizes: `batch_size` first, then `batch_sizes`, each once."""
+        return list(dict.fromkeys([self.batch_size, *self.batch_sizes]))
 
     def checked_bound_mode(self) -> str:
         """The bound mode, validated."""

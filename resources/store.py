@@ -8,6 +8,7 @@ from typing import Any
 import polars as pl
 from dagster import ConfigurableIOManager, ConfigurableResource, InputContext, OutputContext
 
+from sommelier_core.models import safe_name
 from sommelier_core.settings import store_root
 from sommelier_core.store import ModelStore, write_parquet_atomic
 
@@ -37,13 +38,25 @@ class StoreIOManager(ConfigurableIOManager):
 
     def handle_output(self, context: OutputContext, obj: Any) -> None:
         stage = context.asset_key.path[-1]
+        partition = context.partition_key if context.has_partition_key else None
         if isinstance(obj, pl.DataFrame):
-            write_parquet_atomic(obj, self._store().index_dir / f"{stage}.parquet")
+            name = f"{stage}.parquet" if partition is None else f"{stage}/{safe_name(str(partition))}.parquet"
+            write_parquet_atomic(obj, self._store().index_dir / name)
         else:
-            self._store().save_record(stage, context.partition_key, obj)
+            stage, model_id = record_location(stage, partition)
+            self._store().save_record(stage, model_id, obj)
 
     def load_input(self, context: InputContext) -> Any:
         stage = context.asset_key.path[-1]
         if context.has_asset_partitions:
-            return self._store().load_record(stage, context.asset_partition_key)
+            stage, model_id = record_location(stage, context.asset_partition_key)
+            return self._store().load_record(stage, model_id)
         return pl.read_parquet(self._store().index_dir / f"{stage}.parquet")
+
+
+def record_location(stage: str, partition_key: Any) -> tuple[str, str]:
+    """Where a per-model record is kept: a model × device partition is the model's `<stage>@<device>` record."""
+    keys = getattr(partition_key, "keys_by_dimension", None)
+    if keys is not None:
+        return f"{stage}@{keys['device']}", keys["model"]
+    return stage, partition_key

@@ -120,14 +120,22 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_profile(args: argparse.Namespace) -> int:
-    """Static costs and measured latency of one ONNX file."""
+    """Static costs and measured latency of one ONNX file; optionally its operators, memory per setting and
+    latency estimates from operator tables."""
     from sommelier_core.convert import load_onnx
-    from sommelier_core.profile import measure_latency, static_profile
+    from sommelier_core.operator_latency import OperatorLatencyTable, estimate_latency, profile_operators
+    from sommelier_core.profile import measure_latency, memory_profile, static_profile
 
     path = Path(args.model)
-    static = static_profile(load_onnx(path), batch_size=args.batch_size)
-    latency = measure_latency(path, device=args.device, batch_size=args.batch_size)
-    payload = {
+    model = load_onnx(path)
+    shapes = None
+    if args.resolution is not None:
+        from sommelier_core.profile import _shapes_at_resolution
+
+        shapes = {k: (args.batch_size, *v[1:]) for k, v in _shapes_at_resolution(model, args.resolution).items()}
+    static = static_profile(model, batch_size=args.batch_size, input_shapes=shapes)
+    latency = measure_latency(path, device=args.device, batch_size=args.batch_size, input_shapes=shapes)
+    payload: dict = {
         "params": static.params,
         "macs": static.macs,
         "flops": static.flops,
@@ -135,11 +143,72 @@ def cmd_profile(args: argparse.Namespace) -> int:
         "peak_activation_bytes": static.peak_activation_bytes,
         "latency_ms": {args.device: latency.median_ms},
     }
+    if args.memory:
+        batches = [int(b) for b in args.memory.split(",")]
+        resolutions = [None] if args.resolution is None else [args.resolution]
+        payload["memory"] = [
+            {"batch_size": m.batch_size, "resolution": m.resolution, "memory_bytes": m.memory_bytes, "macs": m.macs}
+            for m in memory_profile(model, batches, resolutions)
+        ]
+    if args.operators or args.estimate:
+        operators = profile_operators(path, args.device, args.batch_size, input_shapes=shapes)
+        if args.operators:
+            ranked = sorted(zip(operators.node_us, operators.graph.nodes, strict=True), key=lambda t: -t[0])
+            payload["operators"] = [{"key": n.key, "time_us": us} for us, n in ranked[: args.operators]]
+        estimates = {}
+        for table_path in args.estimate or []:
+            table = OperatorLatencyTable.read(Path(table_path), Path(table_path).stem)
+            estimates[table.device] = estimate_latency(operators.graph, table).latency_ms
+        if estimates:
+            payload["estimated_latency_ms"] = estimates
     if args.json:
         _print_json(payload)
     else:
         for key, value in payload.items():
             print(f"{key:>22}: {value}")
+    return 0
+
+
+def cmd_device_list(args: argparse.Namespace) -> int:
+    """Profiled devices (an operator table built from measurements) and imported ones (a table alone)."""
+    from sommelier_core.store import ModelStore
+
+    store = ModelStore(store_root())
+    profiled = sorted(p.stem for p in (store.index_dir / "operator_table").glob("*.parquet"))
+    imported = sorted(p.stem for p in store.devices_dir.glob("*.parquet"))
+    for name in profiled:
+        print(f"{name:<20} measured (operator table {store.index_dir / 'operator_table' / (name + '.parquet')})")
+    for name in imported:
+        print(f"{name:<20} estimated from imported table {store.devices_dir / (name + '.parquet')}")
+    if not profiled and not imported:
+        print("no devices yet: run `sommelier index` (profiles every device present) or `sommelier device import`")
+    return 0
+
+
+def cmd_device_export(args: argparse.Namespace) -> int:
+    """Copy a profiled device's operator table out, to import it on another machine."""
+    from sommelier_core.operator_latency import OperatorLatencyTable, UnknownOperatorTable
+    from sommelier_core.store import ModelStore
+
+    source = ModelStore(store_root()).index_dir / "operator_table" / f"{args.device}.parquet"
+    if not source.exists():
+        raise UnknownOperatorTable(f"device {args.device!r} has no operator table at {source}; run `sommelier index`")
+    OperatorLatencyTable.read(source).write(Path(args.out))
+    print(f"wrote the {args.device} operator table to {args.out}")
+    return 0
+
+
+def cmd_device_import(args: argparse.Namespace) -> int:
+    """Describe a device by an imported operator table; the next `sommelier index` adds its estimates."""
+    from sommelier_core.operator_latency import import_operator_table
+    from sommelier_core.store import ModelStore
+
+    store = ModelStore(store_root())
+    table = import_operator_table(Path(args.table), args.name, store.devices_dir)
+    print(
+        f"device {table.device}: {table.entries.height} operator keys imported to {store.devices_dir}; "
+        "run `sommelier index` to add its estimated latencies to the resource index"
+    )
     return 0
 
 
@@ -331,8 +400,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model")
     p.add_argument("--device", default="cpu")
     p.add_argument("--batch-size", type=int, default=1)
+    p.add_argument("--resolution", type=int, help="size of the symbolic spatial dims (models with dynamic H, W)")
+    p.add_argument("--memory", metavar="B1,B2,…", help="memory and MACs at these batch sizes (paper Fig. 12a)")
+    p.add_argument("--operators", type=int, default=0, metavar="N", help="the N slowest executed operators")
+    p.add_argument(
+        "--estimate", action="append", metavar="TABLE.parquet", help="estimated latency from an operator table"
+    )
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_profile)
+
+    dev = sub.add_parser("device", help="devices: list them, export a profiled device's operator table, import one")
+    devsub = dev.add_subparsers(dest="device_command", required=True)
+    dl = devsub.add_parser("list", help="devices with measured profiles and devices known by an imported table")
+    dl.set_defaults(func=cmd_device_list)
+    de = devsub.add_parser("export", help="write a profiled device's operator latency table to a parquet file")
+    de.add_argument("device")
+    de.add_argument("--out", required=True)
+    de.set_defaults(func=cmd_device_export)
+    di = devsub.add_parser("import", help="describe a device by an operator table measured elsewhere")
+    di.add_argument("table", help="a parquet file written by `sommelier device export`")
+    di.add_argument("--name", required=True, help="the device name queries use (latency@NAME, --device NAME)")
+    di.set_defaults(func=cmd_device_import)
 
     c = sub.add_parser("compare", help="difference of two ONNX models on a dataset, with its bound")
     c.add_argument("reference")

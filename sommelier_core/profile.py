@@ -277,6 +277,70 @@ def static_profile(
     )
 
 
+@dataclass(frozen=True)
+class MemoryPoint:
+    """Static cost under one execution setting (paper Fig. 12a): batch size and input resolution."""
+
+    batch_size: int
+    resolution: int | None
+    """Size given to every symbolic spatial dimension of the inputs; None = the model's own shapes."""
+    weight_bytes: int
+    peak_activation_bytes: int
+    macs: int
+
+    @property
+    def memory_bytes(self) -> int:
+        """Weights plus peak live activations: what a runtime holds at once under this setting."""
+        return self.weight_bytes + self.peak_activation_bytes
+
+
+def memory_profile(
+    model: onnx.ModelProto, batch_sizes: Sequence[int] = (1,), resolutions: Sequence[int | None] = (None,)
+) -> list[MemoryPoint]:
+    """Memory and MACs for every batch size × resolution: how peak memory moves with the execution setting.
+
+    A resolution fills every symbolic non-batch dimension of every input (H and W of an image model
+    exported with dynamic spatial size); a model whose inputs have none only takes `None`, and asking
+    for another resolution raises `UnprofilableModel`.
+    """
+    points = []
+    for resolution in resolutions:
+        shapes = None if resolution is None else _shapes_at_resolution(model, resolution)
+        for batch_size in batch_sizes:
+            shaped = None if shapes is None else {k: (batch_size, *v[1:]) for k, v in shapes.items()}
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UncostedOpsWarning)
+                profile = static_profile(model, batch_size, shaped)
+            points.append(
+                MemoryPoint(batch_size, resolution, profile.weight_bytes, profile.peak_activation_bytes, profile.macs)
+            )
+    return points
+
+
+def _shapes_at_resolution(model: onnx.ModelProto, resolution: int) -> dict[str, tuple[int, ...]]:
+    initializers = {init.name for init in model.graph.initializer}
+    shapes: dict[str, tuple[int, ...]] = {}
+    found = False
+    for vi in model.graph.input:
+        if vi.name in initializers:
+            continue
+        dims = vi.type.tensor_type.shape.dim
+        shape = [1]
+        for dim in list(dims)[1:]:
+            if dim.HasField("dim_value"):
+                shape.append(dim.dim_value)
+            else:
+                shape.append(resolution)
+                found = True
+        shapes[vi.name] = tuple(shape)
+    if not found:
+        raise UnprofilableModel(
+            f"model {model.graph.name or '<unnamed>'!r}: its inputs have no symbolic spatial dimension; "
+            f"it runs at its own resolution only, not {resolution}"
+        )
+    return shapes
+
+
 def measure_latency(
     onnx_path: Path,
     device: str = "cpu",

@@ -171,6 +171,8 @@ def run_query(
     """
     spec = parse_query(text) if isinstance(text, str) else text
     eng = engine if engine is not None else load_engine(index_dir, index, refine)
+    if spec.batch_size is not None:
+        eng = eng.at_batch(spec.batch_size)  # memory, MACs and latency under the query's exec-spec
     registry = tasks if tasks is not None else (load_task_registry() if spec.task is not None else None)
     result = execute(compile_query(spec, eng, registry), eng)
     if synthesized:

@@ -24,6 +24,7 @@ the direct measurement's upper bound. The plan reports how many pairs it measure
 
 from __future__ import annotations
 
+import copy
 import difflib
 import math
 from collections.abc import Callable, Sequence
@@ -69,6 +70,8 @@ class ResourceFigures:
     peak_activation_bytes: int
     memory_bytes: int
     latency_ms: float
+    latency_estimated: bool = False
+    """True when the latency is estimated from the device's operator latency table, not measured."""
 
 
 @dataclass(frozen=True)
@@ -155,6 +158,15 @@ class QueryEngine:
         """From the materialized asset tables (models without a resource row are left out)."""
         store = ResourceStore.from_frame(resource)
         return cls(CandidateLists.from_frame(semantic, store.model_ids), store, measurer, refine_budget)
+
+    def at_batch(self, batch_size: int) -> QueryEngine:
+        """This engine with its resource columns at another profiled batch size (the query's exec-spec)."""
+        resource = self.resource.at_batch(batch_size)
+        if resource is self.resource:
+            return self
+        engine = copy.copy(self)
+        engine.resource = resource
+        return engine
 
     @classmethod
     def from_store(
@@ -625,6 +637,7 @@ def _hit(plan: QueryPlan, engine: QueryEngine, matches: _Matches, i: int) -> Hit
         peak_activation_bytes=static["peak_activation_bytes"],
         memory_bytes=static["memory_bytes"],
         latency_ms=float(resource.latency_ms[plan.device][position]),
+        latency_estimated=resource.is_estimated(plan.device, position),
     )
     if matches.upper is None:
         lower, upper, provenance, empirical = 0.0, 1.0, NO_RELATION, None

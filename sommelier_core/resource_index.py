@@ -1,6 +1,9 @@
-"""The resource index (paper §5.3, design §4): one row per model per device with its costs.
+"""The resource index (paper §5.3, design §4): one row per model per device per batch size with its costs.
 
-Memory is weights plus peak live activations (what a runtime must hold at once); FLOPs = 2 × MACs.
+Memory is weights plus peak live activations (what a runtime must hold at once); FLOPs = 2 × MACs; both
+are computed at the row's batch size, so `memory <= 80%` is evaluated under the query's exec-spec.
+Latency is `measured` on devices the model was profiled on, and `estimated` from a device's operator
+latency table (`operator_latency.estimate_latency`) on devices known only by an imported table.
 Filtering is an exact scan of the table, so results equal a brute-force scan by construction.
 """
 
@@ -12,7 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from sommelier_core.profile import LatencyProfile, StaticProfile
+from sommelier_core.operator_latency import DeviceProfile, OperatorLatencyTable, estimate_latency
+from sommelier_core.profile import LatencyProfile, MemoryPoint, StaticProfile
 
 RESOURCE_INDEX_SCHEMA: dict[str, pl.DataType] = {
     "model_id": pl.Utf8(),
@@ -29,7 +33,9 @@ RESOURCE_INDEX_SCHEMA: dict[str, pl.DataType] = {
     "latency_ms": pl.Float64(),
     "latency_p90_ms": pl.Float64(),
     "threads": pl.Int64(),
+    "latency_source": pl.Utf8(),
 }
+MEASURED, ESTIMATED = "measured", "estimated"
 
 RESOURCE_METRICS: tuple[str, ...] = (
     "params",
@@ -44,44 +50,100 @@ RESOURCE_METRICS: tuple[str, ...] = (
 
 @dataclass(frozen=True)
 class ModelProfile:
-    """Everything the resource index holds about one model: static costs and latency per device."""
+    """The device-independent half of a model's resource profile (record of the `model_profile` asset).
+
+    Latency per device lives in `DeviceProfile` records (asset `device_profile`, model × device);
+    `latency` is kept for records written before that split and for callers that carry both.
+    """
 
     model_id: str
     fingerprint: str
     onnx_path: str
     static: StaticProfile
-    latency: tuple[LatencyProfile, ...]
+    latency: tuple[LatencyProfile, ...] = ()
+    static_by_batch: tuple[StaticProfile, ...] = ()
+    """The static profile at every batch size of the exec-spec (`static` is the first)."""
+    memory: tuple[MemoryPoint, ...] = ()
+    """Memory and MACs over batch sizes × resolutions (paper Fig. 12a)."""
 
     @property
     def memory_bytes(self) -> int:
         """Weights plus peak live activations."""
         return self.static.weight_bytes + self.static.peak_activation_bytes
 
+    def static_at(self, batch_size: int) -> StaticProfile | None:
+        """The static profile at a batch size, when it was computed."""
+        for static in (*self.static_by_batch, self.static):
+            if static.batch_size == batch_size:
+                return static
+        return None
 
-def build_resource_index(profiles: Sequence[ModelProfile]) -> pl.DataFrame:
-    """The resource table: a row per model per profiled device."""
+
+def build_resource_index(
+    profiles: Sequence[ModelProfile],
+    device_profiles: Sequence[DeviceProfile] = (),
+    tables: Sequence[OperatorLatencyTable] = (),
+) -> pl.DataFrame:
+    """The resource table: a row per model per device per batch size.
+
+    Measured rows come from `device_profiles` (and from the legacy `ModelProfile.latency`); for every
+    table in `tables` whose device has no measurement of a model, an estimated row is added from the
+    model's executed graph (taken from any of its device profiles at that batch size).
+    """
     rows = []
+    by_model: dict[str, list[DeviceProfile]] = {}
+    for d in device_profiles:
+        by_model.setdefault(d.model_id, []).append(d)
     for p in profiles:
-        for lat in p.latency:
-            rows.append(
-                {
-                    "model_id": p.model_id,
-                    "fingerprint": p.fingerprint,
-                    "onnx_path": p.onnx_path,
-                    "device": lat.device,
-                    "batch_size": lat.batch_size,
-                    "params": p.static.params,
-                    "macs": p.static.macs,
-                    "flops": p.static.flops,
-                    "weight_bytes": p.static.weight_bytes,
-                    "peak_activation_bytes": p.static.peak_activation_bytes,
-                    "memory_bytes": p.memory_bytes,
-                    "latency_ms": lat.median_ms,
-                    "latency_p90_ms": lat.p90_ms,
-                    "threads": lat.threads,
-                }
-            )
-    return pl.DataFrame(rows, schema=RESOURCE_INDEX_SCHEMA).sort(["model_id", "device"])
+        measured = {(lat.device, lat.batch_size): (lat.median_ms, lat.p90_ms, lat.threads) for lat in p.latency}
+        graphs = {}
+        for d in by_model.get(p.model_id, []):
+            for lat, ops in zip(d.latency, d.operators, strict=True):
+                measured[(d.device, lat.batch_size)] = (lat.median_ms, lat.p90_ms, lat.threads)
+                graphs.setdefault(lat.batch_size, ops.graph)
+        for (device, batch_size), (median_ms, p90_ms, threads) in measured.items():
+            row = _static_row(p, batch_size)
+            if row is not None:
+                rows.append(row | _latency_row(device, batch_size, median_ms, p90_ms, threads, MEASURED))
+        for table in tables:
+            for batch_size, graph in graphs.items():
+                if (table.device, batch_size) in measured:
+                    continue
+                row = _static_row(p, batch_size)
+                if row is not None:
+                    estimate = estimate_latency(graph, table).latency_ms
+                    rows.append(row | _latency_row(table.device, batch_size, estimate, None, table.threads, ESTIMATED))
+    return pl.DataFrame(rows, schema=RESOURCE_INDEX_SCHEMA).sort(["model_id", "device", "batch_size"])
+
+
+def _static_row(p: ModelProfile, batch_size: int) -> dict | None:
+    static = p.static_at(batch_size)
+    if static is None:
+        return None
+    return {
+        "model_id": p.model_id,
+        "fingerprint": p.fingerprint,
+        "onnx_path": p.onnx_path,
+        "params": static.params,
+        "macs": static.macs,
+        "flops": static.flops,
+        "weight_bytes": static.weight_bytes,
+        "peak_activation_bytes": static.peak_activation_bytes,
+        "memory_bytes": static.weight_bytes + static.peak_activation_bytes,
+    }
+
+
+def _latency_row(
+    device: str, batch_size: int, median_ms: float, p90_ms: float | None, threads: int, source: str
+) -> dict:
+    return {
+        "device": device,
+        "batch_size": batch_size,
+        "latency_ms": median_ms,
+        "latency_p90_ms": p90_ms,
+        "threads": threads,
+        "latency_source": source,
+    }
 
 
 STATIC_METRICS: tuple[str, ...] = ("params", "macs", "flops", "weight_bytes", "peak_activation_bytes", "memory_bytes")
@@ -105,13 +167,20 @@ class ResourceStore:
         static: dict[str, np.ndarray],
         latency_ms: dict[str, np.ndarray],
         batch_sizes: dict[str, set[int]] | None = None,
+        estimated: dict[str, np.ndarray] | None = None,
+        batch_size: int = 1,
     ) -> None:
         self.model_ids = list(model_ids)
         self.onnx_paths = list(onnx_paths)
         self.static = {k: _narrowest_int(np.asarray(v, dtype=np.int64)) for k, v in static.items()}
         self.latency_ms = {k: np.asarray(v, dtype=np.float64) for k, v in latency_ms.items()}
         self.batch_sizes = batch_sizes or {d: {1} for d in latency_ms}
+        self.estimated = {d: np.asarray(v, dtype=bool) for d, v in (estimated or {}).items()}
+        """Per device, whether each model's latency is an estimate from an operator table (not measured)."""
+        self.batch_size = batch_size
+        """The batch size every column holds (static costs and latency)."""
         self._sorted: dict[tuple[str, str | None], np.ndarray] = {}
+        self._frame: pl.DataFrame | None = None
 
     def __len__(self) -> int:
         return len(self.model_ids)
@@ -164,22 +233,68 @@ class ResourceStore:
         return int(total + sum(o.nbytes for o in self._sorted.values()))
 
     @classmethod
-    def from_frame(cls, frame: pl.DataFrame) -> ResourceStore:
-        """Columns from the `resource_index` asset's table (one row per model per device)."""
+    def from_frame(cls, frame: pl.DataFrame, batch_size: int | None = None) -> ResourceStore:
+        """Columns at one batch size from the `resource_index` table (a row per model per device per batch).
+
+        `batch_size` None takes 1 when the table has it, else its smallest; the devices' profiled batch
+        sizes are kept whole in `batch_sizes`. Tables written before `latency_source` existed read as measured.
+        """
+        batches: dict[str, set[int]] = {}
+        for device, sizes in frame.group_by("device").agg(pl.col("batch_size").unique()).iter_rows():
+            batches[device] = set(sizes)
+        whole = frame
+        if batch_size is None:
+            every = set(frame["batch_size"].unique().to_list())
+            batch_size = 1 if 1 in every or not every else min(every)
+        frame = frame.filter(pl.col("batch_size") == batch_size)
         models = frame.select(["model_id", "onnx_path", *STATIC_METRICS]).unique("model_id", keep="first")
         models = models.sort("model_id")
         ids = models["model_id"].to_list()
         pos = {m: i for i, m in enumerate(ids)}
         latency: dict[str, np.ndarray] = {}
-        batches: dict[str, set[int]] = {}
-        for device in sorted(frame["device"].unique().to_list()):
+        estimated: dict[str, np.ndarray] = {}
+        for device in sorted(batches):
             rows = frame.filter(pl.col("device") == device)
             column = np.full(len(ids), np.nan)
-            column[[pos[m] for m in rows["model_id"].to_list()]] = rows["latency_ms"].to_numpy()
+            flags = np.zeros(len(ids), dtype=bool)
+            where = [pos[m] for m in rows["model_id"].to_list()]
+            column[where] = rows["latency_ms"].to_numpy()
+            if "latency_source" in rows.columns:
+                flags[where] = (rows["latency_source"] == ESTIMATED).to_numpy()
             latency[device] = column
-            batches[device] = set(rows["batch_size"].to_list())
+            estimated[device] = flags
         static = {m: models[m].to_numpy() for m in STATIC_METRICS}
-        return cls(ids, models["onnx_path"].to_list(), static, latency, batches)
+        store = cls(ids, models["onnx_path"].to_list(), static, latency, batches, estimated, batch_size)
+        store._frame = whole
+        return store
+
+    def at_batch(self, batch_size: int) -> ResourceStore:
+        """The same models, in the same order, with every column at another profiled batch size.
+
+        Memory, MACs, FLOPs and activations scale with the batch; latency is the one measured (or
+        estimated) at that batch, NaN where a model has none — so `memory <= 80%` is evaluated under the
+        query's exec-spec. A batch size the index does not hold returns the store unchanged (the query
+        compiler reports it).
+        """
+        frame = getattr(self, "_frame", None)
+        if batch_size == self.batch_size or frame is None or batch_size not in set(frame["batch_size"].to_list()):
+            return self
+        other = ResourceStore.from_frame(frame, batch_size)
+        where = {m: i for i, m in enumerate(other.model_ids)}
+        take = np.array([where.get(m, -1) for m in self.model_ids])
+        found = take >= 0
+        static = {k: np.where(found, v[np.maximum(take, 0)], self.static[k]) for k, v in other.static.items()}
+        latency = {d: np.where(found, v[np.maximum(take, 0)], np.nan) for d, v in other.latency_ms.items()}
+        estimated = {d: np.where(found, v[np.maximum(take, 0)], False) for d, v in other.estimated.items()}
+        ids, paths = self.model_ids, self.onnx_paths
+        aligned = ResourceStore(ids, paths, static, latency, other.batch_sizes, estimated, batch_size)
+        aligned._frame = frame
+        return aligned
+
+    def is_estimated(self, device: str, position: int) -> bool:
+        """Whether a model's latency on a device is an estimate from an operator table."""
+        flags = self.estimated.get(device)
+        return bool(flags[position]) if flags is not None else False
 
 
 def _narrowest_int(values: np.ndarray) -> np.ndarray:

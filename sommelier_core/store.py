@@ -114,6 +114,11 @@ class ModelStore:
         """The directory of the materialized index assets."""
         return self.root / "index"
 
+    @property
+    def devices_dir(self) -> Path:
+        """Imported operator latency tables, one `<device>.parquet` per device known by its table alone."""
+        return self.root / "devices"
+
     def write_json(self, path: Path, payload: Any) -> None:
         """Write JSON atomically (used for small human-readable summaries)."""
         write_atomic(path, json.dumps(payload, indent=2, sort_keys=True, default=str).encode())

@@ -1,0 +1,114 @@
+"""Stage 4b: latency per device — measured per model × device, and each device's per-operator latency table."""
+
+import warnings
+
+import polars as pl
+from dagster import (
+    AssetDep,
+    AssetExecutionContext,
+    AssetIn,
+    BetaWarning,
+    MultiToSingleDimensionPartitionMapping,
+    asset,
+)
+
+from assets.partitions import devices_partitions, model_device_partitions
+from resources.mlflow_tracker import MlflowTracker
+from resources.settings import IndexSettings
+from resources.store import ModelStoreResource
+from sommelier_core.convert import Conversion
+from sommelier_core.operator_latency import DeviceProfile, ProfiledModel, build_operator_table, profile_device
+
+DEVICE_PROFILE = "device_profile"
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", BetaWarning)  # stable in use since Dagster 1.4
+    BY_MODEL = MultiToSingleDimensionPartitionMapping(partition_dimension_name="model")
+    BY_DEVICE = MultiToSingleDimensionPartitionMapping(partition_dimension_name="device")
+
+
+@asset(
+    partitions_def=model_device_partitions,
+    group_name="device",
+    ins={"onnx_model": AssetIn(partition_mapping=BY_MODEL)},
+)
+def device_profile(
+    context: AssetExecutionContext, onnx_model: Conversion, settings: IndexSettings, mlflow: MlflowTracker
+) -> DeviceProfile:
+    """Latency of the model on one device (warm-up, median and p90, threads) at every exec-spec batch size,
+    and the kernel time of every node ONNX Runtime executes (its profiler), for the device's operator table."""
+    device = context.partition_key.keys_by_dimension["device"]
+    profile = profile_device(
+        onnx_model.onnx_path,
+        onnx_model.model_id,
+        device=device,
+        batch_sizes=settings.exec_batch_sizes(),
+        repeats=settings.latency_repeats,
+        profile_runs=settings.profile_runs,
+        threads=settings.latency_threads or None,
+        seed=settings.seed,
+    )
+    first = settings.batch_size
+    suffix = {lat.batch_size: "" if lat.batch_size == first else f"_batch{lat.batch_size}" for lat in profile.latency}
+    run_id = mlflow.log_to_model_run(
+        onnx_model.model_id,
+        {
+            **{f"latency_ms_{device}{suffix[lat.batch_size]}": lat.median_ms for lat in profile.latency},
+            **{f"latency_p90_ms_{device}{suffix[lat.batch_size]}": lat.p90_ms for lat in profile.latency},
+        },
+    )
+    context.add_output_metadata(
+        {
+            "MLflow run": run_id or "none (model_profile has not run)",
+            **{f"Latency p50 batch {lat.batch_size} (ms)": lat.median_ms for lat in profile.latency},
+            **{f"Latency p90 batch {lat.batch_size} (ms)": lat.p90_ms for lat in profile.latency},
+            "Threads": profile.latency[0].threads,
+            "Executed nodes": len(profile.operators[0].graph.nodes),
+            "Profiling time (s)": round(profile.seconds, 3),
+        }
+    )
+    return profile
+
+
+@asset(
+    partitions_def=devices_partitions,
+    group_name="device",
+    deps=[AssetDep(device_profile, partition_mapping=BY_DEVICE)],
+)
+def operator_table(context: AssetExecutionContext, store: ModelStoreResource, mlflow: MlflowTracker) -> pl.DataFrame:
+    """The device's per-operator latency table: median kernel time per executed-node key (op type, shapes,
+    attributes) over every registered model profiled on it, with the fitted run and node overheads."""
+    device = context.partition_key
+    registered = sorted(context.instance.get_dynamic_partitions("models"))
+    profiles: dict[str, DeviceProfile] = store.store().records(f"{DEVICE_PROFILE}@{device}", registered)
+    profiled = [
+        ProfiledModel(m, ops, lat.median_ms)
+        for m, p in profiles.items()
+        for ops, lat in zip(p.operators, p.latency, strict=True)
+    ]
+    table = build_operator_table(device, profiled)
+    latency = pl.DataFrame(
+        [
+            {"model_id": m, "batch_size": lat.batch_size, "latency_ms": lat.median_ms, "latency_p90_ms": lat.p90_ms}
+            for m, p in profiles.items()
+            for lat in p.latency
+        ]
+    )
+    frame = table.to_frame()
+    statistics = {
+        "models": float(len(profiles)),
+        "keys": float(frame.height),
+        "run_overhead_us": table.run_overhead_us,
+        "node_overhead_us": table.node_overhead_us,
+    }
+    run_id = mlflow.log_operator_table_run(device, frame, latency, statistics)
+    context.add_output_metadata(
+        {
+            "Models profiled": len(profiles),
+            "Operator keys": frame.height,
+            "Run overhead (µs)": round(table.run_overhead_us, 2),
+            "Node overhead (µs)": round(table.node_overhead_us, 3),
+            "Models left out (not profiled)": ", ".join(sorted(set(registered) - set(profiles))) or "none",
+            "MLflow run": run_id,
+        }
+    )
+    return frame
