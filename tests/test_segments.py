@@ -268,3 +268,37 @@ def test_analyse_pair_keeps_segments_within_epsilon_and_the_synthesized_model_ru
         measured = float(np.mean(outputs.argmax(1) != run(n, x).argmax(1)))
         assert analysis.measured_difference == pytest.approx(measured)
         assert analysis.measured_upper >= measured
+
+
+def test_a_harmless_segment_dropped_for_being_cheap_is_offered_back():
+    # effects by perturbed set (hand-chosen): cheap a alone 1 %, b alone 50 %, c alone 2 %, {a, c} 3 %.
+    # Cheapest first drops a (→ {b, c} 55 %), then b (→ {c} 2 % ≤ ε); a is then offered back: {a, c} 3 %.
+    from types import SimpleNamespace
+
+    effects = {
+        frozenset("abc"): 0.60,
+        frozenset("bc"): 0.55,
+        frozenset("c"): 0.02,
+        frozenset("a"): 0.01,
+        frozenset("b"): 0.50,
+        frozenset("ac"): 0.03,
+    }
+    n = 100
+    reference = np.zeros((n, 2))
+    reference[:, 0] = 1.0
+
+    class Injector:
+        view = SimpleNamespace(order={"a": 0, "b": 1, "c": 2})
+
+        def run(self, norms, seed):
+            outputs = reference.copy()
+            flipped = round(effects[frozenset(norms)] * n)
+            outputs[:flipped] = [0.0, 1.0]
+            return outputs
+
+    segments = [SimpleNamespace(reference_output=t, reference_nodes=(t,)) for t in "abc"]
+    bounds = [SimpleNamespace(max_bound=1.0, finite=True, per_sample=np.ones(n)) for _ in "abc"]
+    effect = estimate_effect(Injector(), reference, segments, bounds, [1, 2, 3], "classification", epsilon=0.05)
+    assert [step[0] for step in effect.trace] == [(0, 1, 2), (1, 2), (2,), (0, 2)]
+    assert effect.kept == (0, 2) and effect.estimated_difference == pytest.approx(0.03)
+    assert effect.per_segment == pytest.approx((0.01, 0.50, 0.02))
