@@ -5,5 +5,7 @@
 - `error_bound`: the layer-wise output-difference bound through a segment pair;
 - `noise_effect`: the whole-model effect by noise injection, dropping segments until within ε;
 - `synthesis`: model N with segment S_N replaced by S_M, as a runnable ONNX file;
-- `analysis`: the steps above for one (reference, candidate) pair, as one typed record.
+- `analysis`: the steps above for one (reference, candidate) pair, as one typed record;
+- `candidates`: the compare stage's per-model record and the synthesized-candidates table;
+- `hits`: synthesized candidates in query answers (provenance `synthesized`).
 """

@@ -139,7 +139,7 @@ def probe_session(model: onnx.ModelProto, outputs: list[str]):
     return ort.InferenceSession(copy.SerializeToString(), sess_options=options, providers=["CPUExecutionProvider"])
 
 
-def _attribute(node: onnx.NodeProto, name: str, default):
+def node_attribute(node: onnx.NodeProto, name: str, default):
     for attribute in node.attribute:
         if attribute.name == name:
             return helper.get_attribute_value(attribute)
@@ -149,13 +149,13 @@ def _attribute(node: onnx.NodeProto, name: str, default):
 def window_counts(node: onnx.NodeProto, spatial: Sequence[int]) -> np.ndarray:
     """How many windows of a Conv/pool node read each input position (broadcastable to N, C, *spatial)."""
     rank = len(spatial)
-    kernel = list(_attribute(node, "kernel_shape", None) or [])
+    kernel = list(node_attribute(node, "kernel_shape", None) or [])
     if not kernel:
         return np.ones((1, 1, *spatial))
-    strides = list(_attribute(node, "strides", None) or [1] * rank)
-    dilations = list(_attribute(node, "dilations", None) or [1] * rank)
-    pads = list(_attribute(node, "pads", None) or [0] * (2 * rank))
-    if _attribute(node, "auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET", b"VALID", "VALID"):
+    strides = list(node_attribute(node, "strides", None) or [1] * rank)
+    dilations = list(node_attribute(node, "dilations", None) or [1] * rank)
+    pads = list(node_attribute(node, "pads", None) or [0] * (2 * rank))
+    if node_attribute(node, "auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET", b"VALID", "VALID"):
         # SAME padding: count every window as if it could read every position (safe upper bound)
         reuse = float(np.prod([math.ceil(k / s) for k, s in zip(kernel, strides, strict=False)]))
         return np.full((1, 1, *spatial), reuse)
@@ -242,8 +242,8 @@ class SegmentBounder:
         if kind == "BatchNormalization":
             return self._batch_norm(name_n, name_m, delta)
         if kind in PASS_THROUGH:
-            if kind == "LeakyRelu" and abs(_attribute(node, "alpha", 0.01)) > 1:
-                return delta * abs(_attribute(node, "alpha", 0.01))
+            if kind == "LeakyRelu" and abs(node_attribute(node, "alpha", 0.01)) > 1:
+                return delta * abs(node_attribute(node, "alpha", 0.01))
             return delta * _LIPSCHITZ.get(kind, 1.0)
         if kind in _LIPSCHITZ:
             return delta * _LIPSCHITZ[kind]
@@ -288,7 +288,7 @@ class SegmentBounder:
             if 1 not in weights:
                 return np.full_like(delta, np.inf)
             w, w2 = weights[1]
-            groups = int(_attribute(node, "group", 1))
+            groups = int(node_attribute(node, "group", 1))
             spatial = self.probe.shapes[activation_inputs(self.ref, name_n)[0]][1:]
             reuse = float(np.max(window_counts(node, spatial)))
             lipschitz = _grouped_sigma(w2, groups) * math.sqrt(reuse)
@@ -298,8 +298,8 @@ class SegmentBounder:
                 bias = float(np.linalg.norm(weights[2][1] - weights[2][0])) * math.sqrt(self._output_positions(name_n))
             return lipschitz * delta + drift + bias
         if node.op_type == "Gemm":
-            alpha = float(_attribute(node, "alpha", 1.0))
-            beta = float(_attribute(node, "beta", 1.0))
+            alpha = float(node_attribute(node, "alpha", 1.0))
+            beta = float(node_attribute(node, "beta", 1.0))
             position = 1 if 1 in weights else 0
             if position not in weights:
                 return np.full_like(delta, np.inf)
@@ -320,7 +320,7 @@ class SegmentBounder:
         weights = {position: (w, w2) for position, w, w2 in self._weights(name_n, name_m)}
         if not all(k in weights for k in (1, 2, 3, 4)):
             return np.full_like(delta, np.inf)
-        epsilon = float(_attribute(self.ref.nodes[name_n], "epsilon", 1e-5))
+        epsilon = float(node_attribute(self.ref.nodes[name_n], "epsilon", 1e-5))
 
         def affine(index: int) -> tuple[np.ndarray, np.ndarray]:
             scale, shift, mean, var = (weights[k][index] for k in (1, 2, 3, 4))

@@ -22,7 +22,7 @@ from onnx import TensorProto, helper
 
 from sommelier_core.equivalence import disagreement_rate
 from sommelier_core.models import Task
-from sommelier_core.segments.error_bound import ActivationProbe, SegmentBound, _attribute, probe_session
+from sommelier_core.segments.error_bound import ActivationProbe, SegmentBound, node_attribute, probe_session
 from sommelier_core.segments.lcs import SegmentPair
 from sommelier_core.segments.sequences import GraphView, activation_inputs
 
@@ -65,7 +65,7 @@ def segment_macs(view: GraphView, probe: ActivationProbe, segment: SegmentPair) 
             total += out_elements * math.prod(weights[0].shape[1:])
         elif node.op_type == "Gemm" and weights:
             w = weights[0]
-            transposed = int(_attribute(node, "transB", 0))
+            transposed = int(node_attribute(node, "transB", 0))
             total += out_elements * (w.shape[1] if transposed else w.shape[0])
         elif node.op_type == "MatMul" and weights and weights[0].ndim >= 2:
             total += out_elements * weights[0].shape[-2]
