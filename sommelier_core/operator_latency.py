@@ -66,6 +66,7 @@ OPERATOR_TABLE_SCHEMA: dict[str, pl.DataType] = {
     "op_class": pl.Utf8(),
     "work_kind": pl.Utf8(),
     "work": pl.Float64(),
+    "elements": pl.Float64(),
     "time_us": pl.Float64(),
     "count": pl.Int64(),
     "models": pl.Utf8(),
@@ -105,6 +106,8 @@ class ExecutedNode:
     """MACs, or elements moved, of one execution: what unseen shapes are interpolated by."""
     inputs: tuple[str, ...]
     outputs: tuple[str, ...]
+    elements: float = 0.0
+    """Elements of every input and output (weights included): the memory-traffic term of the fallback model."""
 
 
 @dataclass(frozen=True)
@@ -123,7 +126,7 @@ class OperatorProfile:
     device: str
     graph: ExecutionGraph
     node_us: tuple[float, ...]
-    """Median kernel time of each node of `graph.nodes`, in microseconds."""
+    """Typical kernel time of each node of `graph.nodes` (`_typical_us` over the runs), in microseconds."""
     runs: int
     threads: int
     run_ms: float
@@ -172,7 +175,10 @@ class OperatorLatencyTable:
 
     def to_frame(self) -> pl.DataFrame:
         """The table as one frame, device constants repeated per row (what is stored and imported)."""
-        return self.entries.with_columns(
+        entries = self.entries
+        if "elements" not in entries.columns:  # tables written before the elements column: work stands in
+            entries = entries.with_columns(pl.col("work").alias("elements"))
+        return entries.with_columns(
             pl.lit(self.device).alias("device"),
             pl.lit(self.execution_mode).alias("execution_mode"),
             pl.lit(self.optimization_level).alias("optimization_level"),
@@ -184,6 +190,8 @@ class OperatorLatencyTable:
     @classmethod
     def from_frame(cls, frame: pl.DataFrame, device: str | None = None) -> OperatorLatencyTable:
         """A table from its stored frame; `device` renames it (an imported table names a new device)."""
+        if "elements" not in frame.columns and "work" in frame.columns:
+            frame = frame.with_columns(pl.col("work").alias("elements"))
         missing = set(OPERATOR_TABLE_SCHEMA) - set(frame.columns)
         if missing or frame.height == 0:
             why = f"missing columns {', '.join(sorted(missing))}" if missing else "no rows"
@@ -260,10 +268,20 @@ def profile_operators(
     durations: dict[str, list[float]] = defaultdict(list)
     for event in timed:
         durations[event["name"].removesuffix("_kernel_time")].append(float(event["dur"]))
-    node_us = tuple(float(np.median(durations[node.name])) if durations[node.name] else 0.0 for node in graph.nodes)
+    node_us = tuple(_typical_us(durations[node.name]) for node in graph.nodes)
     run_events = [float(e["dur"]) for e in events if e.get("cat") == "Session" and e.get("name") == "model_run"]
     run_ms = float(np.median(run_events[warmup:] or run_events or [0.0])) / 1000.0
     return OperatorProfile(device, graph, node_us, runs, threads or _default_threads(), run_ms)
+
+
+def _typical_us(durations: list[float]) -> float:
+    """Mean of the durations up to their 80th percentile: the profiler counts whole microseconds, so a mean
+    resolves sub-microsecond kernels that a median rounds to 0 or 1; the slowest 20 % (preemption) are dropped."""
+    if not durations:
+        return 0.0
+    values = np.asarray(durations, dtype=float)
+    kept = values[values <= np.percentile(values, 80)]
+    return float(kept.mean() if len(kept) else values.mean())
 
 
 def execution_graph(
@@ -330,6 +348,7 @@ def _graph_from_events(
                 op_class=_op_class(op, op_type, inputs, attributes),
                 work_kind=work_kind,
                 work=work,
+                elements=_elements(op_type, inputs, outputs, work),
                 inputs=tuple(proto.input) if proto is not None else (),
                 outputs=tuple(proto.output) if proto is not None else (),
             )
@@ -390,6 +409,18 @@ def _op_class(op: str, op_type: str, inputs: list[tuple[int, ...]], attributes: 
         return f"{op}|activation={attributes.get('activation', '')},bias={len(inputs) > 2}"
     shape_free = {k: v for k, v in attributes.items() if k not in ("pads", "axes", "perm", "shape", "split")}
     return f"{op}|{_attributes_text(shape_free)}"
+
+
+def _elements(op_type: str, inputs: list[tuple[int, ...]], outputs: list[tuple[int, ...]], work: float) -> float:
+    """Elements a node reads and writes. The profiler leaves out weights ONNX Runtime has pre-packed (Gemm,
+    MatMul), so a matrix product counts A, Y and the K × N weight from its shapes."""
+    moved = float(sum(math.prod(x) for x in inputs) + sum(math.prod(x) for x in outputs))
+    if op_type in _MATMUL_OPS and inputs and outputs and outputs[0]:
+        rows = math.prod(outputs[0][:-1]) or 1
+        weight = work / rows  # K × N
+        listed = sum(math.prod(x) for x in inputs[1:])
+        moved += max(weight - listed, 0.0)
+    return moved
 
 
 def _work(
@@ -475,8 +506,9 @@ def build_operator_table(
     """A device's table from profiled models: median time per executed-node key, and the fitted overheads.
 
     Overheads: measured latency (or, without one, the profiler's own run time) − the sum of kernel
-    times = run overhead + node overhead × nodes, fitted by least squares over the models (both
-    clamped at ≥ 0); they cover session dispatch and input/output handling that kernel times leave out.
+    times = run overhead + node overhead × nodes, fitted by least squares on relative errors over the
+    models; they cover session dispatch and input/output handling that kernel times leave out (and, with a
+    negative node term, the profiler's own cost inside tiny kernels).
     """
     if not profiled:
         raise ValueError(f"no profiled models to build the {device} table from")
@@ -497,100 +529,153 @@ def build_operator_table(
             "op_class": [meta[k].op_class for k in keys],
             "work_kind": [meta[k].work_kind for k in keys],
             "work": [meta[k].work for k in keys],
+            "elements": [meta[k].elements for k in keys],
             "time_us": [float(np.median(times[k])) for k in keys],
             "count": [len(times[k]) for k in keys],
             "models": [",".join(sorted(models[k])) for k in keys],
         }
     )
-    residual = np.array(
-        [
-            (item.measured_ms if item.measured_ms is not None else item.operators.run_ms) * 1000.0
-            - sum(item.operators.node_us)
-            for item in profiled
-        ]
+    measured = np.array(
+        [(item.measured_ms if item.measured_ms is not None else item.operators.run_ms) * 1000.0 for item in profiled]
     )
+    residual = measured - np.array([sum(item.operators.node_us) for item in profiled])
     n_nodes = np.array([len(item.operators.graph.nodes) for item in profiled], dtype=float)
-    run_us, node_us = _fit_overhead(residual, n_nodes)
+    run_us, node_us = _fit_overhead(residual, n_nodes, measured)
     threads = profiled[0].operators.threads
     levels = {item.operators.graph.optimization_level for item in profiled}
     table = OperatorLatencyTable(device, entries, execution_mode, ",".join(sorted(levels)), threads, run_us, node_us)
     return OperatorLatencyTable.from_frame(table.to_frame())
 
 
-def _fit_overhead(residual_us: np.ndarray, n_nodes: np.ndarray) -> tuple[float, float]:
-    """Non-negative (a, b) with residual ≈ a + b·nodes, robust to one noisy model (median-based when few)."""
-    if len(residual_us) < 3 or np.ptp(n_nodes) == 0:
-        return max(float(np.median(residual_us)), 0.0), 0.0
-    b, a = np.polyfit(n_nodes, residual_us, 1)
-    if b < 0:
-        return max(float(np.median(residual_us)), 0.0), 0.0
-    if a < 0:
-        return 0.0, max(float(np.median(residual_us / n_nodes)), 0.0)
-    return float(a), float(b)
+def _fit_overhead(residual_us: np.ndarray, n_nodes: np.ndarray, measured_us: np.ndarray) -> tuple[float, float]:
+    """(a ≥ 0, b) with residual ≈ a + b·nodes, fitted on *relative* errors (each model's row divided by its
+    latency) so that one large model's noise does not set the overhead of every small one.
+
+    b may be negative: the profiler reports whole microseconds and its own bookkeeping inside each node's
+    span, so on sub-microsecond kernels the kernel sum exceeds the unprofiled run.
+    """
+    weights = 1.0 / np.maximum(measured_us, 1.0)
+    if len(residual_us) >= 3 and np.ptp(n_nodes) > 0:
+        design = np.column_stack([np.ones_like(n_nodes), n_nodes]) * weights[:, None]
+        (a, b), *_ = np.linalg.lstsq(design, residual_us * weights, rcond=None)
+        if a >= 0:
+            return float(a), float(b)
+        return 0.0, float(np.sum(residual_us * n_nodes * weights**2) / np.sum((n_nodes * weights) ** 2))
+    return max(float(np.median(residual_us)), 0.0), 0.0
 
 
 # -- estimates ---------------------------------------------------------------------------------
 
 
 class _Lookup:
-    """Exact and interpolated node times from one table."""
+    """Exact and interpolated node times from one table.
+
+    Order of resort for a key not in the table:
+    1. its op class, when the node's work lies within the class's range: log–log interpolation between the
+       nearest smaller and larger entries;
+    2. a cost model fitted over its op type (else over every op of its work kind): time = t0 + a·MACs +
+       b·elements (non-negative, least squares on relative error), so a matrix product with one row (memory-
+       bound) and one with many (compute-bound) are told apart; multiplied by the ratio measured/model of
+       the class entry nearest in work (clipped to [¼, 4]) when the class has entries. Views (Reshape, …)
+       take the median of their entries.
+    """
 
     def __init__(self, table: OperatorLatencyTable) -> None:
         entries = table.entries
+        if "elements" not in entries.columns:
+            entries = entries.with_columns(pl.col("work").alias("elements"))
         self.exact = dict(zip(entries["key"].to_list(), entries["time_us"].to_list(), strict=True))
-        self.levels: list[dict[str, tuple[np.ndarray, np.ndarray]]] = []
-        for column in ("op_class", "op", "work_kind"):
-            grouped: dict[str, list[tuple[float, float]]] = defaultdict(list)
-            for group, kind, work, us in zip(
-                entries[column].to_list(),
+        rows = list(
+            zip(
+                entries["op_class"].to_list(),
+                entries["op"].to_list(),
                 entries["work_kind"].to_list(),
                 entries["work"].to_list(),
+                entries["elements"].to_list(),
                 entries["time_us"].to_list(),
                 strict=True,
-            ):
-                if work > 0 and us > 0:
-                    grouped[f"{group}#{kind}"].append((work, us))
-            level = {}
-            for group, points in grouped.items():
-                by_work: dict[float, list[float]] = defaultdict(list)
-                for work, us in points:
-                    by_work[work].append(us)
-                works = np.array(sorted(by_work))
-                level[group] = (works, np.array([float(np.median(by_work[w])) for w in works]))
-            self.levels.append(level)
+            )
+        )
+        grouped: dict[str, list[tuple[float, float, float]]] = defaultdict(list)
+        for op_class, op, kind, work, elements, us in rows:
+            if us > 0:
+                for group in (f"class:{op_class}#{kind}", f"op:{op}#{kind}", f"kind:{kind}"):
+                    grouped[group].append((work, elements, us))
+        self.points = {g: np.array(sorted(p)) for g, p in grouped.items()}
+        self.models: dict[str, np.ndarray | None] = {}
+
+    @staticmethod
+    def _alike(points: np.ndarray | None, node: ExecutedNode) -> np.ndarray | None:
+        """For MAC ops, the entries within 4× of the node's arithmetic intensity (MACs per element moved):
+        a one-row matrix product is memory-bound, a many-row one compute-bound, at the same MACs."""
+        if points is None or node.work_kind != "macs" or node.elements <= 0:
+            return points
+        intensity = node.work / node.elements
+        theirs = points[:, 0] / np.maximum(points[:, 1], 1.0)
+        near = points[(theirs <= 4 * intensity) & (theirs >= intensity / 4)]
+        return near if len(near) else None
+
+    def _model(self, group: str) -> np.ndarray | None:
+        """(t0, a, b) of time = t0 + a·work + b·elements over a group, or None with too few distinct points."""
+        if group not in self.models:
+            points = self.points.get(group)
+            model = None
+            if points is not None and len(points) >= 3 and points[:, 0].max() >= 4 * max(points[:, 0].min(), 1.0):
+                from scipy.optimize import nnls
+
+                design = np.column_stack([np.ones(len(points)), points[:, 0], points[:, 1]]) / points[:, 2:3]
+                model, _ = nnls(design, np.ones(len(points)))
+            self.models[group] = model
+        return self.models[group]
 
     def time_us(self, node: ExecutedNode) -> tuple[float, bool]:
         """The node's time and whether it was an exact hit."""
         if node.key in self.exact:
             return self.exact[node.key], True
-        for group, level in zip((node.op_class, node.op, node.work_kind), self.levels, strict=True):
-            found = level.get(f"{group}#{node.work_kind}")
-            if found is not None:
-                view = node.op.rsplit(".", 1)[-1] in _VIEW_OPS and group != node.work_kind
-                return _interpolate(found[0], found[1], node.work, view), False
-        return 0.0, False
+        kind = node.work_kind
+        op_type = node.op.rsplit(".", 1)[-1]
+        in_class = self._alike(self.points.get(f"class:{node.op_class}#{kind}"), node)
+        in_op = self._alike(self.points.get(f"op:{node.op}#{kind}"), node)
+        if op_type in _VIEW_OPS and (in_class is not None or in_op is not None):
+            return float(np.median((in_class if in_class is not None else in_op)[:, 2])), False
+        if in_class is not None and in_class[0, 0] <= node.work <= in_class[-1, 0] and node.work > 0:
+            return _interpolate(in_class[:, 0], in_class[:, 2], node.work), False
+        for group in (f"op:{node.op}#{kind}", f"kind:{kind}"):
+            if group.startswith("op:") and in_op is None:
+                continue  # the op's entries are all of another arithmetic intensity: the kind-wide model
+            model = self._model(group)
+            if model is None:
+                continue
+            predicted = _predict(model, node.work, node.elements)
+            near = in_class if in_class is not None else in_op
+            if near is not None and predicted > 0:
+                i = int(np.argmin(np.abs(np.log(np.maximum(near[:, 0], 1.0)) - math.log(max(node.work, 1.0)))))
+                reference = _predict(model, near[i, 0], near[i, 1])
+                if reference > 0:
+                    predicted *= float(np.clip(near[i, 2] / reference, 0.25, 4.0))
+            return predicted, False
+        for points in (in_class, in_op, self.points.get(f"kind:{kind}")):
+            if points is not None:
+                return _interpolate(points[:, 0], points[:, 2], node.work), False
+        return 0.0, False  # an empty table of this work kind: `estimate_latency` reports the node as unestimated
 
 
-def _interpolate(works: np.ndarray, times: np.ndarray, work: float, view: bool = False) -> float:
-    """Time at `work` from (work, time) points: log–log linear between neighbours, scaled beyond the range.
+def _predict(model: np.ndarray, work: float, elements: float) -> float:
+    return float(model[0] + model[1] * work + model[2] * elements)
 
-    Beyond the range the nearest point is scaled by work^slope, the slope fitted over the points (clipped
-    to [0, 1]); with one point the time is proportional to work, except for views (Reshape, …), which
-    copy nothing and take the same time at any size.
-    """
-    if view:
-        return float(np.median(times))
+
+def _interpolate(works: np.ndarray, times: np.ndarray, work: float) -> float:
+    """Time at `work` from (work, time) points: log–log linear between neighbours, proportional beyond."""
+    order = np.argsort(works)
+    works, times = np.maximum(works[order], 1.0), times[order]
     if work <= 0:
         return float(times[0])
-    if len(works) == 1:
-        return float(times[0] * work / works[0])
-    log_w, log_t = np.log(works), np.log(times)
     x = math.log(work)
+    log_w = np.log(works)
     if log_w[0] <= x <= log_w[-1]:
-        return float(math.exp(np.interp(x, log_w, log_t)))
-    slope = float(np.clip(np.polyfit(log_w, log_t, 1)[0], 0.0, 1.0))
+        return float(math.exp(np.interp(x, log_w, np.log(times))))
     edge = 0 if x < log_w[0] else -1
-    return float(times[edge] * math.exp(slope * (x - log_w[edge])))
+    return float(times[edge] * work / works[edge])
 
 
 def estimate_latency(graph: ExecutionGraph, table: OperatorLatencyTable) -> LatencyEstimate:
@@ -609,7 +694,7 @@ def estimate_latency(graph: ExecutionGraph, table: OperatorLatencyTable) -> Late
     return LatencyEstimate(
         device=table.device,
         batch_size=graph.batch_size,
-        latency_ms=body + overhead,
+        latency_ms=max(body + overhead, 0.25 * body),  # a negative node overhead never eats the kernels
         serial_ms=serial,
         critical_path_ms=critical,
         exact_nodes=exact,

@@ -111,6 +111,53 @@ def _vit(
     return build
 
 
+def _convnext(
+    name: str, depths: tuple[int, ...], dims: tuple[int, ...], resolution: int = 224
+) -> Callable[[Path], Path]:
+    """ConvNeXt (Liu et al. 2022) with depthwise 7×7 convs as `DepthwiseConv2D`: Keras' own ConvNeXt uses a grouped
+    `Conv2D` that tf2onnx leaves as an unconverted TensorFlow call."""
+
+    def build(cache: Path) -> Path:
+        path = cache / f"{name}.onnx"
+        if path.exists():
+            return path
+
+        def make():
+            import tensorflow as tf
+            import tf_keras as keras
+
+            def gelu(t):
+                return 0.5 * t * (1.0 + tf.math.erf(t * 0.70710678))
+
+            class LayerScale(keras.layers.Layer):
+                def build(self, input_shape):
+                    self.gamma = self.add_weight(name="gamma", shape=(input_shape[-1],), initializer="ones")
+
+                def call(self, x):
+                    return x * self.gamma
+
+            inputs = keras.Input((resolution, resolution, 3))
+            x = keras.layers.Conv2D(dims[0], 4, strides=4)(inputs)
+            x = keras.layers.LayerNormalization(epsilon=1e-6)(x)
+            for stage, (depth, dim) in enumerate(zip(depths, dims, strict=True)):
+                if stage > 0:
+                    x = keras.layers.LayerNormalization(epsilon=1e-6)(x)
+                    x = keras.layers.Conv2D(dim, 2, strides=2)(x)
+                for _ in range(depth):
+                    y = keras.layers.DepthwiseConv2D(7, padding="same")(x)
+                    y = keras.layers.LayerNormalization(epsilon=1e-6)(y)
+                    y = keras.layers.Dense(4 * dim, activation=gelu)(y)
+                    y = keras.layers.Dense(dim)(y)
+                    x = x + LayerScale()(y)
+            x = keras.layers.GlobalAveragePooling2D()(x)
+            x = keras.layers.LayerNormalization(epsilon=1e-6)(x)
+            return keras.Model(inputs, keras.layers.Dense(1000)(x))
+
+        return _convert_keras(make, path, resolution)
+
+    return build
+
+
 def _convert_keras(make: Callable[[], object], path: Path, resolution: int | None) -> Path:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import numpy as np
@@ -143,7 +190,7 @@ REFERENCE_MODELS: tuple[ReferenceModel, ...] = (
     ReferenceModel("densenet121", "DenseNet", 2.834e9, 7_978_856, "torchvision densenet121 metadata",
                    _keras("DenseNet121")),
     ReferenceModel("convnext_tiny", "ConvNeXt", 4.456e9, 28_589_128, "torchvision convnext_tiny metadata",
-                   _keras("ConvNeXtTiny")),
+                   _convnext("convnext_tiny", (3, 3, 9, 3), (96, 192, 384, 768))),
     ReferenceModel("vit_ti16", "ViT", 1.258e9, 5_717_416, "DeiT-Ti (Touvron et al. 2021; timm/fvcore count)",
                    _vit("vit_ti16", patch=16, hidden=192, depth=12, heads=3, mlp=768)),
     ReferenceModel("light_resnet50", "ResNet", 4.089e9, 25_557_032, "torchvision resnet50 (v1.5) metadata",
@@ -177,8 +224,10 @@ def dynamic_resolution_model(cache: Path) -> Path:
         return path
 
     def make():
+        import tf_keras as keras
         from tf_keras import applications
 
-        return applications.MobileNetV2(weights=None, input_shape=(None, None, 3))
+        base = applications.MobileNetV2(weights=None, include_top=False, input_shape=(None, None, 3), pooling="avg")
+        return keras.Model(base.input, keras.layers.Dense(1000)(base.output))
 
     return _convert_keras(make, path, None)

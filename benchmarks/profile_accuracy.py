@@ -1,0 +1,333 @@
+"""Profile accuracy (issue 5): static costs vs published figures, estimated vs measured CPU latency, profiling time.
+
+    python benchmarks/profile_accuracy.py                 # reference architectures + every model in the store
+    python benchmarks/profile_accuracy.py --quick         # 5 architectures, 12 store models, fewer repeats
+    python benchmarks/profile_accuracy.py --threads 1     # pin ONNX Runtime's intra-op threads (default: ORT's choice)
+
+(a) MACs and params of standard architectures (`sommelier_core.reference_models`: keras.applications built
+    with weights=None and converted with tf2onnx, a ViT in DeiT-Ti's configuration, and the onnx package's
+    light model-zoo graphs) against their published figures.
+(b) Latency estimated from a per-operator table vs measured (`measure_latency`: warm-up, median of repeats),
+    on this machine's CPU, for the architectures and for every converted model in the store (`sommelier index`
+    builds them under `$SOMMELIER_HOME`, default `.sommelier/`). Three ways of building the table:
+    - *in table*: every model's own operators are in it (what the index does for a profiled device);
+    - *held out (family)*: the table omits the model and every model of its family (keras and Caffe2 ResNet-50
+      are one family; a zoo architecture and all its noise/pruned/fine-tuned variants, i.e. every model with
+      the same set of operator keys, are one family) — the honest estimate for an unprofiled model;
+    The measured latency is the lower of the medians of `--rounds` rounds (each `--repeats` timed runs), which
+    keeps a burst of load from another process out of the reference value; the load average is reported.
+(c) Profiling time per model: static profile, latency measurement and operator profiling.
+
+Writes `benchmarks/results/profile_accuracy.json`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+import warnings
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+import onnx  # noqa: E402
+
+from sommelier_core.operator_latency import (  # noqa: E402
+    OperatorProfile,
+    ProfiledModel,
+    build_operator_table,
+    estimate_latency,
+    profile_operators,
+)
+from sommelier_core.profile import UncostedOpsWarning, measure_latency, memory_profile, static_profile  # noqa: E402
+from sommelier_core.reference_models import REFERENCE_MODELS, dynamic_resolution_model  # noqa: E402
+from sommelier_core.settings import store_root  # noqa: E402
+
+QUICK_ARCHITECTURES = ("mobilenet_v2", "light_resnet50", "light_squeezenet", "vit_ti16", "efficientnet_b0")
+
+
+@dataclass
+class Measured:
+    """One model on the CPU: its measured latency, operator profile and how long each step took."""
+
+    name: str
+    family: str
+    kind: str  # "architecture" or "store"
+    path: Path
+    latency_ms: float
+    p90_ms: float
+    threads: int
+    operators: OperatorProfile
+    static_s: float
+    measure_s: float
+    profile_s: float
+
+
+def static_report(cache: Path, names: set[str] | None) -> list[dict]:
+    """(a) Our MACs and params against the published figures."""
+    rows = []
+    for ref in REFERENCE_MODELS:
+        if names is not None and ref.name not in names:
+            continue
+        path = ref.build(cache)
+        started = time.perf_counter()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", UncostedOpsWarning)
+            profile = static_profile(onnx.load(str(path), load_external_data=False))
+        seconds = time.perf_counter() - started
+        rows.append(
+            {
+                "model": ref.name,
+                "family": ref.family,
+                "macs": profile.macs,
+                "params": profile.params,
+                "published_macs": ref.published_macs,
+                "published_params": ref.published_params,
+                "macs_error_pct": 100 * (profile.macs / ref.published_macs - 1) if ref.published_macs else None,
+                "params_error_pct": 100 * (profile.params / ref.published_params - 1) if ref.published_params else None,
+                "uncosted_ops": list(profile.uncosted_ops),
+                "warnings": [str(w.message) for w in caught],
+                "source": ref.source,
+                "static_s": seconds,
+            }
+        )
+    return rows
+
+
+def measure(name: str, family: str, kind: str, path: Path, args: argparse.Namespace) -> Measured:
+    """Measure (rounds × repeats), then profile the operators, the way the `device_profile` asset does."""
+    threads = args.threads or None
+    started = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UncostedOpsWarning)
+        static_profile(onnx.load(str(path), load_external_data=False))
+    static_s = time.perf_counter() - started
+    # Each round measures, then profiles, back to back, so both see the same load; the quietest round is kept.
+    best = None
+    measure_s = profile_s = 0.0
+    for _ in range(args.rounds):
+        started = time.perf_counter()
+        latency = measure_latency(path, repeats=args.repeats, threads=threads)
+        measure_s += time.perf_counter() - started
+        started = time.perf_counter()
+        operators = profile_operators(path, runs=args.profile_runs, threads=threads)
+        profile_s += time.perf_counter() - started
+        if best is None or latency.median_ms < best[0].median_ms:
+            best = (latency, operators)
+    latency, operators = best
+    measure_s, profile_s = measure_s / args.rounds, profile_s / args.rounds
+    return Measured(
+        name,
+        family,
+        kind,
+        path,
+        latency.median_ms,
+        latency.p90_ms,
+        latency.threads,
+        operators,
+        static_s,
+        measure_s,
+        profile_s,
+    )
+
+
+def store_models(root: Path, limit: int | None) -> list[tuple[str, Path]]:
+    """Every converted model in a store (`models/<id>/model.onnx`)."""
+    paths = sorted((root / "models").glob("*/model.onnx"))
+    found = [(path.parent.name.replace("__", "/"), path) for path in paths]
+    return found[:limit] if limit else found
+
+
+def estimate_all(models: list[Measured]) -> list[dict]:
+    """(b) Estimates from the full table (in table) and from tables without the model's family (held out)."""
+    profiled = {m.name: ProfiledModel(m.name, m.operators, m.latency_ms) for m in models}
+    full = build_operator_table("cpu", list(profiled.values()))
+    by_family: dict[str, list[str]] = defaultdict(list)
+    for m in models:
+        by_family[m.family].append(m.name)
+    held_tables = {
+        family: build_operator_table("cpu", [p for n, p in profiled.items() if n not in set(names)])
+        for family, names in by_family.items()
+    }
+    rows = []
+    for m in models:
+        graph = m.operators.graph
+        inside = estimate_latency(graph, full)
+        held = estimate_latency(graph, held_tables[m.family])
+        rows.append(
+            {
+                "model": m.name,
+                "family": m.family,
+                "kind": m.kind,
+                "nodes": len(graph.nodes),
+                "measured_ms": m.latency_ms,
+                "measured_p90_ms": m.p90_ms,
+                "kernel_sum_ms": m.operators.kernel_ms,
+                "in_table_ms": inside.latency_ms,
+                "held_out_ms": held.latency_ms,
+                "held_out_exact_nodes": held.exact_nodes,
+                "held_out_critical_path_ms": held.critical_path_ms,
+                "in_table_error_pct": 100 * (inside.latency_ms / m.latency_ms - 1),
+                "held_out_error_pct": 100 * (held.latency_ms / m.latency_ms - 1),
+                "threads": m.threads,
+                "static_s": m.static_s,
+                "measure_s": m.measure_s,
+                "profile_s": m.profile_s,
+            }
+        )
+    return rows
+
+
+def shares(rows: list[dict], column: str) -> dict:
+    errors = np.abs([r[column] for r in rows])
+    if len(errors) == 0:
+        return {"n": 0}
+    return {
+        "n": len(errors),
+        "within_10pct": float(np.mean(errors <= 10)),
+        "within_20pct": float(np.mean(errors <= 20)),
+        "median_abs_error_pct": float(np.median(errors)),
+        "max_abs_error_pct": float(np.max(errors)),
+    }
+
+
+def memory_report(cache: Path) -> list[dict]:
+    """Paper Fig. 12a: memory of one model over batch sizes × resolutions (dynamic-resolution MobileNetV2)."""
+    model = onnx.load(str(dynamic_resolution_model(cache)))
+    points = memory_profile(model, batch_sizes=(1, 8, 32), resolutions=(160, 224, 320))
+    return [
+        {
+            "batch_size": p.batch_size,
+            "resolution": p.resolution,
+            "weight_bytes": p.weight_bytes,
+            "peak_activation_bytes": p.peak_activation_bytes,
+            "memory_bytes": p.memory_bytes,
+            "macs": p.macs,
+        }
+        for p in points
+    ]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument(
+        "--store", type=Path, default=None, help="store root with converted models (default: $SOMMELIER_HOME)"
+    )
+    parser.add_argument("--threads", type=int, default=0, help="intra-op threads (0: ONNX Runtime's default)")
+    parser.add_argument("--repeats", type=int, default=30)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--profile-runs", type=int, default=10)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "profile_accuracy.json")
+    args = parser.parse_args(argv)
+    root = args.store or store_root()
+    cache = root / "benchmark_models"
+    names = set(QUICK_ARCHITECTURES) if args.quick else None
+    if args.quick:
+        args.repeats, args.rounds, args.profile_runs = 10, 1, 5
+    load_before = os.getloadavg()
+    started = time.perf_counter()
+
+    print("(a) static profile vs published figures")
+    static_rows = static_report(cache, names)
+    print(f"  {'model':<20} {'MACs':>10} {'published':>10} {'Δ':>7}   {'params':>12} {'published':>12} {'Δ':>7}")
+    for r in static_rows:
+        pm = f"{r['published_macs'] / 1e9:.3f}G" if r["published_macs"] else "—"
+        pp = f"{r['published_params']:,}" if r["published_params"] else "—"
+        dm = f"{r['macs_error_pct']:+.2f}%" if r["macs_error_pct"] is not None else ""
+        dp = f"{r['params_error_pct']:+.2f}%" if r["params_error_pct"] is not None else ""
+        print(f"  {r['model']:<20} {r['macs'] / 1e9:>9.3f}G {pm:>10} {dm:>7}   {r['params']:>12,} {pp:>12} {dp:>7}")
+
+    print("\n(b) latency on this CPU: measuring and profiling …")
+    measured: list[Measured] = []
+    for ref in REFERENCE_MODELS:
+        if names is None or ref.name in names:
+            measured.append(measure(ref.name, ref.family, "architecture", ref.build(cache), args))
+            print(f"  {ref.name:<28} {measured[-1].latency_ms:9.3f} ms", flush=True)
+    zoo = store_models(root, 12 if args.quick else None)
+    for model_id, path in zoo:
+        measured.append(measure(model_id, "?", "store", path, args))
+    # a store model's family: every model with the same operator keys (same architecture, other weights)
+    signature_family: dict[frozenset, str] = {}
+    for m in measured:
+        if m.kind == "store":
+            keys = frozenset(n.key for n in m.operators.graph.nodes)
+            m.family = signature_family.setdefault(keys, f"store-arch-{len(signature_family)}")
+    print(f"  + {len(zoo)} store models ({len(signature_family)} distinct architectures)")
+    rows = estimate_all(measured)
+    load_after = os.getloadavg()
+
+    print(f"\n  {'model':<28} {'measured':>9} {'in table':>9} {'Δ':>7} {'held out':>9} {'Δ':>7}  (ms)")
+    for r in rows:
+        if r["kind"] == "architecture":
+            print(
+                f"  {r['model']:<28} {r['measured_ms']:9.3f} {r['in_table_ms']:9.3f} {r['in_table_error_pct']:+6.1f}% "
+                f"{r['held_out_ms']:9.3f} {r['held_out_error_pct']:+6.1f}%"
+            )
+    summary = {}
+    for label, subset in (
+        ("architectures", [r for r in rows if r["kind"] == "architecture"]),
+        ("store models", [r for r in rows if r["kind"] == "store"]),
+        ("all", rows),
+    ):
+        summary[label] = {
+            "in_table": shares(subset, "in_table_error_pct"),
+            "held_out": shares(subset, "held_out_error_pct"),
+        }
+    print(f"\n  {'set':<14} {'n':>3}  {'in table ±10/±20 %':>20}  {'held out ±10/±20 %':>20}  median |Δ| in/held")
+    for label, s in summary.items():
+        if s["in_table"]["n"]:
+            i, h = s["in_table"], s["held_out"]
+            print(
+                f"  {label:<14} {i['n']:>3}  {i['within_10pct']:>9.0%} / {i['within_20pct']:>4.0%}     "
+                f"{h['within_10pct']:>9.0%} / {h['within_20pct']:>4.0%}     "
+                f"{i['median_abs_error_pct']:.1f} / {h['median_abs_error_pct']:.1f} %"
+            )
+
+    print("\n(c) profiling time per model (s): static / measure / operator profile")
+    for label, subset in (("architectures", [m for m in measured if m.kind == "architecture"]),
+                          ("store models", [m for m in measured if m.kind == "store"])):  # fmt: skip
+        if subset:
+            static_s = np.mean([m.static_s for m in subset])
+            measure_s = np.mean([m.measure_s for m in subset])
+            profile_s = np.mean([m.profile_s for m in subset])
+            worst = max(m.static_s + m.measure_s + m.profile_s for m in subset)
+            print(f"  {label:<14} mean {static_s:.3f} / {measure_s:.3f} / {profile_s:.3f}; max total {worst:.2f}")
+
+    memory_rows = memory_report(cache)
+    print("\n(Fig. 12a) memory of MobileNetV2 (dynamic resolution) by batch size × resolution (MiB)")
+    for res in (160, 224, 320):
+        cells = [r for r in memory_rows if r["resolution"] == res]
+        print(f"  {res}px: " + ", ".join(f"batch {r['batch_size']}: {r['memory_bytes'] / 2**20:.1f}" for r in cells))
+
+    payload = {
+        "load_average_before": load_before,
+        "load_average_after": load_after,
+        "cpu_count": os.cpu_count(),
+        "threads": args.threads or "ort default",
+        "repeats": args.repeats,
+        "rounds": args.rounds,
+        "profile_runs": args.profile_runs,
+        "static": static_rows,
+        "latency": rows,
+        "summary": summary,
+        "memory": memory_rows,
+        "total_s": time.perf_counter() - started,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(payload, indent=2, default=str))
+    print(
+        f"\nload average before {load_before[0]:.2f}, after {load_after[0]:.2f}; {payload['total_s']:.0f} s; {args.out}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
