@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import pickle
 import sys
 import time
 import warnings
@@ -225,6 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--profile-runs", type=int, default=10)
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--reuse", type=Path, help="pickle of measurements: written after measuring, read if present")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "profile_accuracy.json")
     args = parser.parse_args(argv)
     root = args.store or store_root()
@@ -247,13 +249,19 @@ def main(argv: list[str] | None = None) -> int:
 
     print("\n(b) latency on this CPU: measuring and profiling …")
     measured: list[Measured] = []
-    for ref in REFERENCE_MODELS:
-        if names is None or ref.name in names:
-            measured.append(measure(ref.name, ref.family, "architecture", ref.build(cache), args))
-            print(f"  {ref.name:<28} {measured[-1].latency_ms:9.3f} ms", flush=True)
     zoo = store_models(root, 12 if args.quick else None)
-    for model_id, path in zoo:
-        measured.append(measure(model_id, "?", "store", path, args))
+    if args.reuse and args.reuse.exists():  # estimate again from saved measurements (no re-measuring)
+        measured = pickle.loads(args.reuse.read_bytes())
+        print(f"  reusing {len(measured)} measurements from {args.reuse}")
+    else:
+        for ref in REFERENCE_MODELS:
+            if names is None or ref.name in names:
+                measured.append(measure(ref.name, ref.family, "architecture", ref.build(cache), args))
+                print(f"  {ref.name:<28} {measured[-1].latency_ms:9.3f} ms", flush=True)
+        for model_id, path in zoo:
+            measured.append(measure(model_id, "?", "store", path, args))
+        if args.reuse:
+            args.reuse.write_bytes(pickle.dumps(measured))
     # a store model's family: every model with the same operator keys (same architecture, other weights)
     signature_family: dict[frozenset, str] = {}
     for m in measured:

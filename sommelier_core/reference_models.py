@@ -158,6 +158,55 @@ def _convnext(
     return build
 
 
+def _shufflenet_v2(name: str, channels: tuple[int, ...], repeats: tuple[int, ...]) -> Callable[[Path], Path]:
+    """ShuffleNet V2 (Ma et al. 2018): channel split, two branches, concat, channel shuffle (torchvision's layout)."""
+
+    def build(cache: Path) -> Path:
+        path = cache / f"{name}.onnx"
+        if path.exists():
+            return path
+
+        def make():
+            import tensorflow as tf
+            import tf_keras as keras
+
+            layers = keras.layers
+
+            def conv_bn(x, filters, relu=True):
+                x = layers.BatchNormalization()(layers.Conv2D(filters, 1, use_bias=False)(x))
+                return layers.ReLU()(x) if relu else x
+
+            def dw_bn(x, stride):
+                return layers.BatchNormalization()(layers.DepthwiseConv2D(3, stride, "same", use_bias=False)(x))
+
+            def shuffle(x):
+                h, w, c = x.shape[1:]
+                x = tf.reshape(x, (-1, h, w, 2, c // 2))
+                return tf.reshape(tf.transpose(x, (0, 1, 2, 4, 3)), (-1, h, w, c))
+
+            def unit(x, out, stride):
+                half = out // 2
+                if stride == 1:
+                    left, right = tf.split(x, 2, axis=-1)
+                else:
+                    left, right = conv_bn(dw_bn(x, 2), half), x
+                right = conv_bn(dw_bn(conv_bn(right, half), stride), half)
+                return shuffle(tf.concat([left, right], axis=-1))
+
+            inputs = keras.Input((224, 224, 3))
+            x = layers.Conv2D(channels[0], 3, 2, "same", use_bias=False)(inputs)
+            x = layers.MaxPooling2D(3, 2, "same")(layers.ReLU()(layers.BatchNormalization()(x)))
+            for out, count in zip(channels[1:-1], repeats, strict=True):
+                for i in range(count):
+                    x = unit(x, out, 2 if i == 0 else 1)
+            x = conv_bn(x, channels[-1])
+            return keras.Model(inputs, layers.Dense(1000)(layers.GlobalAveragePooling2D()(x)))
+
+        return _convert_keras(make, path, 224)
+
+    return build
+
+
 def _convert_keras(make: Callable[[], object], path: Path, resolution: int | None) -> Path:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import numpy as np
@@ -193,6 +242,9 @@ REFERENCE_MODELS: tuple[ReferenceModel, ...] = (
                    _convnext("convnext_tiny", (3, 3, 9, 3), (96, 192, 384, 768))),
     ReferenceModel("vit_ti16", "ViT", 1.258e9, 5_717_416, "DeiT-Ti (Touvron et al. 2021; timm/fvcore count)",
                    _vit("vit_ti16", patch=16, hidden=192, depth=12, heads=3, mlp=768)),
+    ReferenceModel("shufflenet_v2", "ShuffleNet", 146e6, 2_278_604,
+                   "Ma et al. 2018 (1×: 146 M); torchvision shufflenet_v2_x1_0 params",
+                   _shufflenet_v2("shufflenet_v2", (24, 116, 232, 464, 1024), (4, 8, 4))),
     ReferenceModel("light_resnet50", "ResNet", 4.089e9, 25_557_032, "torchvision resnet50 (v1.5) metadata",
                    _light("light_resnet50.onnx")),
     ReferenceModel("light_vgg19", "VGG", 19.632e9, 143_667_240, "torchvision vgg19 metadata",

@@ -327,3 +327,19 @@ def test_shapes_static_inference_cannot_reach_are_taken_from_one_execution(tmp_p
     profile = static_profile(onnx.load(path))
     assert (profile.macs, profile.params) == (160, 82)
     assert static_profile(onnx.load(path), batch_size=3).macs == 3 * 160
+
+
+@pytest.mark.parametrize("name", ["mobilenet_v2", "shufflenet_v2", "vit_ti16"])
+def test_keras_built_architectures_match_published_macs_within_3pct_and_params_within_1pct(
+    name: str, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    # depthwise convs (MobileNetV2), channel split/shuffle (ShuffleNetV2), attention blocks (ViT, DeiT-Ti config);
+    # tf2onnx folds BatchNormalization into the convolutions, hence the small params differences
+    pytest.importorskip("tf2onnx")
+    from sommelier_core.reference_models import REFERENCE_MODELS
+
+    reference = next(r for r in REFERENCE_MODELS if r.name == name)
+    profile = static_profile(onnx.load(reference.build(tmp_path_factory.mktemp("keras"))))
+    assert profile.macs == pytest.approx(reference.published_macs, rel=0.03)
+    assert profile.params == pytest.approx(reference.published_params, rel=0.01)
+    assert profile.uncosted_ops == ()
