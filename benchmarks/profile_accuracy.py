@@ -251,8 +251,9 @@ def main(argv: list[str] | None = None) -> int:
     measured: list[Measured] = []
     zoo = store_models(root, 12 if args.quick else None)
     if args.reuse and args.reuse.exists():  # estimate again from saved measurements (no re-measuring)
-        measured = pickle.loads(args.reuse.read_bytes())
-        print(f"  reusing {len(measured)} measurements from {args.reuse}")
+        saved = pickle.loads(args.reuse.read_bytes())
+        measured, load_before = saved["measured"], saved["load_before"]
+        print(f"  reusing {len(measured)} measurements from {args.reuse} (load average then {load_before[0]:.2f})")
     else:
         for ref in REFERENCE_MODELS:
             if names is None or ref.name in names:
@@ -261,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
         for model_id, path in zoo:
             measured.append(measure(model_id, "?", "store", path, args))
         if args.reuse:
-            args.reuse.write_bytes(pickle.dumps(measured))
+            args.reuse.write_bytes(pickle.dumps({"measured": measured, "load_before": load_before}))
     # a store model's family: every model with the same operator keys (same architecture, other weights)
     signature_family: dict[frozenset, str] = {}
     for m in measured:
@@ -289,6 +290,21 @@ def main(argv: list[str] | None = None) -> int:
             "in_table": shares(subset, "in_table_error_pct"),
             "held_out": shares(subset, "held_out_error_pct"),
         }
+    # the noise floor: models of one architecture (same operator keys, other weights) run the same kernels
+    spreads = []
+    for family in {r["family"] for r in rows if r["kind"] == "store"}:
+        times = [r["measured_ms"] for r in rows if r["family"] == family]
+        if len(times) > 1:
+            spreads.append(100 * (max(times) - min(times)) / float(np.median(times)))
+    if spreads:
+        print(
+            f"\n  measured spread within one store architecture (same kernels, other weights; {len(spreads)} with ≥ 2 "
+            f"models): median {np.median(spreads):.1f} %, max {max(spreads):.1f} % of the median latency"
+        )
+        summary_noise = {"architectures": len(spreads), "median_pct": float(np.median(spreads))}
+        summary_noise["max_pct"] = max(spreads)
+    else:
+        summary_noise = {}
     print(f"\n  {'set':<14} {'n':>3}  {'in table ±10/±20 %':>20}  {'held out ±10/±20 %':>20}  median |Δ| in/held")
     for label, s in summary.items():
         if s["in_table"]["n"]:
@@ -326,6 +342,7 @@ def main(argv: list[str] | None = None) -> int:
         "static": static_rows,
         "latency": rows,
         "summary": summary,
+        "store_same_architecture_spread": summary_noise,
         "memory": memory_rows,
         "total_s": time.perf_counter() - started,
     }

@@ -147,9 +147,9 @@ class LatencyEstimate:
     latency_ms: float
     """The estimate: overhead + sum of node times (sequential devices) or + the critical path (parallel)."""
     serial_ms: float
-    """Sum of the estimated node times (no overhead)."""
+    """Sum of the estimated node times (with the per-node overhead, without the per-run one)."""
     critical_path_ms: float
-    """Longest path through the graph by estimated node times (no overhead)."""
+    """Longest path through the graph by estimated node times (the same node times as `serial_ms`)."""
     exact_nodes: int
     """Nodes whose key is in the table."""
     interpolated_nodes: int
@@ -503,7 +503,7 @@ def profile_device(
 def build_operator_table(
     device: str, profiled: Sequence[ProfiledModel], execution_mode: str = SEQUENTIAL
 ) -> OperatorLatencyTable:
-    """A device's table from profiled models: median time per executed-node key, and the fitted overheads.
+    """A device's table from profiled models: mean time per executed-node key, and the fitted overheads.
 
     Overheads: measured latency (or, without one, the profiler's own run time) − the sum of kernel
     times = run overhead + node overhead × nodes, fitted by least squares on relative errors over the
@@ -530,7 +530,7 @@ def build_operator_table(
             "work_kind": [meta[k].work_kind for k in keys],
             "work": [meta[k].work for k in keys],
             "elements": [meta[k].elements for k in keys],
-            "time_us": [float(np.median(times[k])) for k in keys],
+            "time_us": [float(np.mean(times[k])) for k in keys],  # mean: sums over repeated blocks stay right
             "count": [len(times[k]) for k in keys],
             "models": [",".join(sorted(models[k])) for k in keys],
         }
@@ -683,18 +683,21 @@ def estimate_latency(graph: ExecutionGraph, table: OperatorLatencyTable) -> Late
     lookup = table.lookup
     node_ms = []
     exact = 0
+    per_node = table.node_overhead_us
     for node in graph.nodes:
         us, hit = lookup.time_us(node)
         exact += hit
-        node_ms.append(us / 1000.0)
+        # A negative per-node term is the profiler's own cost counted inside each span: it is taken off each
+        # node's time, never below a tenth of it (a shape op recorded at 0–1 µs cannot give back more).
+        node_ms.append((max(us + per_node, 0.1 * us) if per_node < 0 else us + per_node) / 1000.0)
     serial = float(sum(node_ms))
     critical = critical_path_ms(graph, node_ms)
     body = critical if table.execution_mode == PARALLEL else serial
-    overhead = (table.run_overhead_us + table.node_overhead_us * len(graph.nodes)) / 1000.0
+    overhead = table.run_overhead_us / 1000.0
     return LatencyEstimate(
         device=table.device,
         batch_size=graph.batch_size,
-        latency_ms=max(body + overhead, 0.25 * body),  # a negative node overhead never eats the kernels
+        latency_ms=body + overhead,
         serial_ms=serial,
         critical_path_ms=critical,
         exact_nodes=exact,
