@@ -115,17 +115,17 @@ def test_estimate_of_a_model_in_the_table_uses_exact_keys_plus_the_fitted_overhe
         ProfiledModel(name, profile_operators(path, runs=3, warmup=1, threads=1)) for name, path in conv_paths.items()
     ]
     table = build_operator_table("cpu", profiled)
-    assert table.run_overhead_us >= 0 and table.node_overhead_us >= 0
+    assert table.run_overhead_us >= 0  # the per-node term may be negative (profiler cost inside tiny kernels)
     assert table.execution_mode == SEQUENTIAL
     for item in profiled:
         graph = item.operators.graph
         estimate = estimate_latency(graph, table)
         assert estimate.exact_nodes == len(graph.nodes) and estimate.interpolated_nodes == 0
         exact = dict(zip(table.entries["key"].to_list(), table.entries["time_us"].to_list(), strict=True))
-        expected_serial = sum(exact[n.key] for n in graph.nodes) / 1000
-        assert estimate.serial_ms == pytest.approx(expected_serial)
-        overhead = (table.run_overhead_us + table.node_overhead_us * len(graph.nodes)) / 1000
-        assert estimate.latency_ms == pytest.approx(expected_serial + overhead)
+        b = table.node_overhead_us
+        node_us = [exact[n.key] + b if b >= 0 else max(exact[n.key] + b, 0.1 * exact[n.key]) for n in graph.nodes]
+        assert estimate.serial_ms == pytest.approx(sum(node_us) / 1000)
+        assert estimate.latency_ms == pytest.approx(estimate.serial_ms + table.run_overhead_us / 1000)
         assert estimate.critical_path_ms <= estimate.serial_ms + 1e-12
 
 
@@ -160,7 +160,7 @@ def test_views_take_the_same_time_at_any_size():
 
 
 def test_critical_path_sums_along_sequences_and_takes_the_max_across_branches():
-    # x → a (1 ms) → {b (5 ms), c (2 ms) → d (2 ms)} → e (1 ms): critical 1 + 5 + 1 = 7, serial 11
+    # x → a (1 ms) → {b (5 ms), c (2 ms) → d (2 ms)} → e (1 ms): critical 1 + 5 + 1 = 7, serial 11; + 0.5 ms per run
     nodes = (
         _node("a", "Op", "a", 1, ["x"], ["ya"]),
         _node("b", "Op", "b", 1, ["ya"], ["yb"]),
