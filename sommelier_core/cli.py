@@ -235,10 +235,27 @@ def cmd_compare(args: argparse.Namespace) -> int:
     try:
         check_compatible(str(ref_path), ref_sig, str(cand_path), cand_sig)
     except IncompatibleModels as exc:
+        # not comparable as whole models, but segments may be: N with M's segments keeps N's inputs and
+        # outputs (the transfer case of paper §4.2: a shared backbone under different heads)
+        segments = None
+        try:
+            dataset = validation_set_for(str(ref_path), ref_sig, args.data or "")
+            task = "classification" if len(ref_sig.outputs[0].shape) == 2 else "regression"
+            segments = analyse_pair(
+                str(ref_path), ref_model, str(cand_path), cand_model, dataset.x, task, epsilon=args.epsilon
+            )
+        except DatasetError:
+            pass  # no validation data for the reference: nothing to bound segments on
         if args.json:
-            _print_json({"compatible": False, "reason": str(exc)})
+            payload = {"compatible": False, "reason": str(exc)}
+            if segments is not None:
+                payload["segments"] = [s.as_json() for s in segments.segments]
+                payload["segment_synthesis"] = segment_summary(segments)
+            _print_json(payload)
         else:
             print(f"error: incompatible models: {exc}", file=sys.stderr)
+            if segments is not None and segments.segments:
+                print(describe_segments(segments))
         return 1
     dataset = validation_set_for(str(ref_path), ref_sig, args.data or "")
     out = ref_sig.outputs[0]

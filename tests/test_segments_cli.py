@@ -52,3 +52,25 @@ def test_compare_json_lists_segments_with_nodes_bound_and_effect(tmp_path):
     assert payload["segment_synthesis"]["matched"] == 4
     # everything swapped would be M itself: nothing new to synthesize
     assert payload["segment_synthesis"]["synthesizable"] is False
+
+
+def test_compare_of_models_with_different_heads_still_lists_their_shared_segments(tmp_path):
+    # same backbone, a 2-class head instead of 3: incompatible as whole models, three segments in common
+    base = residual_weights(0)
+    other = dict(base)
+    other["head_w"] = base["head_w"][:2]
+    other["head_b"] = base["head_b"][:2]
+    n = residual_net(base)
+    m = residual_net(other)
+    m.graph.output[0].type.tensor_type.shape.dim[1].dim_value = 2
+    onnx.save(n, tmp_path / "n.onnx")
+    onnx.save(m, tmp_path / "m.onnx")
+    np.savez(tmp_path / "data.npz", x=images(100))
+    result = run_cli(
+        "compare", str(tmp_path / "n.onnx"), str(tmp_path / "m.onnx"), "--data", str(tmp_path / "data.npz"), "--json"
+    )
+    assert result.returncode == 1
+    payload = json.loads(result.stdout)
+    assert payload["compatible"] is False and "outputs" in payload["reason"]
+    assert [s["reference_nodes"][0] for s in payload["segments"]] == ["stem", "bn", "b1"]
+    assert all(s["identical"] for s in payload["segments"])  # the backbone is the same network
