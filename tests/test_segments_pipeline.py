@@ -112,3 +112,27 @@ def test_a_query_returns_synthesized_candidates_only_when_asked(indexed_store):
     )
     assert cli.returncode == 0, cli.stderr
     assert row["synthesized_id"] in {h["model_id"] for h in json.loads(cli.stdout)["hits"]}
+
+
+def test_a_transfer_shares_its_frozen_stages_with_its_upstream_as_identical_segments(indexed_store):
+    # cnn_w16_mnist8_freeze2: stages 0 and 1 frozen from cnn_w16_mnist8, stage 2 and a fresh head fine-tuned
+    store = ModelStore(indexed_store.root)
+    env = {**os.environ, "SOMMELIER_HOME": str(indexed_store.root), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    result = subprocess.run(
+        [
+            SOMMELIER,
+            "compare",
+            str(store.onnx_path("zoo-torch/cnn_w16_mnist8_freeze2")),
+            str(store.onnx_path("zoo-torch/cnn_w16_mnist8")),
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    segments = json.loads(result.stdout)["segments"]
+    assert [s["ops"][0] for s in segments] == ["Conv", "Conv", "Conv", "Gemm"]
+    assert [s["identical"] for s in segments] == [True, True, False, False]
+    assert [s["output_bound"] == 0 for s in segments] == [True, True, False, False]
