@@ -97,6 +97,7 @@ def cmd_query(args: argparse.Namespace) -> int:
         print(
             f"  {h.model_id:<36} bound ≤ {h.upper_bound:6.2%} (≥ {h.lower_bound:5.2%}, {h.provenance:<10}) "
             f"MACs {p.macs:>9,}  memory {p.memory_bytes / 1024:8.1f} KiB  latency {p.latency_ms:6.3f} ms"
+            + (" (estimated)" if p.latency_estimated else "")
         )
     return 0
 
