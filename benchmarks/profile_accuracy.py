@@ -44,6 +44,7 @@ from sommelier_core.operator_latency import (  # noqa: E402
     OperatorProfile,
     ProfiledModel,
     build_operator_table,
+    calibration_profiles,
     estimate_latency,
     profile_operators,
 )
@@ -146,8 +147,9 @@ def store_models(root: Path, limit: int | None) -> list[tuple[str, Path]]:
     return found[:limit] if limit else found
 
 
-def estimate_all(models: list[Measured]) -> list[dict]:
-    """(b) Estimates from the full table (in table) and from tables without the model's family (held out)."""
+def estimate_all(models: list[Measured], calibration: list[ProfiledModel] | None = None) -> list[dict]:
+    """(b) Estimates from the full table (in table), from tables without the model's family (held out), and
+    from those plus the calibration sweep (held out + sweep)."""
     profiled = {m.name: ProfiledModel(m.name, m.operators, m.latency_ms) for m in models}
     full = build_operator_table("cpu", list(profiled.values()))
     by_family: dict[str, list[str]] = defaultdict(list)
@@ -157,11 +159,18 @@ def estimate_all(models: list[Measured]) -> list[dict]:
         family: build_operator_table("cpu", [p for n, p in profiled.items() if n not in set(names)])
         for family, names in by_family.items()
     }
+    swept_tables = {
+        family: build_operator_table(
+            "cpu", [p for n, p in profiled.items() if n not in set(names)], calibration=calibration or ()
+        )
+        for family, names in by_family.items()
+    }
     rows = []
     for m in models:
         graph = m.operators.graph
         inside = estimate_latency(graph, full)
         held = estimate_latency(graph, held_tables[m.family])
+        swept = estimate_latency(graph, swept_tables[m.family])
         rows.append(
             {
                 "model": m.name,
@@ -177,6 +186,8 @@ def estimate_all(models: list[Measured]) -> list[dict]:
                 "held_out_critical_path_ms": held.critical_path_ms,
                 "in_table_error_pct": 100 * (inside.latency_ms / m.latency_ms - 1),
                 "held_out_error_pct": 100 * (held.latency_ms / m.latency_ms - 1),
+                "held_out_swept_ms": swept.latency_ms,
+                "held_out_swept_error_pct": 100 * (swept.latency_ms / m.latency_ms - 1),
                 "threads": m.threads,
                 "static_s": m.static_s,
                 "measure_s": m.measure_s,
@@ -226,6 +237,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--profile-runs", type=int, default=10)
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--no-sweep", action="store_true", help="skip the calibration sweep (held out + sweep)")
     parser.add_argument("--reuse", type=Path, help="pickle of measurements: written after measuring, read if present")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "profile_accuracy.json")
     args = parser.parse_args(argv)
@@ -250,9 +262,11 @@ def main(argv: list[str] | None = None) -> int:
     print("\n(b) latency on this CPU: measuring and profiling …")
     measured: list[Measured] = []
     zoo = store_models(root, 12 if args.quick else None)
+    calibration: list[ProfiledModel] = []
     if args.reuse and args.reuse.exists():  # estimate again from saved measurements (no re-measuring)
         saved = pickle.loads(args.reuse.read_bytes())
         measured, load_before = saved["measured"], saved["load_before"]
+        calibration = saved.get("calibration", [])
         print(f"  reusing {len(measured)} measurements from {args.reuse} (load average then {load_before[0]:.2f})")
     else:
         for ref in REFERENCE_MODELS:
@@ -261,8 +275,13 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  {ref.name:<28} {measured[-1].latency_ms:9.3f} ms", flush=True)
         for model_id, path in zoo:
             measured.append(measure(model_id, "?", "store", path, args))
-        if args.reuse:
-            args.reuse.write_bytes(pickle.dumps({"measured": measured, "load_before": load_before}))
+    if not calibration and not args.no_sweep:
+        started_sweep = time.perf_counter()
+        calibration = calibration_profiles(cache / "calibration", runs=args.profile_runs, threads=args.threads or None)
+        print(f"  + calibration sweep: {len(calibration)} one-op graphs in {time.perf_counter() - started_sweep:.0f} s")
+    if args.reuse:
+        saved = {"measured": measured, "load_before": load_before, "calibration": calibration}
+        args.reuse.write_bytes(pickle.dumps(saved))
     # a store model's family: every model with the same operator keys (same architecture, other weights)
     signature_family: dict[frozenset, str] = {}
     for m in measured:
@@ -270,15 +289,17 @@ def main(argv: list[str] | None = None) -> int:
             keys = frozenset(n.key for n in m.operators.graph.nodes)
             m.family = signature_family.setdefault(keys, f"store-arch-{len(signature_family)}")
     print(f"  + {len(zoo)} store models ({len(signature_family)} distinct architectures)")
-    rows = estimate_all(measured)
+    rows = estimate_all(measured, calibration)
     load_after = os.getloadavg()
 
-    print(f"\n  {'model':<28} {'measured':>9} {'in table':>9} {'Δ':>7} {'held out':>9} {'Δ':>7}  (ms)")
+    header = f"{'measured':>9} {'in table':>9} {'Δ':>7} {'held out':>9} {'Δ':>7} {'+ sweep':>9} {'Δ':>7}"
+    print(f"\n  {'model':<28} {header}  (ms)")
     for r in rows:
         if r["kind"] == "architecture":
             print(
                 f"  {r['model']:<28} {r['measured_ms']:9.3f} {r['in_table_ms']:9.3f} {r['in_table_error_pct']:+6.1f}% "
-                f"{r['held_out_ms']:9.3f} {r['held_out_error_pct']:+6.1f}%"
+                f"{r['held_out_ms']:9.3f} {r['held_out_error_pct']:+6.1f}% "
+                f"{r['held_out_swept_ms']:9.3f} {r['held_out_swept_error_pct']:+6.1f}%"
             )
     summary = {}
     for label, subset in (
@@ -289,6 +310,7 @@ def main(argv: list[str] | None = None) -> int:
         summary[label] = {
             "in_table": shares(subset, "in_table_error_pct"),
             "held_out": shares(subset, "held_out_error_pct"),
+            "held_out_swept": shares(subset, "held_out_swept_error_pct"),
         }
     # the noise floor: models of one architecture (same operator keys, other weights) run the same kernels
     spreads = []
@@ -305,15 +327,14 @@ def main(argv: list[str] | None = None) -> int:
         summary_noise["max_pct"] = max(spreads)
     else:
         summary_noise = {}
-    print(f"\n  {'set':<14} {'n':>3}  {'in table ±10/±20 %':>20}  {'held out ±10/±20 %':>20}  median |Δ| in/held")
+    print(f"\n  {'set':<14} {'n':>3}  share within ±10 % / ±20 %: in table · held out · held out + sweep")
     for label, s in summary.items():
         if s["in_table"]["n"]:
-            i, h = s["in_table"], s["held_out"]
-            print(
-                f"  {label:<14} {i['n']:>3}  {i['within_10pct']:>9.0%} / {i['within_20pct']:>4.0%}     "
-                f"{h['within_10pct']:>9.0%} / {h['within_20pct']:>4.0%}     "
-                f"{i['median_abs_error_pct']:.1f} / {h['median_abs_error_pct']:.1f} %"
-            )
+            cells = [
+                f"{s[k]['within_10pct']:.0%} / {s[k]['within_20pct']:.0%} (median {s[k]['median_abs_error_pct']:.1f} %)"
+                for k in ("in_table", "held_out", "held_out_swept")
+            ]
+            print(f"  {label:<14} {s['in_table']['n']:>3}  " + " · ".join(cells))
 
     print("\n(c) profiling time per model (s): static / measure / operator profile")
     for label, subset in (("architectures", [m for m in measured if m.kind == "architecture"]),

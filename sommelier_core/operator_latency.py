@@ -501,7 +501,10 @@ def profile_device(
 
 
 def build_operator_table(
-    device: str, profiled: Sequence[ProfiledModel], execution_mode: str = SEQUENTIAL
+    device: str,
+    profiled: Sequence[ProfiledModel],
+    execution_mode: str = SEQUENTIAL,
+    calibration: Sequence[ProfiledModel] = (),
 ) -> OperatorLatencyTable:
     """A device's table from profiled models: mean time per executed-node key, and the fitted overheads.
 
@@ -515,7 +518,7 @@ def build_operator_table(
     times: dict[str, list[float]] = defaultdict(list)
     meta: dict[str, ExecutedNode] = {}
     models: dict[str, set[str]] = defaultdict(set)
-    for item in profiled:
+    for item in [*profiled, *calibration]:  # calibration graphs add entries, not overhead evidence
         for node, us in zip(item.operators.graph.nodes, item.operators.node_us, strict=True):
             times[node.key].append(us)
             meta.setdefault(node.key, node)
@@ -576,7 +579,7 @@ class _Lookup:
     2. a cost model fitted over its op type (else over every op of its work kind): time = t0 + a·MACs +
        b·elements (non-negative, least squares on relative error), so a matrix product with one row (memory-
        bound) and one with many (compute-bound) are told apart; multiplied by the ratio measured/model of
-       the class entry nearest in work (clipped to [¼, 4]) when the class has entries. Views (Reshape, …)
+       the class entry nearest in work (clipped to [¼, 4]) when the node's class has entries. Views (Reshape, …)
        take the median of their entries.
     """
 
@@ -647,7 +650,7 @@ class _Lookup:
             if model is None:
                 continue
             predicted = _predict(model, node.work, node.elements)
-            near = in_class if in_class is not None else in_op
+            near = in_class  # the op model is fitted on the op's own entries: only a class adds local information
             if near is not None and predicted > 0:
                 i = int(np.argmin(np.abs(np.log(np.maximum(near[:, 0], 1.0)) - math.log(max(node.work, 1.0)))))
                 reference = _predict(model, near[i, 0], near[i, 1])
@@ -740,3 +743,90 @@ def imported_operator_tables(devices_dir: Path) -> list[OperatorLatencyTable]:
     if not devices_dir.is_dir():
         return []
     return [OperatorLatencyTable.read(path, path.stem) for path in sorted(devices_dir.glob("*.parquet"))]
+
+
+# -- calibration sweep ---------------------------------------------------------------------------
+
+
+def calibration_models(out_dir: Path) -> list[Path]:
+    """Small one-op ONNX graphs over a grid of shapes (in the spirit of nn-Meter's kernel sampling).
+
+    Profiled like any model (`profile_operators`) they add entries the zoo's models never produce:
+    convolutions (dense 1×1 / 3×3, depthwise 3×3, grouped 1×1, each followed by Relu as ORT fuses it)
+    over channels × spatial size, matrix products with 1 to 784 rows, and elementwise / normalization
+    / shape ops over four decades of sizes. Written once into `out_dir` (cached by name).
+    """
+    from onnx import TensorProto, helper, numpy_helper
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    paths = []
+
+    def save(name: str, nodes, inputs, initializers) -> None:
+        path = out_dir / f"{name}.onnx"
+        paths.append(path)
+        if path.exists():
+            return
+        output = helper.make_tensor_value_info(nodes[-1].output[0], TensorProto.FLOAT, None)
+        graph = helper.make_graph(nodes, name, inputs, [output], initializers)
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+        model.ir_version = 8
+        onnx.save(model, str(path))
+
+    def weight(name: str, *shape: int):
+        return numpy_helper.from_array((0.1 * rng.standard_normal(shape)).astype(np.float32), name)
+
+    def image(c: int, s: int):
+        return [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, c, s, s])]
+
+    for c in (16, 32, 64, 128, 256, 512):
+        for s in (7, 14, 28, 56, 112):
+            if c * s * s > 512 * 28 * 28 * 2:
+                continue
+            for kind, (w_shape, attrs) in {
+                "pw": ((c, c, 1, 1), {}),
+                "k3": ((c, c, 3, 3), {"pads": [1, 1, 1, 1]}),
+                "dw": ((c, 1, 3, 3), {"pads": [1, 1, 1, 1], "group": c}),
+                "g4": ((c, c // 4, 1, 1), {"group": 4}),
+                "k3s2": ((2 * c, c, 3, 3), {"pads": [1, 1, 1, 1], "strides": [2, 2]}),
+            }.items():
+                nodes = [
+                    helper.make_node("Conv", ["x", "w", "b"], ["c"], **attrs),
+                    helper.make_node("Relu", ["c"], ["y"]),
+                ]
+                save(f"conv_{kind}_{c}_{s}", nodes, image(c, s), [weight("w", *w_shape), weight("b", w_shape[0])])
+    for rows in (1, 16, 64, 197, 784):
+        for k, n in ((192, 192), (192, 768), (768, 192), (512, 512), (1024, 1000), (2048, 1000)):
+            inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, [rows, k])]
+            save(f"gemm_{rows}_{k}_{n}", [helper.make_node("Gemm", ["x", "w", "b"], ["y"])], inputs,
+                 [weight("w", k, n), weight("b", n)])  # fmt: skip
+            inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, rows, k])]
+            save(f"matmul_{rows}_{k}_{n}", [helper.make_node("MatMul", ["x", "w"], ["y"])], inputs, [weight("w", k, n)])
+    for c, s in ((16, 14), (32, 28), (64, 56), (96, 110), (128, 112), (256, 56)):
+        x = image(c, s)
+        for op, nodes in {
+            "add": [helper.make_node("Add", ["x", "x"], ["y"])],
+            "mul": [helper.make_node("Mul", ["x", "x"], ["y"])],
+            "swish": [helper.make_node("Sigmoid", ["x"], ["s"]), helper.make_node("Mul", ["x", "s"], ["y"])],
+            "sigmoid": [helper.make_node("Sigmoid", ["x"], ["y"])],
+            "erf": [helper.make_node("Erf", ["x"], ["y"])],
+            "softmax": [helper.make_node("Softmax", ["x"], ["y"], axis=-1)],
+            "transpose": [helper.make_node("Transpose", ["x"], ["y"], perm=[0, 2, 3, 1])],
+            "lrn": [helper.make_node("LRN", ["x"], ["y"], size=5, alpha=1e-4, beta=0.75, bias=1.0)],
+            "maxpool": [helper.make_node("MaxPool", ["x"], ["y"], kernel_shape=[3, 3], strides=[2, 2])],
+            "gap": [helper.make_node("GlobalAveragePool", ["x"], ["y"])],
+            "concat": [helper.make_node("Concat", ["x", "x"], ["y"], axis=1)],
+        }.items():
+            save(f"{op}_{c}_{s}", nodes, x, [])
+    return paths
+
+
+def calibration_profiles(
+    out_dir: Path, device: str = "cpu", runs: int = 10, threads: int | None = None
+) -> list[ProfiledModel]:
+    """Every calibration graph profiled on a device, ready to join a table (`build_operator_table`)."""
+    profiled = []
+    for path in calibration_models(out_dir):
+        operators = profile_operators(path, device, runs=runs, warmup=3, threads=threads)
+        profiled.append(ProfiledModel(f"calibration/{path.stem}", operators))
+    return profiled
