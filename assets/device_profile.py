@@ -17,7 +17,13 @@ from resources.mlflow_tracker import MlflowTracker
 from resources.settings import IndexSettings
 from resources.store import ModelStoreResource
 from sommelier_core.convert import Conversion
-from sommelier_core.operator_latency import DeviceProfile, ProfiledModel, build_operator_table, profile_device
+from sommelier_core.operator_latency import (
+    DeviceProfile,
+    ProfiledModel,
+    build_operator_table,
+    calibration_profiles,
+    profile_device,
+)
 
 DEVICE_PROFILE = "device_profile"
 with warnings.catch_warnings():
@@ -74,7 +80,9 @@ def device_profile(
     group_name="device",
     deps=[AssetDep(device_profile, partition_mapping=BY_DEVICE)],
 )
-def operator_table(context: AssetExecutionContext, store: ModelStoreResource, mlflow: MlflowTracker) -> pl.DataFrame:
+def operator_table(
+    context: AssetExecutionContext, store: ModelStoreResource, mlflow: MlflowTracker, settings: IndexSettings
+) -> pl.DataFrame:
     """The device's per-operator latency table: median kernel time per executed-node key (op type, shapes,
     attributes) over every registered model profiled on it, with the fitted run and node overheads."""
     device = context.partition_key
@@ -85,7 +93,11 @@ def operator_table(context: AssetExecutionContext, store: ModelStoreResource, ml
         for m, p in profiles.items()
         for ops, lat in zip(p.operators, p.latency, strict=True)
     ]
-    table = build_operator_table(device, profiled)
+    sweep = []
+    if settings.operator_sweep:
+        threads = settings.latency_threads or None
+        sweep = calibration_profiles(store.store().root / "calibration", device, settings.profile_runs, threads)
+    table = build_operator_table(device, profiled, calibration=sweep)
     latency = pl.DataFrame(
         [
             {"model_id": m, "batch_size": lat.batch_size, "latency_ms": lat.median_ms, "latency_p90_ms": lat.p90_ms}
@@ -107,6 +119,7 @@ def operator_table(context: AssetExecutionContext, store: ModelStoreResource, ml
             "Operator keys": frame.height,
             "Run overhead (µs)": round(table.run_overhead_us, 2),
             "Node overhead (µs)": round(table.node_overhead_us, 3),
+            "Calibration graphs": len(sweep),
             "Models left out (not profiled)": ", ".join(sorted(set(registered) - set(profiles))) or "none",
             "MLflow run": run_id,
         }

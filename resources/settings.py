@@ -48,6 +48,8 @@ class IndexSettings(ConfigurableResource):
     """ONNX Runtime profiler runs per model and device for the per-operator latency table."""
     latency_threads: int = 0
     """Intra-op threads of latency measurement and profiling; 0 lets ONNX Runtime choose (recorded)."""
+    operator_sweep: bool = False
+    """Add the calibration sweep (one-op graphs over a grid of shapes) to each device's operator table."""
 
     def exec_batch_sizes(self) -> list[int]:
         """The exec-spec's batch sizes: `batch_size` first, then `batch_sizes`, each once."""

@@ -247,3 +247,19 @@ def test_interpolation_is_monotone_in_work_within_a_class():
         for w in works
     ]
     assert times == sorted(times) and all(math.isfinite(t) for t in times)
+
+
+def test_calibration_graphs_add_table_entries_but_not_overhead_evidence(tmp_path, conv_paths):
+    from sommelier_core.operator_latency import calibration_models
+
+    paths = calibration_models(tmp_path / "calibration")
+    assert len(paths) > 100 and all(p.exists() for p in paths)
+    names = {p.stem.split("_")[0] for p in paths}
+    assert {"conv", "gemm", "matmul", "softmax", "lrn", "transpose"} <= names
+    sample = [p for p in paths if p.stem in ("conv_dw_64_28", "gemm_197_192_768", "softmax_64_56")]
+    calibration = [ProfiledModel(p.stem, profile_operators(p, runs=2, warmup=1, threads=1)) for p in sample]
+    models = [ProfiledModel(n, profile_operators(p, runs=2, warmup=1, threads=1)) for n, p in conv_paths.items()]
+    plain = build_operator_table("cpu", models)
+    swept = build_operator_table("cpu", models, calibration=calibration)
+    assert swept.entries.height > plain.entries.height
+    assert (swept.run_overhead_us, swept.node_overhead_us) == (plain.run_overhead_us, plain.node_overhead_us)
