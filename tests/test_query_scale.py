@@ -77,12 +77,16 @@ def test_incremental_insertion_equals_the_full_rebuild(seed, n_models, margin):
 @given(seed=st.integers(0, 10_000), n_models=st.integers(2, 14), ceiling=st.sampled_from([0.05, 0.1, 0.2]))
 def test_a_ceiling_keeps_exactly_the_full_records_under_it(seed, n_models, ceiling):
     models, _, pairs, order = _metric_repository(seed, n_models, 0.01)
-    full = {k: v for k, v in _records(build_semantic_index(pairs, {m: m for m in models})).items() if v[0] <= ceiling}
+    full = _records(build_semantic_index(pairs, {m: m for m in models}))
     store = SemanticStore(ceiling=ceiling)
     for m in order:
         store.insert(m, m, [p for p in pairs if p.reference_id == m])
     kept = _records(store.to_frame())
-    assert kept.keys() == full.keys()
+    # A path sum that equals the ceiling may land a rounding error either side of it (0.2 vs 0.2 + 4e-17
+    # when added in another order): such a record may be kept or not; every other one must match.
+    must = {k for k, v in full.items() if v[0] <= ceiling - 1e-12}
+    may = {k for k, v in full.items() if v[0] <= ceiling + 1e-12}
+    assert must <= kept.keys() <= may
     for key in kept:  # upper bounds identical; lower bounds never looser than sound
         assert kept[key][0] == pytest.approx(full[key][0], abs=1e-9)
 
