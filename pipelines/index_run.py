@@ -18,7 +18,16 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from pipelines.stages import DEVICE_WAVE, FIRST_WAVE, INDEX_WAVE, SECOND_WAVE, TABLE_WAVE, is_current, missing_devices
+from pipelines.stages import (
+    DEVICE_WAVE,
+    FIRST_WAVE,
+    INDEX_WAVE,
+    PER_MODEL_STAGES,
+    SECOND_WAVE,
+    TABLE_WAVE,
+    missing_devices,
+    stages_to_run,
+)
 from sommelier_core.profile import available_devices
 from sommelier_core.settings import dagster_home, zoo_dir
 
@@ -109,11 +118,15 @@ def run_index(echo=print, instance=None, resources: dict | None = None, full: bo
     instance.add_dynamic_partitions(devices_partitions.name, [d for d in devices if d not in known_devices])
     summary.models = model_ids
     store = resources["store"].store()
-    summary.up_to_date = [] if full else sorted(e.model_id for e in entries if is_current(store, e))
-    pending = [m for m in model_ids if m not in set(summary.up_to_date)]
+    parents = _stage_parents()
+    plan = {e.model_id: PER_MODEL_STAGES if full else stages_to_run(store, e, parents) for e in entries}
+    summary.up_to_date = sorted(m for m, stages in plan.items() if not stages)
+    pending = [m for m in model_ids if plan[m]]
+    partial = [m for m in pending if plan[m] != PER_MODEL_STAGES]
     echo(
         f"Indexing {len(model_ids)} models from {store.root}"
         + (f" ({len(summary.up_to_date)} up to date, {len(pending)} to run)" if summary.up_to_date else "")
+        + (f"; {len(partial)} need only stages they lack" if partial else "")
     )
 
     def run(stages: tuple[str, ...], partition_key: str | None = None, failure_key: str | None = None) -> bool:
@@ -135,7 +148,7 @@ def run_index(echo=print, instance=None, resources: dict | None = None, full: bo
         done = []
         for i, key in enumerate(keys, 1):
             t0 = time.perf_counter()
-            if run(stages, key):
+            if run(tuple(s for s in plan[key] if s in stages), key):
                 done.append(key)
                 echo(f"  [{label} {i}/{len(keys)}] {key}  ok ({time.perf_counter() - t0:.1f}s)")
             else:
@@ -143,9 +156,11 @@ def run_index(echo=print, instance=None, resources: dict | None = None, full: bo
         return done
 
     echo("Stage wave 1: fetch → convert → outputs → cushions → profile")
-    converted = wave(FIRST_WAVE, pending, "ingest")
+    ingest = [m for m in pending if set(plan[m]) & set(FIRST_WAVE)]
+    converted = wave(FIRST_WAVE, ingest, "ingest")
+    analysed = sorted([*converted, *(m for m in pending if m not in set(ingest))])
     echo(f"Stage wave 2: latency and operator profile per device ({', '.join(devices)}), operator tables")
-    to_profile = [(m, d) for m in [*summary.up_to_date, *converted] for d in missing_devices(store, m, devices)]
+    to_profile = [(m, d) for m in [*summary.up_to_date, *analysed] for d in missing_devices(store, m, devices)]
     for i, (model_id, device) in enumerate(to_profile, 1):
         t0 = time.perf_counter()
         if run(DEVICE_WAVE, model_device_key(model_id, device), failure_key=model_id):
@@ -157,7 +172,7 @@ def run_index(echo=print, instance=None, resources: dict | None = None, full: bo
             if not run(TABLE_WAVE, device, failure_key=f"<operator table {device}>"):
                 echo(f"  operator table {device} FAILED: {summary.failures[f'<operator table {device}>']}")
     echo("Stage wave 3: peers → compare → bound")
-    wave(SECOND_WAVE, converted, "analysis")
+    wave(SECOND_WAVE, analysed, "analysis")
     echo("Stage wave 4: semantic index, resource index")
     if not run(INDEX_WAVE):
         echo(f"  index build FAILED: {summary.failures['<index>']}")
@@ -169,6 +184,14 @@ def run_index(echo=print, instance=None, resources: dict | None = None, full: bo
         + (f"; {len(summary.failures)} failed (see above)" if summary.failures else "")
     )
     return summary
+
+
+def _stage_parents() -> dict[str, list[str]]:
+    """Each asset's upstream assets, by name (the asset graph's edges)."""
+    from pipelines.definitions import defs
+
+    graph = defs.resolve_asset_graph()
+    return {key.path[-1]: [p.path[-1] for p in graph.get(key).parent_keys] for key in graph.get_all_asset_keys()}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from sommelier_core.models import ModelEntry
 from sommelier_core.store import ModelStore
@@ -14,11 +14,33 @@ SECOND_WAVE = ("peers", "pair_scores", "segment_matches", "pair_bounds")
 INDEX_WAVE = ("semantic_index", "resource_index", "synthesized_index")
 
 
+PER_MODEL_STAGES = (*FIRST_WAVE, *SECOND_WAVE)  # in dependency order
+
+
+def stages_to_run(
+    store: ModelStore, entry: ModelEntry, parents: Mapping[str, Iterable[str]] | None = None
+) -> tuple[str, ...]:
+    """The per-model stages a model needs, in order: all of them for a new or changed version; else the
+    stages with no record (a stage added by an upgrade, one that failed) and those downstream of them.
+
+    `parents` maps a stage to the stages it reads (the asset graph's edges); without it only the
+    missing stages themselves are named, which is enough to tell whether a model is current.
+    """
+    model_id = entry.model_id
+    if not store.has_record("fetched_model", model_id):
+        return PER_MODEL_STAGES
+    if store.load_record("fetched_model", model_id).entry.version != entry.version:
+        return PER_MODEL_STAGES
+    stale = {stage for stage in PER_MODEL_STAGES if not store.has_record(stage, model_id)}
+    for stage in PER_MODEL_STAGES:
+        if any(parent in stale for parent in (parents or {}).get(stage, ())):
+            stale.add(stage)
+    return tuple(stage for stage in PER_MODEL_STAGES if stage in stale)
+
+
 def is_current(store: ModelStore, entry: ModelEntry) -> bool:
     """Whether every per-model stage ran for the version the repository lists now."""
-    if not all(store.has_record(stage, entry.model_id) for stage in (*FIRST_WAVE, *SECOND_WAVE)):
-        return False
-    return store.load_record("fetched_model", entry.model_id).entry.version == entry.version
+    return not stages_to_run(store, entry)
 
 
 def missing_devices(store: ModelStore, model_id: str, devices: Sequence[str]) -> list[str]:

@@ -32,3 +32,25 @@ def test_no_listed_models_leaves_the_index_untouched_and_says_why(tmp_path):
     assert any("gone" in line and "missing-hub" in line for line in lines)
     assert any("The index is left as it was" in line for line in lines)
     assert index_file.read_bytes() == b"previous index"
+
+
+def test_a_model_lacking_only_a_new_stage_reruns_that_stage_and_what_reads_it(tmp_path):
+    from pathlib import Path
+
+    from pipelines.index_run import _stage_parents
+    from pipelines.stages import PER_MODEL_STAGES, is_current, stages_to_run
+    from sommelier_core.models import FetchedModel, ModelEntry
+    from sommelier_core.store import ModelStore
+
+    store = ModelStore(tmp_path)
+    entry = ModelEntry("r/m", "r", "m", "v1", "onnx", "classification")
+    assert stages_to_run(store, entry, _stage_parents()) == PER_MODEL_STAGES  # never fetched
+    store.save_record("fetched_model", "r/m", FetchedModel(entry, "onnx", Path("m.onnx")))
+    for stage in PER_MODEL_STAGES[1:]:
+        store.save_record(stage, "r/m", object())
+    assert is_current(store, entry)
+    store.record_path("model_cushions", "r/m").unlink()  # e.g. a stage added by an upgrade
+    assert stages_to_run(store, entry, _stage_parents()) == ("model_cushions", "pair_bounds")
+    assert not is_current(store, entry)
+    changed = ModelEntry("r/m", "r", "m", "v2", "onnx", "classification")
+    assert stages_to_run(store, changed, _stage_parents()) == PER_MODEL_STAGES
