@@ -3,24 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import onnx
 
 from tests.segment_graphs import images, residual_net, residual_weights
-
-SOMMELIER = str(Path(sys.executable).parent / "sommelier")
-
-
-def run_cli(*args: str, root: Path | None = None) -> subprocess.CompletedProcess:
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    if root is not None:
-        env["SOMMELIER_HOME"] = str(root)
-    return subprocess.run([SOMMELIER, *args], capture_output=True, text=True, env=env, timeout=300)
+from tests.test_cli import run_cli
 
 
 def test_compare_json_lists_segments_with_nodes_bound_and_effect(tmp_path):
