@@ -119,6 +119,11 @@ def unregister_utility(name: str) -> None:
     _UTILITIES.pop(name.lower(), None)
 
 
+def registered_utility(name: str) -> Utility:
+    """The utility a plan's `utility:NAME` order key refers to (for ranking hits built outside `execute`)."""
+    return _UTILITIES[name.lower()]
+
+
 class QueryEngine:
     """The two indexes aligned by model position: packed candidate lists and resource columns.
 
@@ -365,6 +370,30 @@ def _mask(predicate: ResolvedPredicate, positions: np.ndarray, resource: Resourc
     if isinstance(predicate, AllOf):
         return np.logical_and.reduce(masks) if masks else np.ones(len(positions), dtype=bool)
     return np.logical_or.reduce(masks) if masks else np.zeros(len(positions), dtype=bool)
+
+
+def satisfies(predicate: ResolvedPredicate, positions: np.ndarray, resource: ResourceStore) -> np.ndarray:
+    """Which of the models at `positions` satisfy a compiled resource predicate (one bool per position).
+
+    Public for answers built beside the plan's own stages (synthesized candidates take their base's figures).
+    """
+    return _mask(predicate, positions, resource)
+
+
+def resource_figures(resource: ResourceStore, position: int, device: str) -> ResourceFigures:
+    """The resource figures of the model at `position` on `device`, as a hit reports them."""
+    static = {m: int(resource.static[m][position]) for m in resource.static}
+    return ResourceFigures(
+        device=device,
+        params=static["params"],
+        macs=static["macs"],
+        flops=static["flops"],
+        weight_bytes=static["weight_bytes"],
+        peak_activation_bytes=static["peak_activation_bytes"],
+        memory_bytes=static["memory_bytes"],
+        latency_ms=float(resource.latency_ms[device][position]),
+        latency_estimated=resource.is_estimated(device, position),
+    )
 
 
 def _positions(predicate: ResolvedPredicate, resource: ResourceStore) -> np.ndarray:
@@ -627,18 +656,7 @@ def _select(plan: QueryPlan, engine: QueryEngine, matches: _Matches) -> list[Hit
 def _hit(plan: QueryPlan, engine: QueryEngine, matches: _Matches, i: int) -> Hit:
     resource = engine.resource
     position = int(matches.positions[i])
-    static = {m: int(resource.static[m][position]) for m in resource.static}
-    figures = ResourceFigures(
-        device=plan.device,
-        params=static["params"],
-        macs=static["macs"],
-        flops=static["flops"],
-        weight_bytes=static["weight_bytes"],
-        peak_activation_bytes=static["peak_activation_bytes"],
-        memory_bytes=static["memory_bytes"],
-        latency_ms=float(resource.latency_ms[plan.device][position]),
-        latency_estimated=resource.is_estimated(plan.device, position),
-    )
+    figures = resource_figures(resource, position, plan.device)
     if matches.upper is None:
         lower, upper, provenance, empirical = 0.0, 1.0, NO_RELATION, None
     else:

@@ -20,7 +20,15 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from sommelier_core.query_plan import Hit, QueryEngine, QueryResult, ResourceFigures, StageReport
+from sommelier_core.query_plan import (
+    Hit,
+    QueryEngine,
+    QueryResult,
+    StageReport,
+    registered_utility,
+    resource_figures,
+    satisfies,
+)
 
 SYNTHESIZED_INDEX_FILE = "synthesized_index.parquet"
 SYNTHESIZED = "synthesized"
@@ -32,21 +40,8 @@ def load_synthesized(index_dir: Path) -> pl.DataFrame | None:
     return pl.read_parquet(path) if path.exists() else None
 
 
-def _figures(engine: QueryEngine, position: int, device: str) -> ResourceFigures:
-    resource = engine.resource
-    values = {m: int(resource.static[m][position]) for m in resource.static}
-    values["latency_ms"] = float(resource.latency_ms[device][position])
-    values["device"] = device
-    names = {f.name for f in dataclasses.fields(ResourceFigures)}
-    if "latency_estimated" in names and hasattr(resource, "is_estimated"):
-        values["latency_estimated"] = bool(resource.is_estimated(device, position))
-    return ResourceFigures(**{k: v for k, v in values.items() if k in names})
-
-
 def synthesized_hits(result: QueryResult, engine: QueryEngine, table: pl.DataFrame) -> list[Hit]:
     """The synthesized candidates that satisfy the result's plan (threshold, resource predicate, device)."""
-    from sommelier_core.query_plan import _mask  # the plan's own predicate evaluation
-
     plan = result.plan
     if plan.within is None or plan.reference_pos is None or table.is_empty():
         return []
@@ -74,7 +69,7 @@ def synthesized_hits(result: QueryResult, engine: QueryEngine, table: pl.DataFra
             continue
         if upper > plan.within:
             continue
-        if plan.predicate is not None and not bool(_mask(plan.predicate, np.array([base]), resource)[0]):
+        if plan.predicate is not None and not bool(satisfies(plan.predicate, np.array([base]), resource)[0]):
             continue
         hits.append(
             Hit(
@@ -84,7 +79,7 @@ def synthesized_hits(result: QueryResult, engine: QueryEngine, table: pl.DataFra
                 upper_bound=upper,
                 empirical=None,
                 provenance=SYNTHESIZED,
-                profile=_figures(engine, base, plan.device),
+                profile=resource_figures(resource, base, plan.device),
             )
         )
     return hits
@@ -114,9 +109,7 @@ def with_synthesized(result: QueryResult, engine: QueryEngine, table: pl.DataFra
         return engine.pos[base]
 
     if plan.order_key.startswith("utility:"):
-        from sommelier_core.query_plan import _UTILITIES
-
-        utility = _UTILITIES[plan.order_key.removeprefix("utility:")]
+        utility = registered_utility(plan.order_key.removeprefix("utility:"))
         sign = -1.0 if plan.descending else 1.0
         merged.sort(key=lambda h: (sign * utility.function(h), h.upper_bound, h.model_id))
     elif plan.order_key == "similarity":
