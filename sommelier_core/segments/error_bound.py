@@ -177,6 +177,17 @@ def window_counts(node: onnx.NodeProto, spatial: Sequence[int]) -> np.ndarray:
     return grid.reshape(1, 1, *spatial)
 
 
+def activation_tensors(view: GraphView, segments: Sequence[SegmentPair]) -> set[str]:
+    """The reference tensors the bound reads for these segments: each node's activation inputs and output."""
+    tensors: set[str] = set()
+    for segment in segments:
+        tensors.add(segment.reference_output)
+        for name in segment.reference_nodes:
+            tensors.update(activation_inputs(view, name))
+            tensors.update(view.nodes[name].output[:1])
+    return tensors
+
+
 class SegmentBounder:
     """Computes `SegmentBound`s for segments of a reference N swapped with a candidate M, on inputs `x`."""
 
@@ -184,17 +195,11 @@ class SegmentBounder:
         self.ref = reference
         self.cand = candidate
         self.x = x
-        self._sigma_cache: dict[tuple[str, str, int], float] = {}
         self.probe: ActivationProbe | None = None
 
     def bounds(self, segments: Sequence[SegmentPair]) -> list[SegmentBound]:
         """One bound per segment, each with an unchanged segment input (ΔX_0 = 0)."""
-        tensors: set[str] = set()
-        for segment in segments:
-            tensors.add(segment.reference_output)
-            for name in segment.reference_nodes:
-                tensors.update(activation_inputs(self.ref, name))
-                tensors.update(self.ref.nodes[name].output[:1])
+        tensors = activation_tensors(self.ref, segments)
         self.probe = ActivationProbe(self.ref, np.asarray(self.x, dtype=np.float32), tensors)
         n = len(self.x)
         found = []

@@ -24,7 +24,7 @@ from sommelier_core.equivalence import disagreement_rate
 from sommelier_core.models import Task
 from sommelier_core.segments.error_bound import ActivationProbe, SegmentBound, node_attribute, probe_session
 from sommelier_core.segments.lcs import SegmentPair
-from sommelier_core.segments.sequences import GraphView, activation_inputs
+from sommelier_core.segments.sequences import GraphView
 
 
 @dataclass(frozen=True)
@@ -224,14 +224,3 @@ def estimate_effect(
             trace.append((tuple(kept), current))
     per_segment = tuple(effects.get(i, float("nan")) for i in range(len(segments)))
     return NoiseEffect(tuple(kept), current if kept else 0.0, tuple(trace), per_segment)
-
-
-def activation_tensors(view: GraphView, segments: Sequence[SegmentPair]) -> set[str]:
-    """The reference tensors the bound and the noise injection read for these segments."""
-    tensors: set[str] = set()
-    for segment in segments:
-        tensors.add(segment.reference_output)
-        for name in segment.reference_nodes:
-            tensors.update(activation_inputs(view, name))
-            tensors.update(view.nodes[name].output[:1])
-    return tensors
