@@ -131,9 +131,9 @@ def cmd_profile(args: argparse.Namespace) -> int:
     model = load_onnx(path)
     shapes = None
     if args.resolution is not None:
-        from sommelier_core.profile import _shapes_at_resolution
+        from sommelier_core.profile import shapes_at_resolution
 
-        shapes = {k: (args.batch_size, *v[1:]) for k, v in _shapes_at_resolution(model, args.resolution).items()}
+        shapes = {k: (args.batch_size, *v[1:]) for k, v in shapes_at_resolution(model, args.resolution).items()}
     static = static_profile(model, batch_size=args.batch_size, input_shapes=shapes)
     latency = measure_latency(path, device=args.device, batch_size=args.batch_size, input_shapes=shapes)
     payload: dict = {

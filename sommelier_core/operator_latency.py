@@ -46,7 +46,7 @@ import onnxruntime as ort
 import polars as pl
 
 from sommelier_core.errors import SommelierError
-from sommelier_core.profile import LatencyProfile, UnknownDevice, _random_feeds, available_devices, measure_latency
+from sommelier_core.profile import LatencyProfile, UnknownDevice, available_devices, measure_latency, random_feeds
 
 OPTIMIZATION_LEVELS = {
     "disabled": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
@@ -254,7 +254,7 @@ def profile_operators(
         options.profile_file_prefix = str(Path(tmp) / "profile")
         providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if device == "cuda" else ["CPUExecutionProvider"]
         session = ort.InferenceSession(str(onnx_path), sess_options=options, providers=providers)
-        feeds = _random_feeds(session, batch_size, input_shapes or {}, np.random.default_rng(seed), str(onnx_path))
+        feeds = random_feeds(session, batch_size, input_shapes or {}, np.random.default_rng(seed), str(onnx_path))
         for _ in range(warmup):
             session.run(None, feeds)
         for _ in range(runs):

@@ -305,7 +305,7 @@ def memory_profile(
     """
     points = []
     for resolution in resolutions:
-        shapes = None if resolution is None else _shapes_at_resolution(model, resolution)
+        shapes = None if resolution is None else shapes_at_resolution(model, resolution)
         for batch_size in batch_sizes:
             shaped = None if shapes is None else {k: (batch_size, *v[1:]) for k, v in shapes.items()}
             with warnings.catch_warnings():
@@ -317,7 +317,13 @@ def memory_profile(
     return points
 
 
-def _shapes_at_resolution(model: onnx.ModelProto, resolution: int) -> dict[str, tuple[int, ...]]:
+def shapes_at_resolution(model: onnx.ModelProto, resolution: int) -> dict[str, tuple[int, ...]]:
+    """Input shapes (batch 1) with every symbolic non-batch dimension set to `resolution`.
+
+    What `memory_profile` and `sommelier profile --resolution` run a dynamic-resolution model at; the
+    caller replaces the leading 1 by its batch size. Raises `UnprofilableModel` when no input has a
+    symbolic spatial dimension (the model runs at its own resolution only).
+    """
     initializers = {init.name for init in model.graph.initializer}
     shapes: dict[str, tuple[int, ...]] = {}
     found = False
@@ -368,7 +374,7 @@ def measure_latency(
             f"{onnx_path}: the CUDA execution provider failed to load; ran on {session.get_providers()}"
         )
 
-    feeds = _random_feeds(session, batch_size, input_shapes or {}, np.random.default_rng(seed), str(onnx_path))
+    feeds = random_feeds(session, batch_size, input_shapes or {}, np.random.default_rng(seed), str(onnx_path))
     for _ in range(warmup):
         session.run(None, feeds)
     times_ms = np.empty(repeats)
@@ -635,14 +641,20 @@ def _describe(node: onnx.NodeProto) -> str:
     return f"{node.op_type} node {node.name!r}" if node.name else f"unnamed {node.op_type} node"
 
 
-def _random_feeds(
+def random_feeds(
     session: ort.InferenceSession,
     batch_size: int,
     input_shapes: Mapping[str, Sequence[int]],
     rng: np.random.Generator,
     label: str,
 ) -> dict[str, np.ndarray]:
-    """Seeded random inputs: standard normal for floats, 0/1 for integers and booleans (valid as indices)."""
+    """Seeded random inputs for an open session: standard normal for floats, 0/1 for integers and booleans
+    (valid as indices).
+
+    Shapes are resolved as in `measure_latency` (symbolic batch → `batch_size`, other symbolic dims from
+    `input_shapes`); `label` names the model in errors. Shared by `measure_latency` and
+    `operator_latency.profile_operators` so a measured and a profiled run see the same inputs.
+    """
     declared = {arg.name: [dim if isinstance(dim, int) else None for dim in arg.shape] for arg in session.get_inputs()}
     shapes = _resolve_shapes(declared, batch_size, input_shapes, label)
     feeds = {}
