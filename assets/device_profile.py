@@ -83,7 +83,7 @@ def device_profile(
 def operator_table(
     context: AssetExecutionContext, store: ModelStoreResource, mlflow: MlflowTracker, settings: IndexSettings
 ) -> pl.DataFrame:
-    """The device's per-operator latency table: median kernel time per executed-node key (op type, shapes,
+    """The device's per-operator latency table: mean kernel time per executed-node key (op type, shapes,
     attributes) over every registered model profiled on it, with the fitted run and node overheads."""
     device = context.partition_key
     registered = sorted(context.instance.get_dynamic_partitions("models"))

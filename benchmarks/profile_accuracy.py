@@ -14,6 +14,7 @@
     - *held out (family)*: the table omits the model and every model of its family (keras and Caffe2 ResNet-50
       are one family; a zoo architecture and all its noise/pruned/fine-tuned variants, i.e. every model with
       the same set of operator keys, are one family) — the honest estimate for an unprofiled model;
+    - *held out + sweep*: the held-out table plus the calibration sweep's one-op graphs (`--no-sweep` skips it).
     The measured latency is the lower of the medians of `--rounds` rounds (each `--repeats` timed runs), which
     keeps a burst of load from another process out of the reference value; the load average is reported.
 (c) Profiling time per model: static profile, latency measurement and operator profiling.

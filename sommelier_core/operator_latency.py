@@ -16,7 +16,7 @@ executed graph (nodes, edges, shapes) comes from one profiled ONNX Runtime pass 
 table alone can be estimated. For a non-CPU table the host's CPU fusions are an approximation of what
 that device's provider executes (the interpolation below falls back to the base op type).
 
-**Estimate** (`estimate_latency`): every executed node's time comes from the table — the median of
+**Estimate** (`estimate_latency`): every executed node's time comes from the table — the mean of
 that key's measured times when the key is there, otherwise interpolated within its *op class* (op
 type + kernel size, group kind, strides, fused activation) by **MACs** (element count for ops without
 MACs) in log–log space between the nearest smaller and larger entries, or scaled from the nearest one
@@ -121,7 +121,7 @@ class ExecutionGraph:
 
 @dataclass(frozen=True)
 class OperatorProfile:
-    """Per-node kernel times of a model on a device from ONNX Runtime's profiler (median over runs)."""
+    """Per-node kernel times of a model on a device from ONNX Runtime's profiler (`_typical_us` over runs)."""
 
     device: str
     graph: ExecutionGraph
@@ -134,7 +134,7 @@ class OperatorProfile:
 
     @property
     def kernel_ms(self) -> float:
-        """Sum of the nodes' median kernel times, in milliseconds."""
+        """Sum of the nodes' typical kernel times, in milliseconds."""
         return float(sum(self.node_us)) / 1000.0
 
 
