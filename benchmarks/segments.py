@@ -60,7 +60,7 @@ def _families(root: Path) -> dict[str, str]:
 
 
 def _run(model: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
-    from sommelier_core.segments.error_bound import probe_session
+    from sommelier_core.inference import probe_session
 
     output = model.graph.output[0].name
     return probe_session(model, [output]).run([output], {model.graph.input[0].name: x})[0]

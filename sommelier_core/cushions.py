@@ -40,6 +40,7 @@ import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
 from sommelier_core.errors import SommelierError
+from sommelier_core.inference import model_session, with_outputs
 
 LINEAR_OPS: tuple[str, ...] = ("Gemm", "MatMul", "Conv")
 # ONNX Runtime raises its own exception classes (direct subclasses of Exception), e.g. for an input
@@ -358,27 +359,11 @@ def _probe_nodes(layer: _Layer, i: int) -> tuple[list[onnx.NodeProto], list[onnx
     return nodes, [ones], product, energy
 
 
-def _session(model: onnx.ModelProto) -> ort.InferenceSession:
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
-    return ort.InferenceSession(model.SerializeToString(), sess_options=options, providers=["CPUExecutionProvider"])
-
-
-def _with_outputs(model: onnx.ModelProto, names: list[str]) -> onnx.ModelProto:
-    """A copy of the model whose graph outputs are exactly `names` (float tensors, shapes left open)."""
-    copy = onnx.ModelProto()
-    copy.CopyFrom(model)
-    del copy.graph.output[:]
-    copy.graph.output.extend(helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in names)
-    return copy
-
-
 def _activation_norms(
     model: onnx.ModelProto, layers: list[_Layer], input_name: str, output_name: str, x: np.ndarray, batch_size: int
 ) -> dict[str, np.ndarray]:
     """Per-sample norms of every layer's input, bias-free product, unfolded input and output, and f(x)."""
-    probe = _with_outputs(model, [])
+    probe = with_outputs(model, [])
     wanted: dict[str, tuple[str, str]] = {}  # key -> (tensor, reduction)
     for i, layer in enumerate(layers):
         nodes, initializers, product, unfolded = _probe_nodes(layer, i)
@@ -389,8 +374,8 @@ def _activation_norms(
         wanted[f"activation{i}"] = (layer.activation, "norm")
         wanted[f"output{i}"] = (layer.output, "norm")
     tensors = sorted({t for t, _ in wanted.values()} | {output_name})
-    probe = _with_outputs(probe, tensors)
-    session = _session(probe)
+    probe = with_outputs(probe, tensors)
+    session = model_session(probe)
     results: dict[str, list[np.ndarray]] = {k: [] for k in wanted}
     results["f"] = []
     shapes: dict[str, tuple[int, ...]] = {}
@@ -424,15 +409,15 @@ def _interlayer_cushion(
         return 1.0
     source = layers[i].output
     # x_i's values on the samples, from the unmodified graph
-    base = _session(_with_outputs(model, [source])).run([source], {input_name: x})[0].astype(np.float32)
+    base = model_session(with_outputs(model, [source])).run([source], {input_name: x})[0].astype(np.float32)
     # the graph with x_i as an input: its producer writes to a dead name, so J holds every other tensor fixed
-    cut = _with_outputs(model, later)
+    cut = with_outputs(model, later)
     for node in cut.graph.node:
         for k, name in enumerate(node.output):
             if name == source:
                 node.output[k] = f"{source}__cushion_cut"
     cut.graph.input.append(helper.make_tensor_value_info(source, TensorProto.FLOAT, None))
-    session = _session(cut)
+    session = model_session(cut)
 
     m = len(x)
     flat = base.reshape(m, -1)

@@ -5,7 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import onnx
 import onnxruntime as ort
+from onnx import TensorProto, helper
 
 
 def open_session(onnx_path: Path | str, device: str = "cpu", threads: int | None = None) -> ort.InferenceSession:
@@ -24,3 +26,28 @@ def run_onnx(onnx_path: Path | str, x: np.ndarray, batch_size: int = 512) -> np.
     input_name = session.get_inputs()[0].name
     parts = [session.run(None, {input_name: x[i : i + batch_size]})[0] for i in range(0, len(x), batch_size)]
     return np.concatenate(parts, axis=0)
+
+
+def with_outputs(model: onnx.ModelProto, names: list[str]) -> onnx.ModelProto:
+    """A copy of the model whose graph outputs are exactly `names` (float tensors, shapes left open)."""
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    del copy.graph.output[:]
+    copy.graph.output.extend(helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in names)
+    return copy
+
+
+def model_session(model: onnx.ModelProto) -> ort.InferenceSession:
+    """A CPU session on an in-memory model, with basic graph optimizations only.
+
+    Basic, not extended, optimization: fusions would remove the intermediate tensors the probes read.
+    """
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    return ort.InferenceSession(model.SerializeToString(), sess_options=options, providers=["CPUExecutionProvider"])
+
+
+def probe_session(model: onnx.ModelProto, outputs: list[str]) -> ort.InferenceSession:
+    """A session on a copy of `model` whose outputs are exactly `outputs` (intermediate tensors included)."""
+    return model_session(with_outputs(model, outputs))

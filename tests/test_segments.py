@@ -6,8 +6,9 @@ import numpy as np
 import onnx
 import pytest
 
+from sommelier_core.inference import probe_session
 from sommelier_core.segments.analysis import analyse_pair, synthesize_pair
-from sommelier_core.segments.error_bound import SegmentBounder, probe_session
+from sommelier_core.segments.error_bound import SegmentBounder
 from sommelier_core.segments.lcs import candidate_segments, common_runs
 from sommelier_core.segments.noise_effect import NoiseInjector, estimate_effect, segment_macs
 from sommelier_core.segments.sequences import model_sequences

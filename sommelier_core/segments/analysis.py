@@ -15,8 +15,9 @@ import onnx
 
 from sommelier_core.bound import bound_comparison, clopper_pearson
 from sommelier_core.equivalence import compare_outputs
+from sommelier_core.inference import probe_session
 from sommelier_core.models import Task
-from sommelier_core.segments.error_bound import SegmentBounder, probe_session
+from sommelier_core.segments.error_bound import SegmentBounder
 from sommelier_core.segments.lcs import candidate_segments, has_weights
 from sommelier_core.segments.noise_effect import NoiseInjector, estimate_effect, segment_macs
 from sommelier_core.segments.sequences import GraphView, model_sequences

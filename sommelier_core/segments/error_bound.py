@@ -30,6 +30,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
+from sommelier_core.inference import probe_session
 from sommelier_core.segments.lcs import SegmentPair
 from sommelier_core.segments.sequences import GraphView, Op, OpSequence, activation_inputs, weight_inputs
 
@@ -123,20 +124,6 @@ def _float_tensors(model: onnx.ModelProto) -> dict[str, bool]:
         if elem_type:
             found[value.name] = elem_type in floats
     return found
-
-
-def probe_session(model: onnx.ModelProto, outputs: list[str]):
-    """An ONNX Runtime session on a copy of `model` whose outputs are exactly `outputs`."""
-    import onnxruntime as ort
-
-    copy = onnx.ModelProto()
-    copy.CopyFrom(model)
-    del copy.graph.output[:]
-    copy.graph.output.extend(helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in outputs)
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
-    return ort.InferenceSession(copy.SerializeToString(), sess_options=options, providers=["CPUExecutionProvider"])
 
 
 def node_attribute(node: onnx.NodeProto, name: str, default):

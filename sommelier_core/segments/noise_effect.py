@@ -21,8 +21,9 @@ import onnx
 from onnx import TensorProto, helper
 
 from sommelier_core.equivalence import disagreement_rate
+from sommelier_core.inference import probe_session
 from sommelier_core.models import Task
-from sommelier_core.segments.error_bound import ActivationProbe, SegmentBound, node_attribute, probe_session
+from sommelier_core.segments.error_bound import ActivationProbe, SegmentBound, node_attribute
 from sommelier_core.segments.lcs import SegmentPair
 from sommelier_core.segments.sequences import GraphView
 
