@@ -124,7 +124,12 @@ def cmd_profile(args: argparse.Namespace) -> int:
     """Static costs and measured latency of one ONNX file; optionally its operators, memory per setting and
     latency estimates from operator tables."""
     from sommelier_core.convert import load_onnx
-    from sommelier_core.operator_latency import OperatorLatencyTable, estimate_latency, profile_operators
+    from sommelier_core.operator_latency import (
+        OperatorLatencyTable,
+        estimate_latency,
+        execution_graph,
+        profile_operators,
+    )
     from sommelier_core.profile import measure_latency, memory_profile, static_profile
 
     path = Path(args.model)
@@ -151,17 +156,20 @@ def cmd_profile(args: argparse.Namespace) -> int:
             {"batch_size": m.batch_size, "resolution": m.resolution, "memory_bytes": m.memory_bytes, "macs": m.macs}
             for m in memory_profile(model, batches, resolutions)
         ]
-    if args.operators or args.estimate:
+    graph = None
+    if args.operators:
         operators = profile_operators(path, args.device, args.batch_size, input_shapes=shapes)
-        if args.operators:
-            ranked = sorted(zip(operators.node_us, operators.graph.nodes, strict=True), key=lambda t: -t[0])
-            payload["operators"] = [{"key": n.key, "time_us": us} for us, n in ranked[: args.operators]]
+        ranked = sorted(zip(operators.node_us, operators.graph.nodes, strict=True), key=lambda t: -t[0])
+        payload["operators"] = [{"key": n.key, "time_us": us} for us, n in ranked[: args.operators]]
+        graph = operators.graph
+    if args.estimate:
+        # an estimate needs only the executed graph: one untimed host pass unless the operators were profiled
+        graph = graph or execution_graph(path, args.batch_size, input_shapes=shapes)
         estimates = {}
-        for table_path in args.estimate or []:
+        for table_path in args.estimate:
             table = OperatorLatencyTable.read(Path(table_path), Path(table_path).stem)
-            estimates[table.device] = estimate_latency(operators.graph, table).latency_ms
-        if estimates:
-            payload["estimated_latency_ms"] = estimates
+            estimates[table.device] = estimate_latency(graph, table).latency_ms
+        payload["estimated_latency_ms"] = estimates
     if args.json:
         _print_json(payload)
     else:

@@ -263,3 +263,18 @@ def test_calibration_graphs_add_table_entries_but_not_overhead_evidence(tmp_path
     swept = build_operator_table("cpu", models, calibration=calibration)
     assert swept.entries.height > plain.entries.height
     assert (swept.run_overhead_us, swept.node_overhead_us) == (plain.run_overhead_us, plain.node_overhead_us)
+
+
+def test_cli_profile_estimates_from_a_table_without_profiling_the_operators(tmp_path, conv_paths, capsys):
+    import json
+
+    from sommelier_core.cli import main
+
+    table_path = tmp_path / "lab.parquet"
+    profiled = [ProfiledModel("small", profile_operators(conv_paths["small"], runs=2, warmup=1, threads=1))]
+    build_operator_table("cpu", profiled).write(table_path)
+    assert main(["profile", str(conv_paths["wide"]), "--estimate", str(table_path), "--json"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert "operators" not in payload
+    expected = estimate_latency(execution_graph(conv_paths["wide"]), OperatorLatencyTable.read(table_path))
+    assert payload["estimated_latency_ms"] == {"lab": pytest.approx(expected.latency_ms)}
