@@ -29,6 +29,17 @@ def parse_fraction(text: str) -> float:
     return value
 
 
+def parse_batch_sizes(text: str) -> list[int]:
+    """`1,8,32` → [1, 8, 32]: batch sizes for `sommelier profile --memory`, each a whole number ≥ 1."""
+    try:
+        sizes = [int(part) for part in text.split(",")]
+    except ValueError:
+        sizes = []
+    if not sizes or min(sizes) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected batch sizes ≥ 1 separated by commas, like 1,8,32")
+    return sizes
+
+
 def _print_json(payload: object) -> None:
     print(json.dumps(payload, indent=2, sort_keys=True))
 
@@ -150,7 +161,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
         "latency_ms": {args.device: latency.median_ms},
     }
     if args.memory:
-        batches = [int(b) for b in args.memory.split(",")]
+        batches = args.memory
         resolutions = [None] if args.resolution is None else [args.resolution]
         payload["memory"] = [
             {"batch_size": m.batch_size, "resolution": m.resolution, "memory_bytes": m.memory_bytes, "macs": m.macs}
@@ -427,7 +438,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu")
     p.add_argument("--batch-size", type=int, default=1)
     p.add_argument("--resolution", type=int, help="size of the symbolic spatial dims (models with dynamic H, W)")
-    p.add_argument("--memory", metavar="B1,B2,…", help="memory and MACs at these batch sizes (paper Fig. 12a)")
+    p.add_argument(
+        "--memory", type=parse_batch_sizes, metavar="B1,B2,…", help="memory and MACs at these batch sizes (Fig. 12a)"
+    )
     p.add_argument("--operators", type=int, default=0, metavar="N", help="the N slowest executed operators")
     p.add_argument(
         "--estimate", action="append", metavar="TABLE.parquet", help="estimated latency from an operator table"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
@@ -12,7 +13,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from sommelier_core.cli import parse_fraction
+from sommelier_core.cli import parse_batch_sizes, parse_fraction
 from tests.conftest import two_class_onnx
 
 SOMMELIER = str(Path(sys.executable).parent / "sommelier")
@@ -45,6 +46,13 @@ def test_fractions_are_read_as_percentages_or_fractions(text, value):
 def test_a_bare_number_above_one_is_refused_as_ambiguous():
     with pytest.raises(Exception, match="expected a percentage like 5%"):
         parse_fraction("5")
+
+
+def test_memory_batch_sizes_are_comma_separated_whole_numbers_of_at_least_one():
+    assert parse_batch_sizes("1,8,32") == [1, 8, 32]
+    for bad in ("1,x", "0,8", "", "1.5"):
+        with pytest.raises(argparse.ArgumentTypeError, match="expected batch sizes ≥ 1"):
+            parse_batch_sizes(bad)
 
 
 def test_query_json_lists_hits_with_bounds_provenance_and_profile(indexed_store):
