@@ -13,9 +13,9 @@ for 1, 2 and 4 epochs here (lighter fine-tuning). The acceptable region is real 
 
 **Fig. 13** — for every family root R of the zoo, rank every I/O-compatible model by the statistical
 upper bound on its disagreement from R (measured exhaustively from stored outputs), and separately
-with the synthesized candidates R+M (R with segments of M within ε) added at their estimated upper
-bound; report the share of families whose top-1 / any of top-5 lies outside the family (a synthesized
-candidate counts as outside when its donor M is).
+with the synthesized candidates R+M (R with segments of M within ε) added at their measured upper
+bound (as the index ranks them); report the share of families whose top-1 / any of top-5 lies
+outside the family (a synthesized candidate counts as outside when its donor M is).
 
 **Cost** — seconds per analysed pair (sequences, LCS, bounds, noise injection), and the per-model cost
 of the `segment_matches` stage (both directions for the model's five stored peers).
@@ -167,6 +167,7 @@ def fig10(root: Path, store, levels: bool, draws: int, delta: float) -> list[dic
 def fig13(store, families: dict[str, str], epsilon: float, samples: int, delta: float) -> dict:
     from sommelier_core.bound import clopper_pearson
     from sommelier_core.segments.analysis import analyse_pair
+    from sommelier_core.segments.candidates import synthesized_id
     from sommelier_core.zoo.datasets import load_dataset
 
     outputs_records = store.records("model_outputs", [m for m in families if store.has_record("model_outputs", m)])
@@ -204,10 +205,10 @@ def fig13(store, families: dict[str, str], epsilon: float, samples: int, delta: 
                 pair_seconds_with_segments.append(analysis.seconds)
             if analysis.synthesizable:
                 outside = families[candidate] != families[root]
-                synthesized.append((analysis.measured_upper, f"{root}+{candidate}", outside))
+                synthesized.append((analysis.measured_upper, synthesized_id(root, candidate), outside))
                 estimates.append(
                     {
-                        "synthesized_id": f"{root}+{candidate}",
+                        "synthesized_id": synthesized_id(root, candidate),
                         "segments_kept": len(analysis.kept),
                         "estimated_difference": analysis.estimated_difference,
                         "estimated_upper": analysis.estimated_upper,
