@@ -9,6 +9,13 @@ import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper
 
+# ONNX Runtime raises its own exception classes (direct subclasses of Exception), e.g. for an input a
+# probe graph cannot take; callers that turn them into domain errors naming the model catch these.
+ORT_ERRORS: tuple[type[Exception], ...] = tuple(
+    getattr(ort.capi.onnxruntime_pybind11_state, name)
+    for name in ("Fail", "InvalidArgument", "InvalidGraph", "NotImplemented", "RuntimeException")
+) + (RuntimeError,)
+
 
 def open_session(onnx_path: Path | str, device: str = "cpu", threads: int | None = None) -> ort.InferenceSession:
     """An ONNX Runtime session on the named device (`cpu` or `cuda`)."""
@@ -16,8 +23,12 @@ def open_session(onnx_path: Path | str, device: str = "cpu", threads: int | None
     options.log_severity_level = 3
     if threads is not None:
         options.intra_op_num_threads = threads
-    providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if device == "cuda" else ["CPUExecutionProvider"]
-    return ort.InferenceSession(str(onnx_path), sess_options=options, providers=providers)
+    return ort.InferenceSession(str(onnx_path), sess_options=options, providers=providers_for(device))
+
+
+def providers_for(device: str) -> list[str]:
+    """ONNX Runtime execution providers for a device name, in order of preference (CPU is the fallback)."""
+    return ["CUDAExecutionProvider", "CPUExecutionProvider"] if device == "cuda" else ["CPUExecutionProvider"]
 
 
 def run_onnx(onnx_path: Path | str, x: np.ndarray, batch_size: int = 512) -> np.ndarray:

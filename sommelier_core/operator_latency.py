@@ -46,7 +46,15 @@ import onnxruntime as ort
 import polars as pl
 
 from sommelier_core.errors import SommelierError
-from sommelier_core.profile import LatencyProfile, UnknownDevice, available_devices, measure_latency, random_feeds
+from sommelier_core.inference import providers_for
+from sommelier_core.profile import (
+    LatencyProfile,
+    UnknownDevice,
+    available_devices,
+    measure_latency,
+    random_feeds,
+    require_provider,
+)
 
 OPTIMIZATION_LEVELS = {
     "disabled": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
@@ -252,8 +260,8 @@ def profile_operators(
         options = _session_options(Path(tmp), threads, optimization_level)
         options.enable_profiling = True
         options.profile_file_prefix = str(Path(tmp) / "profile")
-        providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if device == "cuda" else ["CPUExecutionProvider"]
-        session = ort.InferenceSession(str(onnx_path), sess_options=options, providers=providers)
+        session = ort.InferenceSession(str(onnx_path), sess_options=options, providers=providers_for(device))
+        require_provider(session, device, str(onnx_path))
         feeds = random_feeds(session, batch_size, input_shapes or {}, np.random.default_rng(seed), str(onnx_path))
         for _ in range(warmup):
             session.run(None, feeds)

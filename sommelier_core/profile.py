@@ -347,6 +347,13 @@ def shapes_at_resolution(model: onnx.ModelProto, resolution: int) -> dict[str, t
     return shapes
 
 
+def require_provider(session: ort.InferenceSession, device: str, label: str) -> None:
+    """Raise `UnknownDevice` when a session for `device` fell back to another provider (a CUDA provider that
+    failed to load runs on the CPU): its times would be recorded under the wrong device."""
+    if device == "cuda" and session.get_providers()[0] != "CUDAExecutionProvider":
+        raise UnknownDevice(f"{label}: the CUDA execution provider failed to load; ran on {session.get_providers()}")
+
+
 def measure_latency(
     onnx_path: Path,
     device: str = "cpu",
@@ -369,11 +376,7 @@ def measure_latency(
     if batch_size < 1 or repeats < 1 or warmup < 0:
         raise ValueError(f"need batch_size ≥ 1, repeats ≥ 1, warmup ≥ 0; got {batch_size}, {repeats}, {warmup}")
     session = open_session(onnx_path, device=device, threads=threads)
-    if device == "cuda" and session.get_providers()[0] != "CUDAExecutionProvider":
-        raise UnknownDevice(
-            f"{onnx_path}: the CUDA execution provider failed to load; ran on {session.get_providers()}"
-        )
-
+    require_provider(session, device, str(onnx_path))
     feeds = random_feeds(session, batch_size, input_shapes or {}, np.random.default_rng(seed), str(onnx_path))
     for _ in range(warmup):
         session.run(None, feeds)
