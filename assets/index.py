@@ -8,6 +8,7 @@ models that are new, gone, or whose fingerprint or measured pairs changed are de
 """
 
 import pickle
+import warnings
 from pathlib import Path
 
 import polars as pl
@@ -130,7 +131,11 @@ def resource_index(context: AssetExecutionContext, store: ModelStoreResource) ->
     profiles = models.records("model_profile", registered)
     devices = sorted(context.instance.get_dynamic_partitions("devices"))
     measured = [r for d in devices for r in models.records(f"device_profile@{d}", list(profiles)).values()]
-    tables = imported_operator_tables(models.devices_dir)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        tables = imported_operator_tables(models.devices_dir)
+    for warning in caught:
+        context.log.warning(str(warning.message))
     frame = build_resource_index(list(profiles.values()), measured, tables)
     skipped = sorted(set(registered) - set(profiles))
     sources = frame.group_by("latency_source").len().to_dict(as_series=False)

@@ -34,6 +34,7 @@ import json
 import math
 import tempfile
 import time
+import warnings
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -747,10 +748,20 @@ def import_operator_table(source: Path, device: str, devices_dir: Path) -> Opera
 
 
 def imported_operator_tables(devices_dir: Path) -> list[OperatorLatencyTable]:
-    """Every table kept by `import_operator_table`, by device name."""
+    """Every table kept by `import_operator_table`, by device name.
+
+    A file there that is not a table (copied in by hand, truncated) is left out with a `UserWarning` naming
+    it, so one bad file does not stop the resource index of every model and device.
+    """
     if not devices_dir.is_dir():
         return []
-    return [OperatorLatencyTable.read(path, path.stem) for path in sorted(devices_dir.glob("*.parquet"))]
+    tables = []
+    for path in sorted(devices_dir.glob("*.parquet")):
+        try:
+            tables.append(OperatorLatencyTable.read(path, path.stem))
+        except UnknownOperatorTable as error:
+            warnings.warn(f"device {path.stem!r} left out: {error}", stacklevel=2)
+    return tables
 
 
 # -- calibration sweep ---------------------------------------------------------------------------

@@ -194,6 +194,10 @@ def test_a_device_can_be_described_by_an_imported_table_alone(tmp_path, conv_pat
         import_operator_table(tmp_path / "junk.parquet", "junk", devices)
     with pytest.raises(ValueError, match="plain name"):
         import_operator_table(exported, "../escape", devices)
+    # a file copied into the devices folder by hand that is not a table is left out, named, not fatal
+    (devices / "broken.parquet").write_bytes(b"not parquet")
+    with pytest.warns(UserWarning, match="device 'broken' left out"):
+        assert [t.device for t in imported_operator_tables(devices)] == ["edge-cpu"]
 
 
 def test_device_profile_measures_and_profiles_every_exec_spec_batch_size(conv_paths):
