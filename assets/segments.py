@@ -43,6 +43,8 @@ def segment_matches(
             "Pairs with segments in common": len(record.analyses),
             "Synthesized candidates": len(record.synthesizable),
             "Segment analysis (s)": round(record.seconds, 3),
+            "Pairs that failed": len(record.failures),
+            **{f"Failed pair {i + 1}": message for i, message in enumerate(record.failures)},
             **{
                 f"Segments {a.reference_id} ← {a.candidate_id}": f"{len(a.kept)}/{len(a.segments)} kept, "
                 f"est. {a.estimated_difference:.2%}"
@@ -50,6 +52,8 @@ def segment_matches(
             },
         }
     )
+    for message in record.failures:
+        context.log.warning(message)
     return record
 
 

@@ -36,19 +36,12 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
 from sommelier_core.errors import SommelierError
-from sommelier_core.inference import model_session, with_outputs
+from sommelier_core.inference import ORT_ERRORS, model_session, with_outputs
 
 LINEAR_OPS: tuple[str, ...] = ("Gemm", "MatMul", "Conv")
-# ONNX Runtime raises its own exception classes (direct subclasses of Exception), e.g. for an input
-# the probe graph cannot take; they become a CushionError that names the model.
-_ORT_ERRORS = tuple(
-    getattr(ort.capi.onnxruntime_pybind11_state, name)
-    for name in ("Fail", "InvalidArgument", "InvalidGraph", "NotImplemented", "RuntimeException")
-) + (RuntimeError,)
 _TINY = 1e-12
 
 
@@ -196,7 +189,7 @@ def compute_cushions(
             batch_size,
             started,
         )
-    except _ORT_ERRORS as exc:
+    except ORT_ERRORS as exc:  # they become a CushionError that names the model
         raise CushionError(f"{model_id}: ONNX Runtime could not run the probe graph: {exc}") from exc
 
 

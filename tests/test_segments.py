@@ -304,3 +304,33 @@ def test_a_harmless_segment_dropped_for_being_cheap_is_offered_back():
     assert [step[0] for step in effect.trace] == [(0, 1, 2), (1, 2), (2,), (0, 2)]
     assert effect.kept == (0, 2) and effect.estimated_difference == pytest.approx(0.03)
     assert effect.per_segment == pytest.approx((0.01, 0.50, 0.02))
+
+
+def _unrunnable(model: onnx.ModelProto) -> onnx.ModelProto:
+    """The model with its output passed through an op of a domain ONNX Runtime has no kernels for."""
+    broken = onnx.ModelProto()
+    broken.CopyFrom(model)
+    head = broken.graph.node[-1]
+    head.output[0] = "y_raw"
+    broken.graph.node.append(onnx.helper.make_node("Mystery", ["y_raw"], ["y"], name="mystery", domain="test.none"))
+    broken.opset_import.append(onnx.helper.make_opsetid("test.none", 1))
+    return broken
+
+
+def test_a_pair_that_cannot_be_analysed_is_recorded_and_the_other_pairs_still_are(tmp_path):
+    from sommelier_core.segments.candidates import match_peers
+    from sommelier_core.store import ModelStore
+
+    n, m = _residual_pair()
+    broken = _unrunnable(residual_net(residual_weights(2), "broken"))
+    x = images(200)
+    store = ModelStore(tmp_path)
+    for model_id, model in (("n", n), ("m", m), ("broken", broken)):
+        path = store.onnx_path(model_id)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        onnx.save(model, str(path))
+        store.save_outputs(model_id, run(n, x) if model_id == "broken" else run(model, x))
+    record = match_peers("n", ["m", "broken"], store, x, "classification", samples=None)
+    assert record.pairs_examined == 4
+    assert [(a.reference_id, a.candidate_id) for a in record.analyses] == [("n", "m"), ("m", "n"), ("n", "broken")]
+    assert len(record.failures) == 1 and record.failures[0].startswith("broken ← n: segment analysis failed")

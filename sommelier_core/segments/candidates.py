@@ -22,6 +22,7 @@ import onnx
 import polars as pl
 
 from sommelier_core.errors import SommelierError
+from sommelier_core.inference import ORT_ERRORS
 from sommelier_core.models import Task
 from sommelier_core.segments.analysis import DEFAULT_EPSILON, SegmentAnalysis, analyse_pair, synthesize_pair
 from sommelier_core.store import ModelStore
@@ -63,10 +64,21 @@ class SegmentMatches:
     """Pairs with at least one segment in common (others are left out), both directions."""
     pairs_examined: int
     seconds: float
+    failures: tuple[str, ...] = ()
+    """Pairs whose analysis failed, one message each naming both models (the other pairs still count)."""
 
     @property
     def synthesizable(self) -> tuple[SegmentAnalysis, ...]:
         return tuple(a for a in self.analyses if a.synthesizable)
+
+
+PAIR_ERRORS: tuple[type[Exception], ...] = (
+    SommelierError,
+    onnx.checker.ValidationError,
+    onnx.shape_inference.InferenceError,
+    *ORT_ERRORS,
+)
+"""What one pair's segment analysis may raise because of the two models (`match_peers` records these)."""
 
 
 def match_peers(
@@ -89,25 +101,31 @@ def match_peers(
     started = time.perf_counter()
     models = {m: onnx.load(str(store.onnx_path(m))) for m in (model_id, *peers)}
     analyses = []
+    failures = []
     for peer in peers:
         for base, donor in ((model_id, peer), (peer, model_id)):
-            analysis = analyse_pair(
-                base,
-                models[base],
-                donor,
-                models[donor],
-                x,
-                task,
-                epsilon=epsilon,
-                delta=delta,
-                reference_outputs=store.load_outputs(base),
-                samples=samples,
-                draws=draws,
-                segment_effects=False,  # the index needs the kept set; `sommelier compare` reports every effect
-            )
+            try:
+                analysis = analyse_pair(
+                    base,
+                    models[base],
+                    donor,
+                    models[donor],
+                    x,
+                    task,
+                    epsilon=epsilon,
+                    delta=delta,
+                    reference_outputs=store.load_outputs(base),
+                    samples=samples,
+                    draws=draws,
+                    segment_effects=False,  # the index needs the kept set; `sommelier compare` reports every effect
+                )
+            except PAIR_ERRORS as exc:
+                # a pair ONNX Runtime or the synthesis cannot handle must not cost the model its other pairs
+                failures.append(f"{base} ← {donor}: segment analysis failed: {exc}")
+                continue
             if analysis.segments:
                 analyses.append(analysis)
-    return SegmentMatches(model_id, tuple(analyses), 2 * len(peers), time.perf_counter() - started)
+    return SegmentMatches(model_id, tuple(analyses), 2 * len(peers), time.perf_counter() - started, tuple(failures))
 
 
 def synthesized_table(records: Iterable[SegmentMatches]) -> pl.DataFrame:
