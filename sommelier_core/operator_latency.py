@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import tempfile
 import time
 import warnings
@@ -184,23 +185,23 @@ class OperatorLatencyTable:
 
     def to_frame(self) -> pl.DataFrame:
         """The table as one frame, device constants repeated per row (what is stored and imported)."""
-        entries = self.entries
-        if "elements" not in entries.columns:  # tables written before the elements column: work stands in
-            entries = entries.with_columns(pl.col("work").alias("elements"))
-        return entries.with_columns(
-            pl.lit(self.device).alias("device"),
-            pl.lit(self.execution_mode).alias("execution_mode"),
-            pl.lit(self.optimization_level).alias("optimization_level"),
-            pl.lit(self.threads, dtype=pl.Int64).alias("threads"),
-            pl.lit(self.run_overhead_us).alias("run_overhead_us"),
-            pl.lit(self.node_overhead_us).alias("node_overhead_us"),
-        ).select(list(OPERATOR_TABLE_SCHEMA))
+        return (
+            _with_elements(self.entries)
+            .with_columns(
+                pl.lit(self.device).alias("device"),
+                pl.lit(self.execution_mode).alias("execution_mode"),
+                pl.lit(self.optimization_level).alias("optimization_level"),
+                pl.lit(self.threads, dtype=pl.Int64).alias("threads"),
+                pl.lit(self.run_overhead_us).alias("run_overhead_us"),
+                pl.lit(self.node_overhead_us).alias("node_overhead_us"),
+            )
+            .select(list(OPERATOR_TABLE_SCHEMA))
+        )
 
     @classmethod
     def from_frame(cls, frame: pl.DataFrame, device: str | None = None) -> OperatorLatencyTable:
         """A table from its stored frame; `device` renames it (an imported table names a new device)."""
-        if "elements" not in frame.columns and "work" in frame.columns:
-            frame = frame.with_columns(pl.col("work").alias("elements"))
+        frame = _with_elements(frame)
         missing = set(OPERATOR_TABLE_SCHEMA) - set(frame.columns)
         if missing or frame.height == 0:
             why = f"missing columns {', '.join(sorted(missing))}" if missing else "no rows"
@@ -231,6 +232,13 @@ class OperatorLatencyTable:
         except Exception as error:  # polars raises several error types for non-parquet files
             raise UnknownOperatorTable(f"{path}: not a parquet operator latency table ({error})") from error
         return cls.from_frame(frame, device)
+
+
+def _with_elements(frame: pl.DataFrame) -> pl.DataFrame:
+    """Tables written before the `elements` column existed: `work` stands in for it."""
+    if "elements" not in frame.columns and "work" in frame.columns:
+        return frame.with_columns(pl.col("work").alias("elements"))
+    return frame
 
 
 # -- profiling ---------------------------------------------------------------------------------
@@ -309,8 +317,7 @@ def execution_graph(
 
 
 def _default_threads() -> int:
-    import os
-
+    """What `LatencyProfile.threads` records when ONNX Runtime chose the thread count: the CPU count."""
     return os.cpu_count() or 1
 
 
@@ -593,9 +600,7 @@ class _Lookup:
     """
 
     def __init__(self, table: OperatorLatencyTable) -> None:
-        entries = table.entries
-        if "elements" not in entries.columns:
-            entries = entries.with_columns(pl.col("work").alias("elements"))
+        entries = _with_elements(table.entries)
         self.exact = dict(zip(entries["key"].to_list(), entries["time_us"].to_list(), strict=True))
         rows = list(
             zip(
