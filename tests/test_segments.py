@@ -334,3 +334,20 @@ def test_a_pair_that_cannot_be_analysed_is_recorded_and_the_other_pairs_still_ar
     assert record.pairs_examined == 4
     assert [(a.reference_id, a.candidate_id) for a in record.analyses] == [("n", "m"), ("m", "n"), ("n", "broken")]
     assert len(record.failures) == 1 and record.failures[0].startswith("broken ← n: segment analysis failed")
+
+
+def test_a_segment_that_does_not_fit_is_refused_naming_the_synthesized_model():
+    from dataclasses import dataclass
+
+    from sommelier_core.segments.sequences import graph_view
+    from sommelier_core.segments.synthesis import SynthesisError
+
+    @dataclass(frozen=True)
+    class Stems:
+        reference_nodes: tuple[str, ...] = ("stem",)
+        candidate_nodes: tuple[str, ...] = ("stem",)
+
+    narrow = residual_net(residual_weights(0, channels=2), "narrow")
+    wide = residual_net(residual_weights(0), "wide")
+    with pytest.raises(SynthesisError, match=r"^wide\+narrow: stem weight stem_w \(2, 1, 3, 3\) does not fit"):
+        synthesize(graph_view(wide), graph_view(narrow), [Stems()], name="wide+narrow")

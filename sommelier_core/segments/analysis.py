@@ -20,7 +20,7 @@ from sommelier_core.models import Task
 from sommelier_core.segments.error_bound import SegmentBounder
 from sommelier_core.segments.lcs import candidate_segments, has_weights
 from sommelier_core.segments.noise_effect import NoiseInjector, estimate_effect, segment_macs
-from sommelier_core.segments.sequences import GraphView, model_sequences
+from sommelier_core.segments.sequences import GraphView, graph_view, model_sequences
 from sommelier_core.segments.synthesis import synthesize
 
 DEFAULT_EPSILON = 0.05
@@ -173,7 +173,7 @@ def analyse_pair(
     measured = measured_upper = None
     if synthesizable:
         # the synthesized model is real: measure it like any candidate (design §3 value check + bound)
-        model = synthesize(ref_view, cand_view, [m for m in matches if m.kept])
+        model = synthesize(ref_view, cand_view, [m for m in matches if m.kept], name=f"{reference_id}+{candidate_id}")
         output = model.graph.output[0].name
         outputs = _run_batched(probe_session(model, [output]), ref_view.input, output, all_x)
         if all_outputs is None:
@@ -226,10 +226,9 @@ def synthesize_pair(
     analysis: SegmentAnalysis, reference: onnx.ModelProto, candidate: onnx.ModelProto, name: str = ""
 ) -> onnx.ModelProto:
     """The synthesized model of an analysis: N with its kept segments taken from M."""
-    ref_view, _ = model_sequences(reference)
-    cand_view, _ = model_sequences(candidate)
     kept = [s for s in analysis.segments if s.kept]
-    return synthesize(ref_view, cand_view, kept, name=name)
+    label = name or f"{analysis.reference_id}+{analysis.candidate_id}"
+    return synthesize(graph_view(reference), graph_view(candidate), kept, name=label)
 
 
 def segment_summary(analysis: SegmentAnalysis) -> dict:

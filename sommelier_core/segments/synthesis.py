@@ -15,7 +15,7 @@ import onnx
 from onnx import numpy_helper
 
 from sommelier_core.errors import SommelierError
-from sommelier_core.segments.sequences import GraphView, weight_inputs
+from sommelier_core.segments.sequences import GraphView, node_name, weight_inputs
 
 
 class NodePairing(Protocol):
@@ -39,21 +39,26 @@ def synthesize(
     *,
     name: str = "",
 ) -> onnx.ModelProto:
-    """A copy of the reference model (N) whose `segments` carry the candidate's (M) weights."""
+    """A copy of the reference model (N) whose `segments` carry the candidate's (M) weights.
+
+    `name` becomes the synthesized graph's name and names the model in errors.
+    """
     model = onnx.ModelProto()
     model.CopyFrom(reference.model)
     if name:
         model.graph.name = name
-    by_name = {}
-    for index, node in enumerate(model.graph.node):
-        by_name[node.name or f"#{index}"] = node
+    label = (
+        name
+        or f"{reference.model.graph.name or 'reference'} with segments of {candidate.model.graph.name or 'candidate'}"
+    )
+    by_name = {node_name(node, index): node for index, node in enumerate(model.graph.node)}
     fresh: list[onnx.TensorProto] = []
     swapped = 0
     for segment in segments:
         if len(segment.reference_nodes) != len(segment.candidate_nodes):
             raise SynthesisError(
-                f"segment {segment.reference_nodes[0]}…: {len(segment.reference_nodes)} nodes in the reference, "
-                f"{len(segment.candidate_nodes)} in the candidate"
+                f"{label}: segment {segment.reference_nodes[0]}…: {len(segment.reference_nodes)} nodes in the "
+                f"reference, {len(segment.candidate_nodes)} in the candidate"
             )
         for ref_name, cand_name in zip(segment.reference_nodes, segment.candidate_nodes, strict=True):
             ref_weights = weight_inputs(reference, ref_name)
@@ -61,12 +66,12 @@ def synthesize(
             for position, tensor in ref_weights:
                 donor = cand_weights.get(position)
                 if donor is None or donor not in candidate.constants:
-                    raise SynthesisError(f"{ref_name}: input {position} has no counterpart in {cand_name}")
+                    raise SynthesisError(f"{label}: {ref_name} input {position} has no counterpart in {cand_name}")
                 value = candidate.constants[donor]
                 original = reference.constants.get(tensor)
                 if original is not None and (value.shape != original.shape or value.dtype != original.dtype):
                     raise SynthesisError(
-                        f"{ref_name}: weight {donor} {value.shape} does not fit {tensor} {original.shape}"
+                        f"{label}: {ref_name} weight {donor} {value.shape} does not fit {tensor} {original.shape}"
                     )
                 new_name = f"{tensor}__synth{swapped}"
                 swapped += 1
@@ -77,7 +82,7 @@ def synthesize(
     try:
         onnx.checker.check_model(model)
     except onnx.checker.ValidationError as exc:
-        raise SynthesisError(f"synthesized model is not valid ONNX: {exc}") from exc
+        raise SynthesisError(f"{label}: synthesized model is not valid ONNX: {exc}") from exc
     return model
 
 
