@@ -100,6 +100,11 @@ class StaticProfile:
     uncosted_ops: tuple[str, ...]
     """Op types (`domain.op` outside the default domain) that do compute but have no MAC rule."""
 
+    @property
+    def memory_bytes(self) -> int:
+        """Weights plus peak live activations: what a runtime holds at once at `batch_size`."""
+        return self.weight_bytes + self.peak_activation_bytes
+
 
 @dataclass(frozen=True)
 class LatencyProfile:

@@ -69,7 +69,7 @@ class ModelProfile:
     @property
     def memory_bytes(self) -> int:
         """Weights plus peak live activations."""
-        return self.static.weight_bytes + self.static.peak_activation_bytes
+        return self.static.memory_bytes
 
     def static_at(self, batch_size: int) -> StaticProfile | None:
         """The static profile at a batch size, when it was computed."""
@@ -129,7 +129,7 @@ def _static_row(p: ModelProfile, batch_size: int) -> dict | None:
         "flops": static.flops,
         "weight_bytes": static.weight_bytes,
         "peak_activation_bytes": static.peak_activation_bytes,
-        "memory_bytes": static.weight_bytes + static.peak_activation_bytes,
+        "memory_bytes": static.memory_bytes,
     }
 
 
@@ -276,7 +276,7 @@ class ResourceStore:
         query's exec-spec. A batch size the index does not hold returns the store unchanged (the query
         compiler reports it).
         """
-        frame = getattr(self, "_frame", None)
+        frame = self._frame
         if batch_size == self.batch_size or frame is None or batch_size not in set(frame["batch_size"].to_list()):
             return self
         other = ResourceStore.from_frame(frame, batch_size)
