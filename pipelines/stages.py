@@ -46,3 +46,9 @@ def is_current(store: ModelStore, entry: ModelEntry) -> bool:
 def missing_devices(store: ModelStore, model_id: str, devices: Sequence[str]) -> list[str]:
     """The devices a model has no latency profile on yet (a new device, or a store from before per-device profiles)."""
     return [d for d in devices if not store.has_record(f"device_profile@{d}", model_id)]
+
+
+def devices_to_profile(store: ModelStore, model_id: str, devices: Sequence[str], reconverted: bool) -> list[str]:
+    """The devices to (re)profile a model on: every one when its ONNX file was just (re)converted (a new or
+    republished version: a profile kept from before measured other weights), else those it lacks a profile on."""
+    return list(devices) if reconverted else missing_devices(store, model_id, devices)

@@ -54,3 +54,13 @@ def test_a_model_lacking_only_a_new_stage_reruns_that_stage_and_what_reads_it(tm
     assert not is_current(store, entry)
     changed = ModelEntry("r/m", "r", "m", "v2", "onnx", "classification")
     assert stages_to_run(store, changed, _stage_parents()) == PER_MODEL_STAGES
+
+
+def test_a_reconverted_model_is_profiled_again_on_every_device_not_only_the_missing_ones(tmp_path):
+    from pipelines.stages import devices_to_profile
+    from sommelier_core.store import ModelStore
+
+    store = ModelStore(tmp_path)
+    store.save_record("device_profile@cpu", "r/m", object())  # measured on the previous version's weights
+    assert devices_to_profile(store, "r/m", ["cpu", "cuda"], reconverted=False) == ["cuda"]
+    assert devices_to_profile(store, "r/m", ["cpu", "cuda"], reconverted=True) == ["cpu", "cuda"]
