@@ -252,6 +252,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     ref_path, cand_path = Path(args.reference), Path(args.candidate)
     ref_model, cand_model = load_onnx(ref_path), load_onnx(cand_path)
     ref_sig, cand_sig = onnx_signature(ref_model), onnx_signature(cand_model)
+    task = "classification" if len(ref_sig.outputs[0].shape) == 2 else "regression"  # the reference's (§4.3)
     try:
         check_compatible(str(ref_path), ref_sig, str(cand_path), cand_sig)
     except IncompatibleModels as exc:
@@ -260,7 +261,6 @@ def cmd_compare(args: argparse.Namespace) -> int:
         segments = None
         try:
             dataset = validation_set_for(str(ref_path), ref_sig, args.data or "")
-            task = "classification" if len(ref_sig.outputs[0].shape) == 2 else "regression"
             segments = analyse_pair(
                 str(ref_path), ref_model, str(cand_path), cand_model, dataset.x, task, epsilon=args.epsilon
             )
@@ -278,8 +278,6 @@ def cmd_compare(args: argparse.Namespace) -> int:
                 print(describe_segments(segments))
         return 1
     dataset = validation_set_for(str(ref_path), ref_sig, args.data or "")
-    out = ref_sig.outputs[0]
-    task = "classification" if len(out.shape) == 2 else "regression"
     ref_outputs = run_onnx(ref_path, dataset.x)
     comparison = compare_outputs(str(ref_path), ref_outputs, str(cand_path), run_onnx(cand_path, dataset.x), task)
     cushions = None
