@@ -118,6 +118,34 @@ def test_linear_bound_by_hand():
     np.testing.assert_allclose(np.linalg.norm(swapped, axis=1), [1.0, 0.0, 3.0])
 
 
+def test_bound_through_hard_swish_holds_where_its_slope_exceeds_one():
+    # HardSwish(h) = h·relu6(h + 3)/6 has slope (2h + 3)/6 up to 1.5 (at h → 3): at h ≈ 2.5 a change of
+    # 0.1 in h changes the output by ≈ 0.13, more than the 1-Lipschitz pass-through would allow.
+    def net(w: float) -> onnx.ModelProto:
+        graph = onnx.helper.make_graph(
+            [
+                onnx.helper.make_node("MatMul", ["x", "w"], ["h"], name="fc"),
+                onnx.helper.make_node("HardSwish", ["h"], ["y"], name="act"),
+            ],
+            "hard_swish",
+            [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["N", 1])],
+            [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, ["N", 1])],
+            initializer=[onnx.numpy_helper.from_array(np.array([[w]], dtype=np.float32), "w")],
+        )
+        return onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)])
+
+    n, m = net(2.5), net(2.6)
+    view_n, seq_n = model_sequences(n)
+    view_m, seq_m = model_sequences(m)
+    (segment,) = candidate_segments(view_n, seq_n, view_m, seq_m)
+    assert segment.reference_nodes == ("fc", "act")
+    x = np.array([[1.0], [-1.0], [0.5]], dtype=np.float32)
+    (bound,) = SegmentBounder(view_n, view_m, x).bounds([segment])
+    measured = np.abs(run(m, x) - run(n, x))[:, 0]
+    assert measured[0] > 0.1  # steeper than 1 here
+    assert np.all(measured <= bound.per_sample * (1 + 1e-5) + 1e-6)
+
+
 @pytest.mark.parametrize("build,weights", [(residual_net, residual_weights), (two_branch_net, two_branch_weights)])
 @pytest.mark.parametrize("scale", [0.05, 0.5])
 def test_bound_holds_against_the_measured_difference_of_every_segment(build, weights, scale):
