@@ -31,10 +31,10 @@ def model_profile(
     memory_batches = sorted({*batch_sizes, *settings.memory_batch_sizes})
     resolutions = [None, *settings.memory_resolutions]
     try:
-        memory = tuple(memory_profile(model, memory_batches, resolutions))
+        memory = tuple(memory_profile(model, memory_batches, resolutions, known=by_batch))
     except ValueError as error:  # no symbolic batch or spatial dim: the model's own setting only
         context.log.info(f"memory at other settings not computed: {error}")
-        memory = tuple(memory_profile(model, [settings.batch_size]))
+        memory = tuple(memory_profile(model, [settings.batch_size], known=by_batch))
     static = by_batch[0]
     profile = ModelProfile(
         model_id=onnx_model.model_id,

@@ -300,22 +300,29 @@ class MemoryPoint:
 
 
 def memory_profile(
-    model: onnx.ModelProto, batch_sizes: Sequence[int] = (1,), resolutions: Sequence[int | None] = (None,)
+    model: onnx.ModelProto,
+    batch_sizes: Sequence[int] = (1,),
+    resolutions: Sequence[int | None] = (None,),
+    known: Sequence[StaticProfile] = (),
 ) -> list[MemoryPoint]:
     """Memory and MACs for every batch size × resolution: how peak memory moves with the execution setting.
 
     A resolution fills every symbolic non-batch dimension of every input (H and W of an image model
     exported with dynamic spatial size); a model whose inputs have none only takes `None`, and asking
-    for another resolution raises `UnprofilableModel`.
+    for another resolution raises `UnprofilableModel`. `known` are static profiles of this model at its
+    own resolution already computed (the exec-spec's batch sizes): those settings are not profiled again.
     """
+    at_own_resolution = {p.batch_size: p for p in known}
     points = []
     for resolution in resolutions:
         shapes = None if resolution is None else shapes_at_resolution(model, resolution)
         for batch_size in batch_sizes:
             shaped = None if shapes is None else {k: (batch_size, *v[1:]) for k, v in shapes.items()}
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", UncostedOpsWarning)
-                profile = static_profile(model, batch_size, shaped)
+            profile = at_own_resolution.get(batch_size) if resolution is None else None
+            if profile is None:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", UncostedOpsWarning)
+                    profile = static_profile(model, batch_size, shaped)
             points.append(
                 MemoryPoint(batch_size, resolution, profile.weight_bytes, profile.peak_activation_bytes, profile.macs)
             )

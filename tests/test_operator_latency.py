@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 
@@ -238,6 +239,12 @@ def test_peak_memory_grows_with_batch_size_and_resolution(tmp_path):
     with pytest.raises(UnprofilableModel, match="no symbolic spatial dimension"):
         memory_profile(static, (1,), (32,))
     assert static_profile(static, 2).peak_activation_bytes == 4 * 192 * 4
+    # a setting already profiled (the exec-spec's batch sizes) is taken as given, not profiled again
+    at2 = static_profile(static, 2)
+    (reused,) = memory_profile(static, (2,), known=[at2])
+    assert (reused.memory_bytes, reused.macs) == (at2.memory_bytes, at2.macs)
+    fake = dataclasses.replace(at2, peak_activation_bytes=1)
+    assert [p.peak_activation_bytes for p in memory_profile(static, (1, 2), known=[fake])] == [2 * 192 * 4, 1]
 
 
 def test_interpolation_is_monotone_in_work_within_a_class():
