@@ -263,8 +263,8 @@ def profile_operators(
     """
     if device not in available_devices():
         raise UnknownDevice(f"device {device!r} is not available here; available: {', '.join(available_devices())}")
-    if runs < 1:
-        raise ValueError(f"runs must be ≥ 1, got {runs}")
+    if runs < 1 or warmup < 0:
+        raise ValueError(f"{onnx_path}: need runs ≥ 1 and warmup ≥ 0 to profile operators, got {runs}, {warmup}")
     with tempfile.TemporaryDirectory(prefix="sommelier-ops-") as tmp:
         options = _session_options(Path(tmp), threads, optimization_level)
         options.enable_profiling = True
@@ -279,7 +279,7 @@ def profile_operators(
         events = json.loads(Path(session.end_profiling()).read_text())
         optimized = onnx.load(str(Path(tmp) / "optimized.onnx"), load_external_data=False)
     node_events = [e for e in events if e.get("cat") == "Node" and e.get("name", "").endswith("_kernel_time")]
-    per_run = len(node_events) // (warmup + runs) if warmup + runs else 0
+    per_run = len(node_events) // (warmup + runs)  # ≥ 1 run, so never a division by zero
     timed = node_events[warmup * per_run :] if per_run else node_events
     graph = _graph_from_events(timed[:per_run] if per_run else timed, optimized, batch_size, optimization_level)
     durations: dict[str, list[float]] = defaultdict(list)
