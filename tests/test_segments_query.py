@@ -100,3 +100,18 @@ def test_without_the_table_or_a_reference_nothing_changes():
     assert missing.hits == plain.hits and "no synthesized-candidates table" in missing.explain()
     resource_only = _ask("FIND MODELS WHERE flops <= 60")
     assert all(h.provenance != "synthesized" for h in resource_only.hits)
+
+
+def test_a_base_model_whose_id_holds_the_separator_is_ranked_by_its_own_figures():
+    store = SemanticStore()
+    store.insert("n+v2", "n+v2", [])
+    store.insert("A", "A", [_bound("n+v2", "A", 0.03)])
+    column = np.array([{"n+v2": 50, "A": 10}[m] for m in store.ids], dtype=np.int64)
+    resource = ResourceStore(
+        store.ids, ["" for _ in store.ids], {m: column for m in STATIC_METRICS}, {"cpu": column * 1.0}
+    )
+    engine = QueryEngine.from_store(store, resource)
+    table = _table().head(1).with_columns(pl.lit("n+v2+A").alias("synthesized_id"), pl.lit("n+v2").alias("base_id"))
+    plan = compile_query(parse_query("FIND MODELS LIKE 'n+v2' WITHIN 5% ORDER BY flops"), engine)
+    hits = with_synthesized(execute(plan, engine), engine, table).hits
+    assert [(h.model_id, h.profile.flops) for h in hits] == [("A", 10), ("n+v2+A", 50)]

@@ -103,10 +103,11 @@ def with_synthesized(result: QueryResult, engine: QueryEngine, table: pl.DataFra
     if not extra:
         return dataclasses.replace(result, stages=[*result.stages, stage])
     merged = [*result.hits, *extra]
+    base_of = dict(zip(table["synthesized_id"], table["base_id"], strict=True))
 
     def base_position(hit: Hit) -> int:
-        base = hit.model_id.split("+", 1)[0] if hit.provenance == SYNTHESIZED else hit.model_id
-        return engine.pos[base]
+        # from the table, not by splitting the id: a model id may itself contain the separator
+        return engine.pos[base_of[hit.model_id] if hit.provenance == SYNTHESIZED else hit.model_id]
 
     if plan.order_key.startswith("utility:"):
         utility = registered_utility(plan.order_key.removeprefix("utility:"))
