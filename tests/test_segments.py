@@ -379,3 +379,21 @@ def test_a_segment_that_does_not_fit_is_refused_naming_the_synthesized_model():
     wide = residual_net(residual_weights(0), "wide")
     with pytest.raises(SynthesisError, match=r"^wide\+narrow: stem weight stem_w \(2, 1, 3, 3\) does not fit"):
         synthesize(graph_view(wide), graph_view(narrow), [Stems()], name="wide+narrow")
+
+
+def test_a_synthesized_id_is_found_when_the_base_id_holds_the_separator(tmp_path):
+    from sommelier_core.segments.candidates import find_analysis, match_peers
+    from sommelier_core.store import ModelStore
+
+    n, m = _residual_pair(scale=0.2)
+    x = images(400)
+    store = ModelStore(tmp_path)
+    for model_id, model in (("n+v2", n), ("m", m)):
+        path = store.onnx_path(model_id)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        onnx.save(model, str(path))
+        store.save_outputs(model_id, run(model, x))
+    record = match_peers("n+v2", ["m"], store, x, "classification", epsilon=0.2, samples=None)
+    store.save_record("segment_matches", "n+v2", record)
+    analysis = find_analysis(store, "n+v2+m")
+    assert (analysis.reference_id, analysis.candidate_id) == ("n+v2", "m") and analysis.synthesizable

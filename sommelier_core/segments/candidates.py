@@ -159,14 +159,17 @@ def find_analysis(store: ModelStore, hit_id: str) -> SegmentAnalysis:
     """The stored analysis behind a synthesized candidate id `N+M` (from either model's record)."""
     if SEPARATOR not in hit_id:
         raise UnknownSynthesizedModel(f"{hit_id!r} is not a synthesized candidate id (expected BASE{SEPARATOR}DONOR)")
-    base, donor = hit_id.split(SEPARATOR, 1)
-    for owner in (base, donor):
-        if not store.has_record("segment_matches", owner):
-            continue
-        record: SegmentMatches = store.load_record("segment_matches", owner)
-        for analysis in record.analyses:
-            if analysis.reference_id == base and analysis.candidate_id == donor and analysis.synthesizable:
-                return analysis
+    # every split at a separator: a model id may itself contain one
+    splits = [(hit_id[:i], hit_id[i + 1 :]) for i, c in enumerate(hit_id) if c == SEPARATOR]
+    for base, donor in splits:
+        for owner in (base, donor):
+            if not store.has_record("segment_matches", owner):
+                continue
+            record: SegmentMatches = store.load_record("segment_matches", owner)
+            for analysis in record.analyses:
+                if analysis.reference_id == base and analysis.candidate_id == donor and analysis.synthesizable:
+                    return analysis
+    base, donor = splits[0]
     raise UnknownSynthesizedModel(
         f"no synthesized candidate {hit_id!r} in the index: {base} and {donor} were not compared, "
         "or no segment of theirs is interchangeable within ε"
