@@ -39,7 +39,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from sommelier_core.errors import SommelierError
-from sommelier_core.inference import ORT_ERRORS, model_session, with_outputs
+from sommelier_core.inference import ORT_ERRORS, model_session, node_attribute, with_outputs
 
 LINEAR_OPS: tuple[str, ...] = ("Gemm", "MatMul", "Conv")
 _TINY = 1e-12
@@ -307,7 +307,7 @@ def _linear_layers(model: onnx.ModelProto) -> list[_Layer]:
             if node.input[weight_index] not in constants or node.input[1 - weight_index] in constants:
                 continue
             activation = node.input[1 - weight_index]
-            scale = abs(_attribute(node, "alpha", 1.0))
+            scale = abs(node_attribute(node, "alpha", 1.0))
         else:
             weight_index = 1
             if node.input[1] not in constants:
@@ -318,13 +318,6 @@ def _linear_layers(model: onnx.ModelProto) -> list[_Layer]:
         frobenius = scale * float(np.linalg.norm(weight.ravel()))
         layers.append(_Layer(node, weight, frobenius, activation, node.output[0]))
     return layers
-
-
-def _attribute(node: onnx.NodeProto, name: str, default):
-    for attribute in node.attribute:
-        if attribute.name == name:
-            return helper.get_attribute_value(attribute)
-    return default
 
 
 def _probe_nodes(layer: _Layer, i: int) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto], str, str]:

@@ -62,3 +62,11 @@ def model_session(model: onnx.ModelProto) -> ort.InferenceSession:
 def probe_session(model: onnx.ModelProto, outputs: list[str]) -> ort.InferenceSession:
     """A session on a copy of `model` whose outputs are exactly `outputs` (intermediate tensors included)."""
     return model_session(with_outputs(model, outputs))
+
+
+def node_attribute(node: onnx.NodeProto, name: str, default: object) -> object:
+    """An ONNX node's attribute value by name, or `default` when the node does not set it (the ONNX default)."""
+    for attribute in node.attribute:
+        if attribute.name == name:
+            return helper.get_attribute_value(attribute)
+    return default

@@ -28,9 +28,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import onnx
-from onnx import TensorProto, helper
+from onnx import TensorProto
 
-from sommelier_core.inference import probe_session
+from sommelier_core.inference import node_attribute, probe_session
 from sommelier_core.segments.lcs import SegmentPair
 from sommelier_core.segments.sequences import GraphView, Op, OpSequence, activation_inputs, weight_inputs
 
@@ -126,13 +126,6 @@ def _float_tensors(model: onnx.ModelProto) -> dict[str, bool]:
         if elem_type:
             found[value.name] = elem_type in floats
     return found
-
-
-def node_attribute(node: onnx.NodeProto, name: str, default):
-    for attribute in node.attribute:
-        if attribute.name == name:
-            return helper.get_attribute_value(attribute)
-    return default
 
 
 def window_counts(node: onnx.NodeProto, spatial: Sequence[int]) -> np.ndarray:
