@@ -3,6 +3,7 @@
     python benchmarks/profile_accuracy.py                 # reference architectures + every model in the store
     python benchmarks/profile_accuracy.py --quick         # 5 architectures, 12 store models, fewer repeats
     python benchmarks/profile_accuracy.py --threads 1     # pin ONNX Runtime's intra-op threads (default: ORT's choice)
+    python benchmarks/profile_accuracy.py --device cuda   # measure and profile on ONNX Runtime's CUDA provider
 
 (a) MACs and params of standard architectures (`sommelier_core.reference_models`: keras.applications built
     with weights=None and converted with tf2onnx, a ViT in DeiT-Ti's configuration, and the onnx package's
@@ -117,10 +118,10 @@ def measure(name: str, family: str, kind: str, path: Path, args: argparse.Namesp
     measure_s = profile_s = 0.0
     for _ in range(args.rounds):
         started = time.perf_counter()
-        latency = measure_latency(path, repeats=args.repeats, threads=threads)
+        latency = measure_latency(path, args.device, repeats=args.repeats, threads=threads)
         measure_s += time.perf_counter() - started
         started = time.perf_counter()
-        operators = profile_operators(path, runs=args.profile_runs, threads=threads)
+        operators = profile_operators(path, args.device, runs=args.profile_runs, threads=threads)
         profile_s += time.perf_counter() - started
         if best is None or latency.median_ms < best[0].median_ms:
             best = (latency, operators)
@@ -233,6 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--store", type=Path, default=None, help="store root with converted models (default: $SOMMELIER_HOME)"
     )
+    parser.add_argument("--device", default="cpu", help="device to measure and profile on: cpu, or cuda where present")
     parser.add_argument("--threads", type=int, default=0, help="intra-op threads (0: ONNX Runtime's default)")
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--rounds", type=int, default=2)
@@ -260,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
         dp = f"{r['params_error_pct']:+.2f}%" if r["params_error_pct"] is not None else ""
         print(f"  {r['model']:<20} {r['macs'] / 1e9:>9.3f}G {pm:>10} {dm:>7}   {r['params']:>12,} {pp:>12} {dp:>7}")
 
-    print("\n(b) latency on this CPU: measuring and profiling …")
+    print(f"\n(b) latency on {args.device}: measuring and profiling …")
     measured: list[Measured] = []
     zoo = store_models(root, 12 if args.quick else None)
     calibration: list[ProfiledModel] = []
@@ -278,7 +280,9 @@ def main(argv: list[str] | None = None) -> int:
             measured.append(measure(model_id, "?", "store", path, args))
     if not calibration and not args.no_sweep:
         started_sweep = time.perf_counter()
-        calibration = calibration_profiles(cache / "calibration", runs=args.profile_runs, threads=args.threads or None)
+        calibration = calibration_profiles(
+            cache / "calibration", args.device, runs=args.profile_runs, threads=args.threads or None
+        )
         print(f"  + calibration sweep: {len(calibration)} one-op graphs in {time.perf_counter() - started_sweep:.0f} s")
     if args.reuse:
         saved = {"measured": measured, "load_before": load_before, "calibration": calibration}
@@ -356,6 +360,7 @@ def main(argv: list[str] | None = None) -> int:
     payload = {
         "load_average_before": load_before,
         "load_average_after": load_after,
+        "device": args.device,
         "cpu_count": os.cpu_count(),
         "threads": args.threads or "ort default",
         "repeats": args.repeats,
