@@ -5,9 +5,10 @@
     python benchmarks/profile_accuracy.py --threads 1     # pin ONNX Runtime's intra-op threads (default: ORT's choice)
     python benchmarks/profile_accuracy.py --device cuda   # measure and profile on ONNX Runtime's CUDA provider
 
-(a) MACs and params of standard architectures (`sommelier_core.reference_models`: keras.applications built
-    with weights=None and converted with tf2onnx, a ViT in DeiT-Ti's configuration, and the onnx package's
-    light model-zoo graphs) against their published figures.
+(a) MACs and params (without BatchNorm running statistics, which torch counts as buffers) of standard
+    architectures (`sommelier_core.reference_models`: keras.applications built with weights=None and
+    converted with tf2onnx, a ViT in DeiT-Ti's configuration, and the onnx package's light model-zoo
+    graphs) against their published figures.
 (b) Latency estimated from a per-operator table vs measured (`measure_latency`: warm-up, median of repeats),
     on this machine's CPU, for the architectures and for every converted model in the store (`sommelier index`
     builds them under `$SOMMELIER_HOME`, default `.sommelier/`). Three ways of building the table:
@@ -95,7 +96,10 @@ def static_report(cache: Path, names: set[str] | None) -> list[dict]:
                 "published_macs": ref.published_macs,
                 "published_params": ref.published_params,
                 "macs_error_pct": 100 * (profile.macs / ref.published_macs - 1) if ref.published_macs else None,
-                "params_error_pct": 100 * (profile.params / ref.published_params - 1) if ref.published_params else None,
+                "bn_statistics": profile.bn_statistics,
+                "params_error_pct": 100 * ((profile.params - profile.bn_statistics) / ref.published_params - 1)
+                if ref.published_params
+                else None,
                 "uncosted_ops": list(profile.uncosted_ops),
                 "warnings": [str(w.message) for w in caught],
                 "source": ref.source,
@@ -260,7 +264,8 @@ def main(argv: list[str] | None = None) -> int:
         pp = f"{r['published_params']:,}" if r["published_params"] else "—"
         dm = f"{r['macs_error_pct']:+.2f}%" if r["macs_error_pct"] is not None else ""
         dp = f"{r['params_error_pct']:+.2f}%" if r["params_error_pct"] is not None else ""
-        print(f"  {r['model']:<20} {r['macs'] / 1e9:>9.3f}G {pm:>10} {dm:>7}   {r['params']:>12,} {pp:>12} {dp:>7}")
+        params = r["params"] - r["bn_statistics"]
+        print(f"  {r['model']:<20} {r['macs'] / 1e9:>9.3f}G {pm:>10} {dm:>7}   {params:>12,} {pp:>12} {dp:>7}")
 
     print(f"\n(b) latency on {args.device}: measuring and profiling …")
     measured: list[Measured] = []

@@ -9,8 +9,10 @@ from `input_shapes`). It reports:
   when it loads the model, so e.g. a weight built by `ConstantOfShape` or transposed once counts once,
   in the form the compute op reads). Only floating-point and 8/4-bit integer (quantized) tensors are
   weights; int64/int32/bool constants are shapes, axes and indices. BatchNormalization's running mean
-  and variance are stored weights and count, which `torch`'s parameter count leaves out (≈0.4 % on
-  ResNet-50 when BN is not folded into the convolutions).
+  and variance are stored weights and count; **bn_statistics** says how many of the params they are,
+  since `torch`'s parameter count (and torchvision's published figures) leave them out as buffers:
+  `params - bn_statistics` is that count (Caffe2 DenseNet-121: 8,146,152 − 167,296 = 7,978,856,
+  torchvision's figure exactly).
 - **macs**: multiply-accumulates of one forward pass at `batch_size`, by the rules that published
   figures use (torchvision's model metadata, fvcore, the original papers):
 
@@ -99,6 +101,8 @@ class StaticProfile:
     """MACs per op type that has a MAC rule, largest first."""
     uncosted_ops: tuple[str, ...]
     """Op types (`domain.op` outside the default domain) that do compute but have no MAC rule."""
+    bn_statistics: int = 0
+    """Elements of `params` that are BatchNormalization running means and variances (buffers in torch)."""
 
     @property
     def memory_bytes(self) -> int:
@@ -244,6 +248,13 @@ def static_profile(
 
     weights = _weight_tensors(graph, constants, types)
     params = sum(math.prod(shape_of(name)) for name in weights)
+    statistics = {
+        name
+        for node in graph.node
+        if node.op_type == "BatchNormalization" and node.domain in _DEFAULT_DOMAINS
+        for name in node.input[3:5]
+    }
+    bn_statistics = sum(math.prod(shape_of(name)) for name in weights if name in statistics)
     weight_bytes = sum(bytes_of(name) for name in weights)
 
     read = _read_tensors(graph)
@@ -279,6 +290,7 @@ def static_profile(
         batch_size=batch_size,
         macs_by_op_type=tuple(sorted(macs_by_op.items(), key=lambda item: (-item[1], item[0]))),
         uncosted_ops=tuple(sorted(uncosted)),
+        bn_statistics=bn_statistics,
     )
 
 
