@@ -1,6 +1,7 @@
 """Stage 4b: latency per device — measured per model × device, and each device's per-operator latency table."""
 
 import warnings
+from dataclasses import replace
 
 import polars as pl
 from dagster import (
@@ -53,6 +54,7 @@ def device_profile(
         threads=settings.latency_threads or None,
         seed=settings.seed,
     )
+    profile = replace(profile, onnx_fingerprint=onnx_model.fingerprint)
     first = settings.batch_size
     suffix = {lat.batch_size: "" if lat.batch_size == first else f"_batch{lat.batch_size}" for lat in profile.latency}
     run_id = mlflow.log_to_model_run(

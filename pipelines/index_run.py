@@ -25,8 +25,8 @@ from pipelines.stages import (
     PER_MODEL_STAGES,
     SECOND_WAVE,
     TABLE_WAVE,
-    devices_to_profile,
     stages_to_run,
+    stale_devices,
 )
 from sommelier_core.profile import available_devices
 from sommelier_core.settings import dagster_home, zoo_dir
@@ -160,11 +160,7 @@ def run_index(echo=print, instance=None, resources: dict | None = None, full: bo
     converted = wave(FIRST_WAVE, ingest, "ingest")
     analysed = sorted([*converted, *(m for m in pending if m not in set(ingest))])
     echo(f"Stage wave 2: latency and operator profile per device ({', '.join(devices)}), operator tables")
-    to_profile = [
-        (m, d)
-        for m in [*summary.up_to_date, *analysed]
-        for d in devices_to_profile(store, m, devices, reconverted="onnx_model" in plan[m])
-    ]
+    to_profile = [(m, d) for m in [*summary.up_to_date, *analysed] for d in stale_devices(store, m, devices)]
     for i, (model_id, device) in enumerate(to_profile, 1):
         t0 = time.perf_counter()
         if run(DEVICE_WAVE, model_device_key(model_id, device), failure_key=model_id):

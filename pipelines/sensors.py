@@ -10,7 +10,7 @@ from dagster import (
 )
 
 from assets.partitions import devices_partitions, model_device_key, models_partitions
-from pipelines.stages import is_current, missing_devices
+from pipelines.stages import conversion_current, is_current, stale_devices
 from resources.repositories import RepositoriesResource
 from resources.store import ModelStoreResource
 from sommelier_core.profile import available_devices
@@ -24,11 +24,15 @@ def make_repository_sensor(
     Models whose stages already ran for their listed version are not requested; a run key per model
     *version* means a republished model is indexed again. A repository that cannot be listed is
     reported without hiding the others. With `profile_devices`, it also adds a `devices` partition per
-    device present here and requests a `profile_devices` run for every converted model lacking a
-    profile on a device — so a new device (or a new model) is profiled without a code change.
+    device present here and requests a `profile_devices` run for every model converted at its listed
+    version whose profile on a device is missing or measured another ONNX file (a republished model) —
+    so a new device, a new model or a new version is profiled without a code change. `job_name` must
+    then be the per-model job (`index_models`), the sensor's other target.
     """
     from pipelines.jobs import device_job, model_job
 
+    if profile_devices and job_name != model_job.name:
+        raise ValueError(f"a sensor that profiles devices runs {model_job.name!r} per model, not {job_name!r}")
     target = {"jobs": [model_job, device_job]} if profile_devices else {"job_name": job_name}
 
     @sensor(
@@ -58,15 +62,16 @@ def make_repository_sensor(
             known_devices = set(context.instance.get_dynamic_partitions(devices_partitions.name))
             if set(devices) - known_devices:
                 partition_requests.append(devices_partitions.build_add_request(sorted(set(devices) - known_devices)))
+            # only once the listed version is converted: a profile run before then would measure the old file
             requests += [
                 RunRequest(
-                    run_key=f"{e.model_id}@{e.version}@{device}",
+                    run_key=f"{e.model_id}@{models.load_record('onnx_model', e.model_id).fingerprint}@{device}",
                     partition_key=model_device_key(e.model_id, device),
                     job_name=device_job.name,
                 )
                 for e in sorted(entries, key=lambda e: e.model_id)
-                if models.has_record("onnx_model", e.model_id)
-                for device in missing_devices(models, e.model_id, devices)
+                if conversion_current(models, e)
+                for device in stale_devices(models, e.model_id, devices)
             ]
         return SensorResult(
             run_requests=requests,

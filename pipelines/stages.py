@@ -43,12 +43,21 @@ def is_current(store: ModelStore, entry: ModelEntry) -> bool:
     return not stages_to_run(store, entry)
 
 
-def missing_devices(store: ModelStore, model_id: str, devices: Sequence[str]) -> list[str]:
-    """The devices a model has no latency profile on yet (a new device, or a store from before per-device profiles)."""
-    return [d for d in devices if not store.has_record(f"device_profile@{d}", model_id)]
+def stale_devices(store: ModelStore, model_id: str, devices: Sequence[str]) -> list[str]:
+    """The devices to (re)profile a converted model on: those without a latency profile of it, and those whose
+    profile measured another ONNX file than the one converted now (a republished version with other weights,
+    or a profile from before profiles recorded their file's fingerprint). None before the model is converted."""
+    if not store.has_record("onnx_model", model_id):
+        return []
+    fingerprint = store.load_record("onnx_model", model_id).fingerprint
+    return [
+        device
+        for device in devices
+        if not store.has_record(f"device_profile@{device}", model_id)
+        or getattr(store.load_record(f"device_profile@{device}", model_id), "onnx_fingerprint", "") != fingerprint
+    ]
 
 
-def devices_to_profile(store: ModelStore, model_id: str, devices: Sequence[str], reconverted: bool) -> list[str]:
-    """The devices to (re)profile a model on: every one when its ONNX file was just (re)converted (a new or
-    republished version: a profile kept from before measured other weights), else those it lacks a profile on."""
-    return list(devices) if reconverted else missing_devices(store, model_id, devices)
+def conversion_current(store: ModelStore, entry: ModelEntry) -> bool:
+    """Whether the stored ONNX file is the conversion of the version the repository lists now."""
+    return "onnx_model" not in stages_to_run(store, entry)

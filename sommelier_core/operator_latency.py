@@ -485,6 +485,9 @@ class DeviceProfile:
     """Per-node kernel times and the executed graph, one per batch size (same order as `latency`)."""
     seconds: float
     """Wall time this profile took (measuring and profiling)."""
+    onnx_fingerprint: str = ""
+    """Fingerprint of the converted ONNX file measured (`Conversion.fingerprint`; empty in profiles from
+    before it was recorded): a republished model whose file changed needs profiling again."""
 
 
 def profile_device(

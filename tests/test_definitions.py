@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from dagster import DagsterInstance, build_sensor_context
 
 from pipelines.definitions import defs
@@ -82,25 +83,45 @@ def test_profile_is_partitioned_by_model_and_device_so_a_new_device_is_a_new_par
     assert {k.keys_by_dimension["device"] for k in after - before} == {"edge-npu"}
 
 
-def test_repository_sensor_requests_a_profile_per_device_for_converted_models(tmp_path):
+def test_repository_sensor_profiles_converted_models_per_device_and_again_when_the_file_changes(tmp_path):
+    from dataclasses import replace
+    from types import SimpleNamespace
+
+    from sommelier_core.operator_latency import DeviceProfile
     from sommelier_core.store import ModelStore
 
     folder = tmp_path / "onnx"
     folder.mkdir()
     two_class_onnx(folder / "first.onnx")
-    ModelStore(tmp_path).save_record("onnx_model", "lab/first", {"converted": True})
     config = RepositoryConfig(kind="onnx", name="lab", location=[str(folder)])
+    repositories = RepositoriesResource(repositories=[config])
+    (entry,), _ = repositories.list_models()
+    store = ModelStore(tmp_path)
+    store.save_record("fetched_model", entry.model_id, SimpleNamespace(entry=entry))
+    store.save_record("onnx_model", entry.model_id, SimpleNamespace(fingerprint="file-1"))
     sensor = make_repository_sensor("index_models", profile_devices=True)
+
+    def device_runs(instance):
+        resources = {"repositories": repositories, "store": ModelStoreResource(root=str(tmp_path))}
+        result = sensor(build_sensor_context(instance=instance, resources=resources))
+        return result, [r for r in result.run_requests if r.job_name == "profile_devices"]
+
     with DagsterInstance.ephemeral() as instance:
-        result = sensor(
-            build_sensor_context(
-                instance=instance,
-                resources={
-                    "repositories": RepositoriesResource(repositories=[config]),
-                    "store": ModelStoreResource(root=str(tmp_path)),
-                },
-            )
-        )
-    device_runs = [r for r in result.run_requests if r.job_name == "profile_devices"]
-    assert [r.partition_key.keys_by_dimension for r in device_runs] == [{"model": "lab/first", "device": "cpu"}]
-    assert any(req.partitions_def_name == "devices" for req in result.dynamic_partitions_requests)
+        result, runs = device_runs(instance)
+        assert [r.partition_key.keys_by_dimension for r in runs] == [{"model": "lab/first", "device": "cpu"}]
+        assert any(req.partitions_def_name == "devices" for req in result.dynamic_partitions_requests)
+        profile = DeviceProfile(entry.model_id, "cpu", (), (), 0.0, onnx_fingerprint="file-1")
+        store.save_record("device_profile@cpu", entry.model_id, profile)
+        assert device_runs(instance)[1] == []
+        store.save_record("onnx_model", entry.model_id, SimpleNamespace(fingerprint="file-2"))  # republished
+        (run,) = device_runs(instance)[1]
+        assert run.run_key == "lab/first@file-2@cpu"
+        # a newer version listed but not converted yet: profiling now would measure the old file
+        newer = replace(entry, version=entry.version + "-next")
+        store.save_record("fetched_model", entry.model_id, SimpleNamespace(entry=newer))
+        assert device_runs(instance)[1] == []
+
+
+def test_a_device_profiling_sensor_must_run_the_per_model_job():
+    with pytest.raises(ValueError, match="index_models"):
+        make_repository_sensor("build_index", profile_devices=True)

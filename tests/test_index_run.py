@@ -56,11 +56,19 @@ def test_a_model_lacking_only_a_new_stage_reruns_that_stage_and_what_reads_it(tm
     assert stages_to_run(store, changed, _stage_parents()) == PER_MODEL_STAGES
 
 
-def test_a_reconverted_model_is_profiled_again_on_every_device_not_only_the_missing_ones(tmp_path):
-    from pipelines.stages import devices_to_profile
+def test_a_device_profile_of_another_onnx_file_is_stale_and_a_missing_one_is_too(tmp_path):
+    from types import SimpleNamespace
+
+    from pipelines.stages import stale_devices
+    from sommelier_core.operator_latency import DeviceProfile
     from sommelier_core.store import ModelStore
 
     store = ModelStore(tmp_path)
-    store.save_record("device_profile@cpu", "r/m", object())  # measured on the previous version's weights
-    assert devices_to_profile(store, "r/m", ["cpu", "cuda"], reconverted=False) == ["cuda"]
-    assert devices_to_profile(store, "r/m", ["cpu", "cuda"], reconverted=True) == ["cpu", "cuda"]
+    assert stale_devices(store, "r/m", ["cpu"]) == []  # not converted yet: nothing to profile
+    store.save_record("onnx_model", "r/m", SimpleNamespace(fingerprint="v1-file"))
+    store.save_record("device_profile@cpu", "r/m", DeviceProfile("r/m", "cpu", (), (), 0.0, "v1-file"))
+    assert stale_devices(store, "r/m", ["cpu", "cuda"]) == ["cuda"]
+    store.save_record("onnx_model", "r/m", SimpleNamespace(fingerprint="v2-file"))  # republished, other weights
+    assert stale_devices(store, "r/m", ["cpu", "cuda"]) == ["cpu", "cuda"]
+    store.save_record("device_profile@cpu", "r/m", DeviceProfile("r/m", "cpu", (), (), 0.0))  # before fingerprints
+    assert stale_devices(store, "r/m", ["cpu"]) == ["cpu"]
