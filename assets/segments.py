@@ -59,7 +59,10 @@ def segment_matches(
 
 @asset(group_name="index")
 def synthesized_index(context: AssetExecutionContext, store: ModelStoreResource) -> pl.DataFrame:
-    """Synthesized candidates (model N with segments from M) from every model's segment matches."""
-    table = synthesized_table(store.store().records("segment_matches").values())
+    """Synthesized candidates (model N with segments from M) from every indexed model's segment matches; one
+    whose base or donor no repository lists any more is left out."""
+    registered = sorted(context.instance.get_dynamic_partitions("models"))
+    table = synthesized_table(store.store().records("segment_matches", registered).values())
+    table = table.filter(pl.col("base_id").is_in(registered) & pl.col("donor_id").is_in(registered))
     context.add_output_metadata({"Synthesized candidates": len(table)})
     return table

@@ -41,6 +41,8 @@ class IndexRunSummary:
 
     models: list[str] = field(default_factory=list)
     up_to_date: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    """Models indexed before that no repository lists any more: dropped from the indexes."""
     failures: dict[str, str] = field(default_factory=dict)
     stage_seconds: dict[str, float] = field(default_factory=lambda: defaultdict(float))
     run_overhead_seconds: float = 0.0
@@ -98,7 +100,8 @@ def run_index(echo=print, instance=None, resources: dict | None = None, full: bo
     resources = resources or build_resources("local")
     summary = IndexRunSummary()
 
-    entries, errors = resources["repositories"].list_models()
+    listing = resources["repositories"].list_models()
+    entries, errors = listing.entries, listing.errors
     for error in errors:
         echo(f"! repository not listed: {error}")
     if not entries:
@@ -113,6 +116,12 @@ def run_index(echo=print, instance=None, resources: dict | None = None, full: bo
     model_ids = sorted(e.model_id for e in entries)
     known = set(instance.get_dynamic_partitions(models_partitions.name))
     instance.add_dynamic_partitions(models_partitions.name, [m for m in model_ids if m not in known])
+    # a model no repository lists any more leaves the indexes; its stored records stay (it may come back)
+    summary.removed = listing.removed(known)
+    for model_id in summary.removed:
+        instance.delete_dynamic_partition(models_partitions.name, model_id)
+    if summary.removed:
+        echo(f"No longer listed, dropped from the indexes: {', '.join(summary.removed)}")
     devices = available_devices()
     known_devices = set(instance.get_dynamic_partitions(devices_partitions.name))
     instance.add_dynamic_partitions(devices_partitions.name, [d for d in devices if d not in known_devices])

@@ -23,7 +23,8 @@ def make_repository_sensor(
 
     Models whose stages already ran for their listed version are not requested; a run key per model
     *version* means a republished model is indexed again. A repository that cannot be listed is
-    reported without hiding the others. With `profile_devices`, it also adds a `devices` partition per
+    reported without hiding the others, and its models stay; a model its repository no longer lists loses
+    its partition, so the next index build leaves it out. With `profile_devices`, it also adds a `devices` partition per
     device present here and requests a `profile_devices` run for every model converted at its listed
     version whose profile on a device is missing or measured another ONNX file (a republished model) —
     so a new device, a new model or a new version is profiled without a code change. `job_name` must
@@ -45,7 +46,8 @@ def make_repository_sensor(
     def repository_sensor(
         context: SensorEvaluationContext, repositories: RepositoriesResource, store: ModelStoreResource
     ) -> SensorResult:
-        entries, errors = repositories.list_models()
+        listing = repositories.list_models()
+        entries, errors = listing.entries, listing.errors
         for error in errors:
             context.log.warning(error)
         models = store.store()
@@ -57,6 +59,9 @@ def make_repository_sensor(
             if not is_current(models, e)
         ]
         partition_requests = [models_partitions.build_add_request(new)] if new else []
+        removed = listing.removed(known) if entries else []  # an empty listing removes nothing
+        if removed:
+            partition_requests.append(models_partitions.build_delete_request(removed))
         if profile_devices:
             devices = available_devices()
             known_devices = set(context.instance.get_dynamic_partitions(devices_partitions.name))

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from dagster import Config, ConfigurableResource
 
-from sommelier_core.errors import SommelierError, UnknownModel
+from sommelier_core.errors import UnknownModel
 from sommelier_core.models import ModelEntry
 from sommelier_core.repositories import Repository, repository_from_config
+from sommelier_core.repositories.listing import Listing, list_repositories
 from sommelier_core.settings import zoo_dir
 
 
@@ -40,19 +41,12 @@ class RepositoriesResource(ConfigurableResource):
             for c in configs
         ]
 
-    def list_models(self) -> tuple[list[ModelEntry], list[str]]:
-        """Every listed model, and an error line per repository that could not be listed.
+    def list_models(self) -> Listing:
+        """Every listed model, an error line per repository that could not be listed, and those repositories.
 
         One unreachable repository does not hide the models of the others; callers report the errors.
         """
-        entries: list[ModelEntry] = []
-        errors: list[str] = []
-        for repo in self.connectors():
-            try:
-                entries.extend(repo.list_models())
-            except SommelierError as exc:
-                errors.append(f"{repo.name}: {exc}")
-        return entries, errors
+        return list_repositories(self.connectors())
 
     def find(self, model_id: str) -> tuple[Repository, ModelEntry]:
         """The repository and entry of a model id."""

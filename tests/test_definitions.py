@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from dagster import DagsterInstance, build_sensor_context
+from dagster import DagsterInstance, DeleteDynamicPartitionsRequest, build_sensor_context
 
 from pipelines.definitions import defs
 from pipelines.sensors import make_repository_sensor
@@ -95,7 +95,7 @@ def test_repository_sensor_profiles_converted_models_per_device_and_again_when_t
     two_class_onnx(folder / "first.onnx")
     config = RepositoryConfig(kind="onnx", name="lab", location=[str(folder)])
     repositories = RepositoriesResource(repositories=[config])
-    (entry,), _ = repositories.list_models()
+    (entry,) = repositories.list_models().entries
     store = ModelStore(tmp_path)
     store.save_record("fetched_model", entry.model_id, SimpleNamespace(entry=entry))
     store.save_record("onnx_model", entry.model_id, SimpleNamespace(fingerprint="file-1"))
@@ -125,3 +125,19 @@ def test_repository_sensor_profiles_converted_models_per_device_and_again_when_t
 def test_a_device_profiling_sensor_must_run_the_per_model_job():
     with pytest.raises(ValueError, match="index_models"):
         make_repository_sensor("build_index", profile_devices=True)
+
+
+def test_repository_sensor_deletes_the_partition_of_a_model_its_repository_no_longer_lists(tmp_path):
+    folder = tmp_path / "onnx"
+    folder.mkdir()
+    two_class_onnx(folder / "first.onnx")
+    config = RepositoryConfig(kind="onnx", name="lab", location=[str(folder)])
+    resources = {
+        "repositories": RepositoriesResource(repositories=[config]),
+        "store": ModelStoreResource(root=str(tmp_path)),
+    }
+    with DagsterInstance.ephemeral() as instance:
+        instance.add_dynamic_partitions("models", ["lab/first", "lab/gone"])
+        result = make_repository_sensor("index_models")(build_sensor_context(instance=instance, resources=resources))
+    deletions = [r for r in result.dynamic_partitions_requests if isinstance(r, DeleteDynamicPartitionsRequest)]
+    assert [(r.partitions_def_name, list(r.partition_keys)) for r in deletions] == [("models", ["lab/gone"])]

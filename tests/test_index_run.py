@@ -72,3 +72,59 @@ def test_a_device_profile_of_another_onnx_file_is_stale_and_a_missing_one_is_too
     assert stale_devices(store, "r/m", ["cpu", "cuda"]) == ["cpu", "cuda"]
     store.save_record("device_profile@cpu", "r/m", DeviceProfile("r/m", "cpu", (), (), 0.0))  # before fingerprints
     assert stale_devices(store, "r/m", ["cpu"]) == ["cpu"]
+
+
+def _digits_classifier(path, seed: int) -> None:
+    """A (N, 1, 8, 8) → (N, 10) linear model: compatible with the built-in 8×8 digits validation set."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(seed)
+    graph = helper.make_graph(
+        [helper.make_node("Reshape", ["x", "shape"], ["flat"]), helper.make_node("MatMul", ["flat", "w"], ["y"])],
+        "digits_linear",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 1, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 10])],
+        initializer=[
+            numpy_helper.from_array(rng.normal(size=(64, 10)).astype(np.float32), "w"),
+            numpy_helper.from_array(np.array([-1, 64], dtype=np.int64), "shape"),
+        ],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, path)
+
+
+def test_a_model_no_longer_listed_leaves_the_indexes_and_a_failed_repository_keeps_its_models(tmp_path, monkeypatch):
+    import polars as pl
+
+    from sommelier_core.repositories.listing import Listing
+
+    monkeypatch.setenv("SOMMELIER_HOME", str(tmp_path))
+    folder = tmp_path / "onnx"
+    folder.mkdir()
+    for seed, name in enumerate(("a", "b", "c")):
+        _digits_classifier(folder / f"{name}.onnx", seed)
+    resources = build_resources("local") | {
+        "repositories": RepositoriesResource(
+            repositories=[RepositoryConfig(kind="onnx", name="lab", location=[str(folder)])]
+        )
+    }
+    (tmp_path / "dagster").mkdir()
+    instance = DagsterInstance.local_temp(str(tmp_path / "dagster"))
+    first = run_index(echo=print, instance=instance, resources=resources)
+    assert first.failures == {} and first.removed == []
+    (folder / "c.onnx").unlink()
+    lines: list[str] = []
+    second = run_index(echo=lines.append, instance=instance, resources=resources)
+    assert second.removed == ["lab/c"] and any("lab/c" in line for line in lines)
+    assert sorted(instance.get_dynamic_partitions("models")) == ["lab/a", "lab/b"]
+    semantic = pl.read_parquet(tmp_path / "index" / "semantic_index.parquet")
+    resource = pl.read_parquet(tmp_path / "index" / "resource_index.parquet")
+    assert set(semantic["reference_id"]) | set(semantic["candidate_id"]) == {"lab/a", "lab/b"}
+    assert set(resource["model_id"]) == {"lab/a", "lab/b"}
+    assert (tmp_path / "models" / "lab__c").exists()  # its records stay: listed again, it is not re-run
+    # a repository that cannot be listed keeps its models; one no longer configured loses them
+    listing = Listing([], ["lab: unreachable"], frozenset({"lab"}))
+    assert listing.removed(["lab/a", "old/x"]) == ["old/x"]
