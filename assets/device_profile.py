@@ -22,7 +22,7 @@ from sommelier_core.operator_latency import (
     DeviceProfile,
     ProfiledModel,
     build_operator_table,
-    calibration_profiles,
+    cached_calibration_profiles,
     profile_device,
 )
 
@@ -86,7 +86,9 @@ def operator_table(
     context: AssetExecutionContext, store: ModelStoreResource, mlflow: MlflowTracker, settings: IndexSettings
 ) -> pl.DataFrame:
     """The device's per-operator latency table: mean kernel time per executed-node key (op type, shapes,
-    attributes) over every registered model profiled on it, with the fitted run and node overheads."""
+    attributes) over every registered model profiled on it, with the fitted run and node overheads, plus the
+    calibration sweep's kernels (`operator_sweep`), on which the kernel-class predictors that estimate unseen
+    operators are fitted together with the models' entries."""
     device = context.partition_key
     registered = sorted(context.instance.get_dynamic_partitions("models"))
     profiles: dict[str, DeviceProfile] = store.store().records(f"{DEVICE_PROFILE}@{device}", registered)
@@ -95,10 +97,12 @@ def operator_table(
         for m, p in profiles.items()
         for ops, lat in zip(p.operators, p.latency, strict=True)
     ]
-    sweep = []
-    if settings.operator_sweep:
+    sweep, sweep_s = [], 0.0
+    if settings.operator_sweep:  # profiled once per device (kept under <store>/calibration), then reused
         threads = settings.latency_threads or None
-        sweep = calibration_profiles(store.store().root / "calibration", device, settings.profile_runs, threads)
+        sweep, sweep_s = cached_calibration_profiles(
+            store.store().root / "calibration", device, settings.profile_runs, threads, settings.operator_sweep_rounds
+        )
     table = build_operator_table(device, profiled, calibration=sweep)
     latency = pl.DataFrame(
         [
@@ -122,6 +126,7 @@ def operator_table(
             "Run overhead (µs)": round(table.run_overhead_us, 2),
             "Node overhead (µs)": round(table.node_overhead_us, 3),
             "Calibration graphs": len(sweep),
+            "Calibration sweep profiled now (s)": round(sweep_s, 1),
             "Models left out (not profiled)": ", ".join(sorted(set(registered) - set(profiles))) or "none",
             "MLflow run": run_id,
         }

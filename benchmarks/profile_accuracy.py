@@ -17,8 +17,13 @@
       are one family; a zoo architecture and all its noise/pruned/fine-tuned variants, i.e. every model with
       the same set of operator keys, are one family) — the honest estimate for an unprofiled model;
     - *held out + sweep*: the held-out table plus the calibration sweep's one-op graphs (`--no-sweep` skips it).
-    The measured latency is the lower of the medians of `--rounds` rounds (each `--repeats` timed runs), which
-    keeps a burst of load from another process out of the reference value; the load average is reported.
+    The measured latency is the lower of the medians of `--rounds` rounds (each `--repeats` timed runs, more for
+    fast models: at least `--min-round-s` of timed runs per round), which keeps a burst of load from another
+    process out of the reference value; the load average is reported.
+    Unseen operators are estimated by the kernel-class predictors (`latency_predictor`) fitted on the table.
+    *Noise floor*: every model is measured again in a second, later pass (fresh sessions, same protocol); the
+    share of re-measurements within ±10 % / ±20 % of the first is what no estimator can beat.
+    `--breakdown` prints, per architecture, the kernel classes that contribute most to the held-out error.
 (c) Profiling time per model: static profile, latency measurement and operator profiling.
 
 Writes `benchmarks/results/profile_accuracy.json`.
@@ -28,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import pickle
 import sys
@@ -43,6 +49,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 import onnx  # noqa: E402
 
+from sommelier_core.latency_predictor import kernel_class, parse_key  # noqa: E402
 from sommelier_core.operator_latency import (  # noqa: E402
     OperatorProfile,
     ProfiledModel,
@@ -73,6 +80,8 @@ class Measured:
     static_s: float
     measure_s: float
     profile_s: float
+    remeasured_ms: float | None = None
+    """The same protocol again in a later, independent pass (the noise floor)."""
 
 
 def static_report(cache: Path, names: set[str] | None) -> list[dict]:
@@ -120,9 +129,10 @@ def measure(name: str, family: str, kind: str, path: Path, args: argparse.Namesp
     # Each round measures, then profiles, back to back, so both see the same load; the quietest round is kept.
     best = None
     measure_s = profile_s = 0.0
+    repeats = _repeats(path, args)
     for _ in range(args.rounds):
         started = time.perf_counter()
-        latency = measure_latency(path, args.device, repeats=args.repeats, threads=threads)
+        latency = measure_latency(path, args.device, repeats=repeats, threads=threads)
         measure_s += time.perf_counter() - started
         started = time.perf_counter()
         operators = profile_operators(path, args.device, runs=args.profile_runs, threads=threads)
@@ -146,6 +156,21 @@ def measure(name: str, family: str, kind: str, path: Path, args: argparse.Namesp
     )
 
 
+def _repeats(path: Path, args: argparse.Namespace) -> int:
+    """`--repeats`, or more for a fast model: enough timed runs to fill `--min-round-s` (at most 20 000)."""
+    probe = measure_latency(path, args.device, repeats=5, threads=args.threads or None)
+    return int(min(max(args.repeats, math.ceil(args.min_round_s * 1000 / max(probe.median_ms, 1e-3))), 20_000))
+
+
+def remeasure(m: Measured, args: argparse.Namespace) -> float:
+    """The model's latency by the same protocol (fresh sessions, min over rounds of the median), no profiling."""
+    repeats = _repeats(m.path, args)
+    rounds = [
+        measure_latency(m.path, args.device, repeats=repeats, threads=args.threads or None) for _ in range(args.rounds)
+    ]
+    return min(r.median_ms for r in rounds)
+
+
 def store_models(root: Path, limit: int | None) -> list[tuple[str, Path]]:
     """Every converted model in a store (`models/<id>/model.onnx`)."""
     paths = sorted((root / "models").glob("*/model.onnx"))
@@ -153,7 +178,9 @@ def store_models(root: Path, limit: int | None) -> list[tuple[str, Path]]:
     return found[:limit] if limit else found
 
 
-def estimate_all(models: list[Measured], calibration: list[ProfiledModel] | None = None) -> list[dict]:
+def estimate_all(
+    models: list[Measured], calibration: list[ProfiledModel] | None = None, breakdown: bool = False
+) -> list[dict]:
     """(b) Estimates from the full table (in table), from tables without the model's family (held out), and
     from those plus the calibration sweep (held out + sweep)."""
     profiled = {m.name: ProfiledModel(m.name, m.operators, m.latency_ms) for m in models}
@@ -177,6 +204,8 @@ def estimate_all(models: list[Measured], calibration: list[ProfiledModel] | None
         inside = estimate_latency(graph, full)
         held = estimate_latency(graph, held_tables[m.family])
         swept = estimate_latency(graph, swept_tables[m.family])
+        if breakdown and m.kind == "architecture":
+            print_breakdown(m, swept_tables[m.family], swept.latency_ms)
         rows.append(
             {
                 "model": m.name,
@@ -185,6 +214,8 @@ def estimate_all(models: list[Measured], calibration: list[ProfiledModel] | None
                 "nodes": len(graph.nodes),
                 "measured_ms": m.latency_ms,
                 "measured_p90_ms": m.p90_ms,
+                "remeasured_ms": m.remeasured_ms,
+                "remeasured_error_pct": 100 * (m.remeasured_ms / m.latency_ms - 1) if m.remeasured_ms else None,
                 "kernel_sum_ms": m.operators.kernel_ms,
                 "in_table_ms": inside.latency_ms,
                 "held_out_ms": held.latency_ms,
@@ -203,7 +234,29 @@ def estimate_all(models: list[Measured], calibration: list[ProfiledModel] | None
     return rows
 
 
+def print_breakdown(m: Measured, table, estimate_ms: float) -> None:
+    """The kernel classes whose estimates (held out + sweep) differ most from the model's own profiled node
+    times, as a share of its measured latency: where the held-out error comes from."""
+    contribution: dict[str, float] = defaultdict(float)
+    counts: dict[str, int] = defaultdict(int)
+    for node, us, (estimate, _) in zip(
+        m.operators.graph.nodes, m.operators.node_us, table.lookup.times_us(m.operators.graph.nodes), strict=True
+    ):
+        parsed = parse_key(node.key)
+        name = kernel_class(parsed) if parsed else node.op
+        contribution[name] += estimate - us
+        counts[name] += 1
+    top = sorted(contribution.items(), key=lambda kv: -abs(kv[1]))[:4]
+    cells = ", ".join(f"{k} ×{counts[k]} {100 * v / (m.latency_ms * 1000):+.1f} %" for k, v in top)
+    kernels = 100 * (m.operators.kernel_ms / m.latency_ms - 1)
+    print(
+        f"    {m.name:<20} {100 * (estimate_ms / m.latency_ms - 1):+6.1f} % "
+        f"(profiled kernel sum {kernels:+.1f} %): {cells}"
+    )
+
+
 def shares(rows: list[dict], column: str) -> dict:
+    rows = [r for r in rows if r[column] is not None]
     errors = np.abs([r[column] for r in rows])
     if len(errors) == 0:
         return {"n": 0}
@@ -241,7 +294,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cpu", help="device to measure and profile on: cpu, or cuda where present")
     parser.add_argument("--threads", type=int, default=0, help="intra-op threads (0: ONNX Runtime's default)")
     parser.add_argument("--repeats", type=int, default=30)
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--min-round-s", type=float, default=0.2, help="least timed seconds per round (fast models)")
+    parser.add_argument("--sweep-rounds", type=int, default=2, help="rounds of the calibration sweep (min per graph)")
+    parser.add_argument("--breakdown", action="store_true", help="held-out error per kernel class, per architecture")
     parser.add_argument("--profile-runs", type=int, default=10)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--no-sweep", action="store_true", help="skip the calibration sweep (held out + sweep)")
@@ -252,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
     cache = root / "benchmark_models"
     names = set(QUICK_ARCHITECTURES) if args.quick else None
     if args.quick:
-        args.repeats, args.rounds, args.profile_runs = 10, 1, 5
+        args.repeats, args.rounds, args.profile_runs, args.min_round_s = 10, 1, 5, 0.02
     load_before = os.getloadavg()
     started = time.perf_counter()
 
@@ -269,12 +325,14 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"\n(b) latency on {args.device}: measuring and profiling …")
     measured: list[Measured] = []
+    sweep_s = 0.0
     zoo = store_models(root, 12 if args.quick else None)
     calibration: list[ProfiledModel] = []
     if args.reuse and args.reuse.exists():  # estimate again from saved measurements (no re-measuring)
         saved = pickle.loads(args.reuse.read_bytes())
         measured, load_before = saved["measured"], saved["load_before"]
         calibration = saved.get("calibration", [])
+        sweep_s = saved.get("sweep_s", 0.0)
         print(f"  reusing {len(measured)} measurements from {args.reuse} (load average then {load_before[0]:.2f})")
     else:
         for ref in REFERENCE_MODELS:
@@ -286,11 +344,15 @@ def main(argv: list[str] | None = None) -> int:
     if not calibration and not args.no_sweep:
         started_sweep = time.perf_counter()
         calibration = calibration_profiles(
-            cache / "calibration", args.device, runs=args.profile_runs, threads=args.threads or None
+            cache / "calibration", args.device, args.profile_runs, args.threads or None, args.sweep_rounds
         )
-        print(f"  + calibration sweep: {len(calibration)} one-op graphs in {time.perf_counter() - started_sweep:.0f} s")
+        sweep_s = time.perf_counter() - started_sweep
+        print(f"  + calibration sweep: {len(calibration)} graphs, {args.sweep_rounds} rounds, in {sweep_s:.0f} s")
+    if not any(m.remeasured_ms for m in measured):  # the noise floor: a second, independent pass
+        for m in measured:
+            m.remeasured_ms = remeasure(m, args)
     if args.reuse:
-        saved = {"measured": measured, "load_before": load_before, "calibration": calibration}
+        saved = {"measured": measured, "load_before": load_before, "calibration": calibration, "sweep_s": sweep_s}
         args.reuse.write_bytes(pickle.dumps(saved))
     # a store model's family: every model with the same operator keys (same architecture, other weights)
     signature_family: dict[frozenset, str] = {}
@@ -299,7 +361,9 @@ def main(argv: list[str] | None = None) -> int:
             keys = frozenset(n.key for n in m.operators.graph.nodes)
             m.family = signature_family.setdefault(keys, f"store-arch-{len(signature_family)}")
     print(f"  + {len(zoo)} store models ({len(signature_family)} distinct architectures)")
-    rows = estimate_all(measured, calibration)
+    if args.breakdown:
+        print("\n  held-out + sweep error by kernel class (estimate − profiled node time, % of measured latency)")
+    rows = estimate_all(measured, calibration, args.breakdown)
     load_after = os.getloadavg()
 
     header = f"{'measured':>9} {'in table':>9} {'Δ':>7} {'held out':>9} {'Δ':>7} {'+ sweep':>9} {'Δ':>7}"
@@ -321,6 +385,7 @@ def main(argv: list[str] | None = None) -> int:
             "in_table": shares(subset, "in_table_error_pct"),
             "held_out": shares(subset, "held_out_error_pct"),
             "held_out_swept": shares(subset, "held_out_swept_error_pct"),
+            "remeasured": shares(subset, "remeasured_error_pct"),
         }
     # the noise floor: models of one architecture (same operator keys, other weights) run the same kernels
     spreads = []
@@ -345,6 +410,14 @@ def main(argv: list[str] | None = None) -> int:
                 for k in ("in_table", "held_out", "held_out_swept")
             ]
             print(f"  {label:<14} {s['in_table']['n']:>3}  " + " · ".join(cells))
+    print("\n  noise floor: a second pass measured within ±10 % / ±20 % of the first")
+    for label, s in summary.items():
+        if s["remeasured"]["n"]:
+            r = s["remeasured"]
+            share = f"{r['within_10pct']:.0%} / {r['within_20pct']:.0%}"
+            print(f"  {label:<14} {r['n']:>3}  {share} (median {r['median_abs_error_pct']:.1f} %)")
+    if sweep_s:
+        print(f"  calibration sweep: {len(calibration)} graphs profiled in {sweep_s:.1f} s")
 
     print("\n(c) profiling time per model (s): static / measure / operator profile")
     for label, subset in (("architectures", [m for m in measured if m.kind == "architecture"]),
@@ -369,7 +442,11 @@ def main(argv: list[str] | None = None) -> int:
         "cpu_count": os.cpu_count(),
         "threads": args.threads or "ort default",
         "repeats": args.repeats,
+        "min_round_s": args.min_round_s,
         "rounds": args.rounds,
+        "sweep_graphs": len(calibration),
+        "sweep_rounds": args.sweep_rounds,
+        "sweep_s": sweep_s,
         "profile_runs": args.profile_runs,
         "static": static_rows,
         "latency": rows,

@@ -48,8 +48,12 @@ class IndexSettings(ConfigurableResource):
     """ONNX Runtime profiler runs per model and device for the per-operator latency table."""
     latency_threads: int = 0
     """Intra-op threads of latency measurement and profiling; 0 lets ONNX Runtime choose (recorded)."""
-    operator_sweep: bool = False
-    """Add the calibration sweep (one-op graphs over a grid of shapes) to each device's operator table."""
+    operator_sweep: bool = True
+    """Add the calibration sweep (`calibration_sweep`: ~1 000 small graphs over sampled configurations) to each
+    device's operator table: the kernels the predictors for operators no model on the device ran are fitted on.
+    Profiled once per device (about a minute on one CPU thread) and kept under `<store>/calibration`."""
+    operator_sweep_rounds: int = 2
+    """Rounds of the calibration sweep; each graph keeps its quietest round."""
 
     def exec_batch_sizes(self) -> list[int]:
         """The exec-spec's batch sizes: `batch_size` first, then `batch_sizes`, each once."""

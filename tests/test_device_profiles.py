@@ -52,6 +52,8 @@ def test_the_operator_table_is_an_asset_per_device_and_an_mlflow_artifact(indexe
     assert table.device == "cpu" and table.entries.height > 0
     models_in_table = {m for cell in table.entries["models"].to_list() for m in cell.split(",")}
     assert set(_models(indexed_store)) <= models_in_table
+    # the calibration sweep is part of every device's table (the predictors for unseen operators are fitted on it)
+    assert sum(m.startswith("calibration/") for m in models_in_table) > 1000
     mlflow.set_tracking_uri(f"sqlite:///{indexed_store.root / 'mlflow' / 'mlflow.db'}")
     runs = mlflow.search_runs(experiment_names=["sommelier"], output_format="list")
     table_runs = [r for r in runs if r.data.tags.get("sommelier.kind") == "operator_table"]
