@@ -102,8 +102,9 @@ def test_different_blocks_leave_only_the_common_stem_and_branch_layers():
 
 
 def test_linear_bound_by_hand():
-    # N: identity then identity; M: first layer diag(2, 1). With ΔX_0 = 0 the first layer's bound is
-    # σ_max(W′ − W)·‖x‖ = 1·‖x‖: tight for x = (1, 0) (difference 1), loose for x = (0, 1) (difference 0).
+    # N: identity then identity; M: first layer diag(2, 1). With ΔX_0 = 0 the first layer's difference
+    # (W′ − W)·x is evaluated exactly on each sample: ‖(1, 0)·x‖ = (1, 0, 3), the measured difference
+    # (the paper's σ_max(W′ − W)·‖x‖ would give 1, 1, 5). Relu passes the bound.
     eye = np.eye(2)
     n, m = mlp(eye, eye), mlp(np.diag([2.0, 1.0]), eye)
     view_n, seq_n = model_sequences(n)
@@ -112,10 +113,41 @@ def test_linear_bound_by_hand():
     assert [s.reference_nodes for s in segments] == [("fc1", "relu"), ("fc2",)]
     x = np.array([[1.0, 0.0], [0.0, 1.0], [3.0, 4.0]], dtype=np.float32)
     first, second = SegmentBounder(view_n, view_m, x).bounds(segments)
-    np.testing.assert_allclose(first.per_sample, [1.0, 1.0, 5.0])  # relu passes the bound
-    assert second.max_bound == 0.0  # identical weights
+    # + the float32 allowance 1e-6·(σ_max(W′) + σ_max(W))·‖x‖ = 3e-6·‖x‖
+    np.testing.assert_allclose(first.per_sample, [1.0 + 3e-6, 0.0 + 3e-6, 3.0 + 15e-6], rtol=1e-9)
+    assert second.max_bound == 0.0  # identical weights: no allowance either
     swapped = run(synthesize(view_n, view_m, segments[:1]), x, "r") - run(n, x, "r")
     np.testing.assert_allclose(np.linalg.norm(swapped, axis=1), [1.0, 0.0, 3.0])
+
+
+def test_second_linear_layer_adds_its_lipschitz_term_to_its_exact_weight_change_term():
+    # One segment fc1 → relu → fc2 (row vectors: y = x·W). N: identity, identity; M: diag(2, 1), then
+    # W2′ = [[1, 1], [0, 1]] (σ_max = golden ratio φ), so x·(W2′ − W2) = (0, x_1).
+    # bound = φ·‖ΔX_1‖ + ‖X_1·(W2′ − W2)‖ with X_1 = relu(x) (N's activation), ‖ΔX_1‖ = (1, 0, 3):
+    #   x = (1, 0): φ·1 + 1 = 2.618 (measured ‖(2, 2) − (1, 0)‖ = √5 = 2.236)
+    #   x = (0, 1): 0 + 0 = 0       (measured 0: exact)
+    #   x = (3, 4): φ·3 + 3 = 7.854 (measured ‖(6, 10) − (3, 4)‖ = √45 = 6.708)
+    # (the paper's σ_max(W2′ − W2)·‖X_1‖ term gives 2.618, 1, 9.854)
+    from sommelier_core.segments.lcs import SegmentPair
+
+    eye = np.eye(2)
+    n, m = mlp(eye, eye), mlp(np.diag([2.0, 1.0]), np.array([[1.0, 1.0], [0.0, 1.0]]))
+    view_n, seq_n = model_sequences(n)
+    view_m, seq_m = model_sequences(m)
+    units = candidate_segments(view_n, seq_n, view_m, seq_m)
+    joined = SegmentPair(
+        "main",
+        "main",
+        tuple(op for s in units for op in s.reference_ops),
+        tuple(op for s in units for op in s.candidate_ops),
+    )
+    x = np.array([[1.0, 0.0], [0.0, 1.0], [3.0, 4.0]], dtype=np.float32)
+    (bound,) = SegmentBounder(view_n, view_m, x).bounds([joined])
+    phi = (1 + 5**0.5) / 2
+    np.testing.assert_allclose(bound.per_sample, [phi + 1, 0.0, 3 * phi + 3], atol=1e-4)
+    measured = np.linalg.norm(run(m, x) - run(n, x), axis=1)
+    np.testing.assert_allclose(measured, [5**0.5, 0.0, 45**0.5], rtol=1e-6)
+    assert np.all(measured <= bound.per_sample)
 
 
 def test_bound_through_hard_swish_holds_where_its_slope_exceeds_one():

@@ -3,34 +3,47 @@
 Replacing segment S_N of model N by S_M changes the segment's output by ΔX. With the segment's input
 unchanged (ΔX_0 = 0), ‖ΔX‖ is bounded inductively, op by op, per input sample:
 
-- **linear** (Conv, Gemm, MatMul with a constant weight): ΔX_{i+1} = W′ΔX_i + (W′ − W)X_i, so
-  ‖ΔX_{i+1}‖ ≤ σ_max(W′)·‖ΔX_i‖ + σ_max(W′ − W)·‖X_i‖ (+ ‖b′ − b‖ over the output positions).
-  A convolution is its kernel reshaped to the 2-D matrix K (C_out × C_in/groups·k) acting on the
-  unfolded input (im2col), as the paper does; ‖unfold(X)‖ is measured exactly and
+- **linear** (Conv, Gemm, MatMul with a constant weight): W′X′ − WX = W′ΔX_i + (W′ − W)X_i, so
+  ‖ΔX_{i+1}‖ ≤ ‖W′‖·‖ΔX_i‖ + ‖(W′ − W)X_i + (b′ − b)‖. The second term is evaluated exactly on the
+  reference's own activation X_i of that sample (`drift`: the op run with its weights replaced by their
+  differences) where the paper bounds it by σ_max(W′ − W)·‖X_i‖; with ΔX_0 = 0 the first linear op's
+  difference is exact. ‖W′‖ is σ_max(W′); a convolution is its kernel reshaped to the 2-D matrix K′
+  (C_out × C_in/groups·k) acting on the unfolded input (im2col), as the paper does, and
   ‖unfold(ΔX)‖ ≤ √r·‖ΔX‖, r the most windows reading one input value (r = 1 for a 1×1 conv), so
-  the bound holds for the convolution as an operator. A grouped conv is block-diagonal: σ_max is
-  the largest over groups;
+  σ_max(K′)·√r bounds the convolution as an operator. A grouped conv is block-diagonal: σ_max is the
+  largest over groups;
 - **activations** (ReLU, tanh, sigmoid, …) and **pooling** pass the bound (they are 1-Lipschitz;
   overlapping windows count √r; global average pooling scales it by 1/√(spatial size));
-- **normalization** (BatchNormalization, an affine map per channel) scales it: max|s′|·‖ΔX‖ +
-  max|s′ − s|·‖X‖ + ‖t′ − t‖;
+- **normalization** (BatchNormalization, an affine map s·X + t per channel): max|s′|·‖ΔX‖ +
+  ‖(s′ − s)X + (t′ − t)‖, the second term exact on X like a linear op's; a multiplication by a
+  constant likewise (max|c′|·‖ΔX‖ + ‖(c′ − c)X‖);
 - **multi-source**: add sums the branches' bounds, concat combines them in quadrature;
 - anything else (attention products, unknown ops) makes the bound infinite: not assessable, never wrong.
 
-X_i are the reference model's own activations on the samples (one ONNX Runtime pass).
+Every term is per sample (no worst case over samples); the exact terms carry a small allowance for
+both models being evaluated in float32 (`_ROUNDING`). X_i are the reference model's own activations on
+the samples (one batched ONNX Runtime pass, which also evaluates the weight-change terms).
 """
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import onnx
 from onnx import TensorProto
 
-from sommelier_core.inference import node_attribute, probe_session
+from sommelier_core.inference import model_session, node_attribute, probe_session
+from sommelier_core.segments.drift import (
+    DRIFT_INPUT,
+    DRIFT_OPS,
+    DRIFT_OUTPUT,
+    batch_norm_affine,
+    difference_model,
+)
 from sommelier_core.segments.lcs import SegmentPair
 from sommelier_core.segments.sequences import GraphView, Op, OpSequence, activation_inputs, weight_inputs
 
@@ -48,6 +61,8 @@ PASS_THROUGH = frozenset(
 _LIPSCHITZ = {"Gelu": 1.13, "Selu": 1.0507 * 1.6733, "HardSwish": 1.5}
 _SUM_MERGES = frozenset({"Add", "Sub", "Reshape", "Expand", "Flatten", "Identity"})
 _LINEAR = frozenset({"Conv", "Gemm", "MatMul"})
+_ROUNDING = 1e-6
+"""Relative allowance, on the scale of ‖W′X‖ + ‖WX‖, for both models' float32 evaluation of an exact term."""
 
 
 @dataclass(frozen=True)
@@ -76,25 +91,34 @@ class SegmentBound:
 
 
 class ActivationProbe:
-    """Per-sample norms (and shapes) of the reference's activation tensors, from one batched ORT pass."""
+    """Per-sample norms (and shapes) of the reference's activation tensors, from one batched ORT pass.
 
-    def __init__(self, view: GraphView, x: np.ndarray, tensors: set[str], batch_size: int = 1024) -> None:
+    `drifts` maps a node to (its activation input, a function of that input's rank (batch axis excluded)
+    building the model of its weight-change term, see `drift`, or None): each model is built once the
+    first batch shows the rank, runs on the same batches, and only its per-sample output norm is kept.
+    """
+
+    def __init__(
+        self,
+        view: GraphView,
+        x: np.ndarray,
+        tensors: set[str],
+        drifts: dict[str, tuple[str, Callable[[int], onnx.ModelProto | None]]] | None = None,
+        batch_size: int = 1024,
+    ) -> None:
         self.view = view
         self.norms: dict[str, np.ndarray] = {}
         self.shapes: dict[str, tuple[int, ...]] = {}
-        self.unfolded: dict[str, np.ndarray] = {}
+        self.drift: dict[str, np.ndarray] = {}
+        drifts = drifts or {}
         float_types = _float_tensors(view.model)
-        conv_inputs = {
-            name: activation_inputs(view, name)[0]
-            for name, node in view.nodes.items()
-            if node.op_type == "Conv" and activation_inputs(view, name) and activation_inputs(view, name)[0] in tensors
-        }
         # only floating-point activations have a norm that matters (a Shape output is an integer vector)
-        tensors = {t for t in tensors if float_types.get(t, True)}
+        tensors = {t for t in tensors if float_types.get(t, True)} | {t for t, _ in drifts.values()}
         names = sorted(tensors - {view.input})
         session = probe_session(view.model, names) if names else None
+        drift_sessions: dict[str, tuple[str, object]] | None = None
         parts: dict[str, list[np.ndarray]] = {n: [] for n in tensors}
-        unfolded_parts: dict[str, list[np.ndarray]] = {n: [] for n in conv_inputs}
+        drift_parts: dict[str, list[np.ndarray]] = {}
         input_name = view.input
         for start in range(0, len(x), batch_size):
             batch = x[start : start + batch_size]
@@ -103,13 +127,32 @@ class ActivationProbe:
             for name in tensors:
                 value = values[name].astype(np.float64)
                 self.shapes[name] = tuple(value.shape[1:])
-                parts[name].append(np.linalg.norm(value.reshape(len(value), -1), axis=1))
-            for conv, tensor in conv_inputs.items():
-                counts = window_counts(view.nodes[conv], values[tensor].shape[2:])
-                squared = values[tensor].astype(np.float64) ** 2
-                unfolded_parts[conv].append(np.sqrt((squared * counts).reshape(len(squared), -1).sum(axis=1)))
+                parts[name].append(_sample_norms(value))
+            if drift_sessions is None:
+                drift_sessions = _drift_sessions(drifts, values)
+                drift_parts = {n: [] for n in drift_sessions}
+            for node, (tensor, drift_session) in drift_sessions.items():
+                feed = {DRIFT_INPUT: values[tensor].astype(np.float32)}
+                drift_parts[node].append(_sample_norms(drift_session.run([DRIFT_OUTPUT], feed)[0]))
         self.norms = {n: np.concatenate(v) for n, v in parts.items()}
-        self.unfolded = {n: np.concatenate(v) for n, v in unfolded_parts.items()}
+        self.drift = {n: np.concatenate(v) for n, v in drift_parts.items()}
+
+
+def _drift_sessions(
+    drifts: dict[str, tuple[str, Callable[[int], onnx.ModelProto | None]]], values: dict[str, np.ndarray]
+) -> dict[str, tuple[str, object]]:
+    """An ORT session per node whose weight-change model could be built for its input's rank."""
+    sessions = {}
+    for node, (tensor, build) in drifts.items():
+        model = build(values[tensor].ndim - 1)
+        if model is not None:
+            sessions[node] = (tensor, model_session(model))
+    return sessions
+
+
+def _sample_norms(value: np.ndarray) -> np.ndarray:
+    """‖value[i]‖ for each sample i (in float64)."""
+    return np.linalg.norm(value.astype(np.float64).reshape(len(value), -1), axis=1)
 
 
 def _float_tensors(model: onnx.ModelProto) -> dict[str, bool]:
@@ -182,7 +225,17 @@ class SegmentBounder:
     def bounds(self, segments: Sequence[SegmentPair]) -> list[SegmentBound]:
         """One bound per segment, each with an unchanged segment input (ΔX_0 = 0)."""
         tensors = activation_tensors(self.ref, segments)
-        self.probe = ActivationProbe(self.ref, np.asarray(self.x, dtype=np.float32), tensors)
+        drifts = {}
+        for segment in segments:
+            for op_n, op_m in zip(segment.reference_ops, segment.candidate_ops, strict=True):
+                for name_n, name_m in _node_pairs(op_n, op_m):
+                    if name_n not in self.ref.nodes or name_m not in self.cand.nodes:
+                        continue
+                    inputs = activation_inputs(self.ref, name_n)
+                    if len(inputs) == 1 and self.ref.nodes[name_n].op_type in DRIFT_OPS:
+                        build = functools.partial(difference_model, self.ref, self.cand, name_n, name_m)
+                        drifts[name_n] = (inputs[0], build)
+        self.probe = ActivationProbe(self.ref, np.asarray(self.x, dtype=np.float32), tensors, drifts)
         n = len(self.x)
         found = []
         for segment in segments:
@@ -268,61 +321,58 @@ class SegmentBounder:
         shape = self.probe.shapes.get(self.ref.nodes[name_n].output[0])
         return float(np.prod(shape[1:])) if shape and len(shape) > 1 else 1.0
 
+    def _drift(self, name_n: str) -> np.ndarray | None:
+        """‖(W′ − W)X + (b′ − b)‖ per sample at this node (None where it could not be evaluated)."""
+        return self.probe.drift.get(name_n)
+
+    def _rounding(self, name_n: str, name_m: str, scale: float) -> np.ndarray | float:
+        """The float32 allowance of an exact term: `_ROUNDING`·scale·‖X‖; none when no constant changes
+        (both models then compute the same op on the same input bit for bit)."""
+        if all(np.array_equal(w, w2) for _, w, w2 in self._weights(name_n, name_m)):
+            return 0.0
+        return _ROUNDING * scale * self._input_norm(name_n)
+
     def _linear(self, name_n: str, name_m: str, delta: np.ndarray) -> np.ndarray:
         node = self.ref.nodes[name_n]
         weights = {position: (w, w2) for position, w, w2 in self._weights(name_n, name_m)}
+        drift = self._drift(name_n)
+        if drift is None:
+            return np.full_like(delta, np.inf)
         if node.op_type == "Conv":
             if 1 not in weights:
                 return np.full_like(delta, np.inf)
             w, w2 = weights[1]
             groups = int(node_attribute(node, "group", 1))
             spatial = self.probe.shapes[activation_inputs(self.ref, name_n)[0]][1:]
-            reuse = float(np.max(window_counts(node, spatial)))
-            lipschitz = _grouped_sigma(w2, groups) * math.sqrt(reuse)
-            drift = _grouped_sigma(w2 - w, groups) * self.probe.unfolded[name_n]
-            bias = 0.0
-            if 2 in weights:
-                bias = float(np.linalg.norm(weights[2][1] - weights[2][0])) * math.sqrt(self._output_positions(name_n))
-            return lipschitz * delta + drift + bias
-        if node.op_type == "Gemm":
-            alpha = float(node_attribute(node, "alpha", 1.0))
-            beta = float(node_attribute(node, "beta", 1.0))
+            reuse = math.sqrt(float(np.max(window_counts(node, spatial))))
+            lipschitz, original = _grouped_sigma(w2, groups) * reuse, _grouped_sigma(w, groups) * reuse
+        elif node.op_type == "Gemm":
+            alpha = abs(float(node_attribute(node, "alpha", 1.0)))
             position = 1 if 1 in weights else 0
             if position not in weights:
                 return np.full_like(delta, np.inf)
             w, w2 = weights[position]
-            lipschitz = abs(alpha) * _sigma(w2)
-            drift = abs(alpha) * _sigma(w2 - w) * self._input_norm(name_n)
-            bias = float(np.linalg.norm(beta * (weights[2][1] - weights[2][0]))) if 2 in weights else 0.0
-            return lipschitz * delta + drift + bias
-        # MatMul with exactly one constant operand
-        if len(weights) != 1:
-            return np.full_like(delta, np.inf)
-        ((w, w2),) = weights.values()
-        if w.ndim < 2:
-            return np.full_like(delta, np.inf)
-        return _sigma(w2) * delta + _sigma(w2 - w) * self._input_norm(name_n)
+            lipschitz, original = alpha * _sigma(w2), alpha * _sigma(w)
+        else:  # MatMul with exactly one constant operand
+            if len(weights) != 1:
+                return np.full_like(delta, np.inf)
+            ((w, w2),) = weights.values()
+            if w.ndim < 2:
+                return np.full_like(delta, np.inf)
+            lipschitz, original = _sigma(w2), _sigma(w)
+        return lipschitz * delta + drift + self._rounding(name_n, name_m, lipschitz + original)
 
     def _batch_norm(self, name_n: str, name_m: str, delta: np.ndarray) -> np.ndarray:
         weights = {position: (w, w2) for position, w, w2 in self._weights(name_n, name_m)}
-        if not all(k in weights for k in (1, 2, 3, 4)):
+        drift = self._drift(name_n)
+        if drift is None or not all(k in weights for k in (1, 2, 3, 4)):
             return np.full_like(delta, np.inf)
+        values = {k: weights[k] for k in (1, 2, 3, 4)}
         epsilon = float(node_attribute(self.ref.nodes[name_n], "epsilon", 1e-5))
-
-        def affine(index: int) -> tuple[np.ndarray, np.ndarray]:
-            scale, shift, mean, var = (weights[k][index] for k in (1, 2, 3, 4))
-            s = scale / np.sqrt(var + epsilon)
-            return s, shift - s * mean
-
-        s, t = affine(0)
-        s2, t2 = affine(1)
-        shape = self.probe.shapes[activation_inputs(self.ref, name_n)[0]]
-        spatial = float(np.prod(shape[1:])) if len(shape) > 1 else 1.0
-        return (
-            float(np.max(np.abs(s2))) * delta
-            + float(np.max(np.abs(s2 - s))) * self._input_norm(name_n)
-            + float(np.linalg.norm(t2 - t)) * math.sqrt(spatial)
-        )
+        s, _ = batch_norm_affine(values, 0, epsilon)
+        s2, _ = batch_norm_affine(values, 1, epsilon)
+        scale, original = float(np.max(np.abs(s2))), float(np.max(np.abs(s)))
+        return scale * delta + drift + self._rounding(name_n, name_m, scale + original)
 
     def _constant_shift(self, name_n: str, name_m: str) -> float:
         """‖c′ − c‖ broadcast over the output, for the constant operands of an add/sub."""
@@ -337,14 +387,25 @@ class SegmentBounder:
 
     def _scale(self, name_n: str, name_m: str, delta: np.ndarray) -> np.ndarray:
         weights = self._weights(name_n, name_m)
-        if len(weights) != 1:
+        drift = self._drift(name_n)
+        if len(weights) != 1 or drift is None:
             return np.full_like(delta, np.inf)
         _, c, c2 = weights[0]
         if self.ref.nodes[name_n].op_type == "Div":
-            if np.any(c == 0) or np.any(c2 == 0):
-                return np.full_like(delta, np.inf)
-            c, c2 = 1.0 / c, 1.0 / c2
-        return float(np.max(np.abs(c2))) * delta + float(np.max(np.abs(c2 - c))) * self._input_norm(name_n)
+            c, c2 = 1.0 / c, 1.0 / c2  # nonzero: the weight-change term exists only then
+        scale, original = float(np.max(np.abs(c2))), float(np.max(np.abs(c)))
+        return scale * delta + drift + self._rounding(name_n, name_m, scale + original)
+
+
+def _node_pairs(op_n: Op, op_m: Op) -> list[tuple[str, str]]:
+    """The (N node, M node) pairs of two matched ops, branches of composite tokens included."""
+    if not op_n.is_block:
+        return [(op_n.node, op_m.node)] if op_n.node and op_m.node else []
+    pairs = []
+    for branch_n, branch_m in zip(op_n.branches, op_m.branches, strict=True):
+        for inner_n, inner_m in zip(branch_n.ops, branch_m.ops, strict=True):
+            pairs.extend(_node_pairs(inner_n, inner_m))
+    return pairs
 
 
 def _sigma(matrix: np.ndarray) -> float:
