@@ -332,6 +332,44 @@ def test_analyse_pair_keeps_segments_within_epsilon_and_the_synthesized_model_ru
     assert analysis.measured_upper >= measured
 
 
+def test_a_synthesized_model_measured_beyond_epsilon_loses_its_cheapest_segments(monkeypatch):
+    # The noise estimate is forced to keep stem, BN and block (effect 0: noise can be milder than a real
+    # swap). M's stem is far from N's, its block close: the synthesized model measures beyond ε, so the
+    # measurement drops the cheapest changing segment (the stem, 576 MACs) and measures again: BN and
+    # block stay, within ε. With the block far too, nothing that changes N is left.
+    import sommelier_core.segments.analysis as analysis_module
+    from sommelier_core.segments.noise_effect import NoiseEffect
+
+    def keep_all_but_head(injector, outputs, segments, bounds, macs, task, epsilon, **options):
+        kept = tuple(range(len(segments) - 1))
+        return NoiseEffect(kept, 0.0, ((kept, 0.0),), tuple(0.0 for _ in segments))
+
+    monkeypatch.setattr(analysis_module, "estimate_effect", keep_all_but_head)
+    monkeypatch.setattr(analysis_module, "noise_difference", lambda *args, **options: 0.0)
+    base = residual_weights(0)
+    x = images(400)
+    n = residual_net(base, "n")
+    for block_scale, block_kept in ((0.03, True), (3.0, False)):
+        rng = np.random.default_rng(1)
+        twin = dict(base)
+        for key, scale in (("stem_w", 3.0), ("b1_w", block_scale), ("b2_w", block_scale), ("head_w", 0.3)):
+            twin[key] = base[key] + scale * np.std(base[key]) * rng.normal(0, 1, base[key].shape)
+        m = residual_net(twin, "m")
+        view_n, seq_n = model_sequences(n)
+        view_m, seq_m = model_sequences(m)
+        as_estimated = run(synthesize(view_n, view_m, candidate_segments(view_n, seq_n, view_m, seq_m)[:3]), x)
+        assert np.mean(as_estimated.argmax(1) != run(n, x).argmax(1)) > 0.05  # what the estimate alone keeps
+        analysis = analyse_pair("n", n, "m", m, x, "classification", epsilon=0.05)
+        assert [s.kept for s in analysis.segments] == [False, True, block_kept, False]
+        assert analysis.segments[0].macs == 576  # the cheapest changing segment went first
+        assert analysis.synthesizable == block_kept
+        if block_kept:
+            measured = np.mean(run(synthesize_pair(analysis, n, m), x).argmax(1) != run(n, x).argmax(1))
+            assert analysis.measured_difference == pytest.approx(measured) and measured <= 0.05
+        else:
+            assert analysis.measured_difference is None
+
+
 def test_a_harmless_segment_dropped_for_being_cheap_is_offered_back():
     # effects by perturbed set (hand-chosen): cheap a alone 1 %, b alone 50 %, c alone 2 %, {a, c} 3 %.
     # Cheapest first drops a (→ {b, c} 55 %), then b (→ {c} 2 % ≤ ε); a is then offered back: {a, c} 3 %.

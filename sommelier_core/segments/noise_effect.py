@@ -150,6 +150,27 @@ def _toposort(graph: onnx.GraphProto) -> None:
     graph.node.extend(nodes)
 
 
+def noise_difference(
+    injector: NoiseInjector,
+    reference_outputs: np.ndarray,
+    segments: Sequence[SegmentPair],
+    bounds: Sequence[SegmentBound],
+    indices: Sequence[int],
+    task: Task,
+    *,
+    draws: int = 2,
+    seed: int = 0,
+) -> float:
+    """The QoR difference of N with the `indices` segments perturbed by noise of their bounds (worst of `draws`)."""
+    norms: dict[str, np.ndarray] = {}
+    for i in indices:
+        tensor = segments[i].reference_output
+        norms[tensor] = norms.get(tensor, 0) + bounds[i].per_sample
+    if not norms:
+        return 0.0
+    return max(qor_difference(reference_outputs, injector.run(norms, seed + draw), task) for draw in range(draws))
+
+
 def estimate_effect(
     injector: NoiseInjector,
     reference_outputs: np.ndarray,
@@ -180,13 +201,7 @@ def estimate_effect(
         return memo[changing]
 
     def _difference(indices: tuple[int, ...]) -> float:
-        norms: dict[str, np.ndarray] = {}
-        for i in indices:
-            tensor = segments[i].reference_output
-            norms[tensor] = norms.get(tensor, 0) + bounds[i].per_sample
-        if not norms:
-            return 0.0
-        return max(qor_difference(reference_outputs, injector.run(norms, seed + draw), task) for draw in range(draws))
+        return noise_difference(injector, reference_outputs, segments, bounds, indices, task, draws=draws, seed=seed)
 
     assessable = [i for i, b in enumerate(bounds) if b.finite]
     effects: dict[int, float] = {i: float("inf") for i in range(len(segments)) if i not in assessable}
