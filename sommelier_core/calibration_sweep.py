@@ -25,7 +25,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-SWEEP_VERSION = 6
+SWEEP_VERSION = 7
 """Bumped when the sampled configurations change (graphs are cached by name under a versioned folder)."""
 MAX_MACS = 1e9
 """Largest MACs of a sampled convolution or matrix product: keeps the sweep within about a minute."""
@@ -234,8 +234,7 @@ def _elementwise_samples(writer: _Writer, rng: np.random.Generator) -> None:
         "gap": lambda s, r: ([helper.make_node("GlobalAveragePool", ["x"], ["y"])], [_input("x", s)], [])
         if len(s) == 4 else None,
         "concat": _concat,
-        "split": lambda s, r: ([helper.make_node("Split", ["x"], ["y", "z"], axis=1)], [_input("x", s)], [])
-        if s[1] % 2 == 0 else None,
+        "split": _split,
         "pad": lambda s, r: _pad(s),
         "lrn": lambda s, r: ([helper.make_node("LRN", ["x"], ["y"], size=5, alpha=1e-4, beta=0.75, bias=1.0)],
                              [_input("x", s)], []) if len(s) == 4 else None,
@@ -247,9 +246,12 @@ def _elementwise_samples(writer: _Writer, rng: np.random.Generator) -> None:
     while made < ELEMENTWISE_SAMPLES:
         op = names[made % len(names)] if made < 2 * len(names) else str(rng.choice(names, p=odds / odds.sum()))
         form = rng.random()
-        if form < 0.5:  # an image: (1, C, H, W)
+        if form < 0.35:  # an image: (1, C, H, W)
             shape = [1, _channels(rng, 3, 1024), _log_uniform(rng, 1, 112), 0]
             shape[3] = shape[2]
+        elif form < 0.55:  # a channels-last image (TensorFlow's layout): (1, H, W, C), C down to 3 (RGB input)
+            size = _log_uniform(rng, 1, 224)
+            shape = [1, size, size, 3 if rng.random() < 0.15 else _channels(rng, 3, 1024)]
         elif form < 0.85:  # tokens: (1, T, D)
             shape = [1, _log_uniform(rng, 1, 3136), _channels(rng, 8, 1536)]
         else:  # attention scores: (1, heads, T, T)
@@ -304,8 +306,10 @@ def _transpose(shape: list[int], rng: np.random.Generator) -> tuple[list, list, 
             return None
         if len(shape) == 3:
             shape = [1, shape[1], 1, groups, shape[2] // groups]
-        else:
+        elif rng.random() < 0.5:
             shape = [1, groups, shape[1] // groups, shape[2], shape[3]]
+        else:  # the same view of a channels-last image
+            shape = [1, shape[2], shape[3], groups, shape[1] // groups]
     perm = [0] + [int(i) + 1 for i in rng.permutation(len(shape) - 1)]
     if perm == sorted(perm):
         return None
@@ -337,6 +341,14 @@ def _concat(shape: list[int], rng: np.random.Generator) -> tuple[list, list, lis
     parts = int(rng.integers(2, 5))
     inputs = [_input(f"x{i}", shape) for i in range(parts)]
     return [helper.make_node("Concat", [f"x{i}" for i in range(parts)], ["y"], axis=1)], inputs, []
+
+
+def _split(shape: list[int], rng: np.random.Generator) -> tuple[list, list, list] | None:
+    """Halves along the second or the last axis (channels of either layout)."""
+    axis = int(rng.choice([1, -1]))
+    if shape[axis] % 2:
+        return None
+    return [helper.make_node("Split", ["x"], ["y", "z"], axis=axis)], [_input("x", shape)], []
 
 
 def _pad(shape: list[int]) -> tuple[list, list, list] | None:
