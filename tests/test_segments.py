@@ -150,6 +150,64 @@ def test_second_linear_layer_adds_its_lipschitz_term_to_its_exact_weight_change_
     assert np.all(measured <= bound.per_sample)
 
 
+def test_constant_scale_and_batch_norm_terms_are_exact_on_the_activations():
+    # x → MatMul(I) → Mul(c) → Div(d) → BatchNormalization (on (N, 2) as 2 channels), N vs M:
+    #   c: (1, 1) → (2, 1), so x·(c′ − c) = (x_0, 0); d: (1, 1) → (1, 0.5), so 1/d′ − 1/d = (0, 1);
+    #   BN: identity (s = 1, t = 0, ε folded into var) → s′ = (1, 3), t′ = (0, 1).
+    # Each op's bound = max|scale′|·‖ΔX‖ + ‖(scale′ − scale)·X (+ Δt)‖ on N's own activations; for x = (3, 4):
+    #   Mul: 0 + ‖(3, 0)‖ = 3;  Div: max|1/d′| = 2 → 2·3 + ‖(0, 4)‖ = 10;
+    #   BN: max|s′| = 3 → 3·10 + ‖(0, 2·4 + 1)‖ = 39 (the measured difference is ‖(6, 25) − (3, 4)‖ = 21.2)
+    # (the previous rule's max|Δ|·‖X‖ terms: 5 for Mul and for Div, 2·5 + 1 = 11 for BN, on N's X = (3, 4) each).
+    from onnx import TensorProto, helper, numpy_helper
+
+    from sommelier_core.segments.lcs import SegmentPair
+
+    def net(c, d, scale, bias) -> onnx.ModelProto:
+        epsilon = 1e-5
+        constants = {
+            "w": np.eye(2),
+            "c": np.array(c),
+            "d": np.array(d),
+            "scale": np.array(scale),
+            "bias": np.array(bias),
+            "mean": np.zeros(2),
+            "var": np.full(2, 1 - epsilon),
+        }
+        nodes = [
+            helper.make_node("MatMul", ["x", "w"], ["h"], name="fc"),
+            helper.make_node("Mul", ["h", "c"], ["m"], name="mul"),
+            helper.make_node("Div", ["m", "d"], ["q"], name="div"),
+            helper.make_node(
+                "BatchNormalization", ["q", "scale", "bias", "mean", "var"], ["y"], name="bn", epsilon=epsilon
+            ),
+        ]
+        graph = helper.make_graph(
+            nodes,
+            "scales",
+            [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 2])],
+            [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 2])],
+            initializer=[numpy_helper.from_array(v.astype(np.float32), k) for k, v in constants.items()],
+        )
+        return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+    n = net([1.0, 1.0], [1.0, 1.0], [1.0, 1.0], [0.0, 0.0])
+    m = net([2.0, 1.0], [1.0, 0.5], [1.0, 3.0], [0.0, 1.0])
+    view_n, seq_n = model_sequences(n)
+    view_m, seq_m = model_sequences(m)
+    # the segment starts after the (identical) MatMul: one bound per prefix Mul, Mul → Div, Mul → Div → BN
+    ops_n = [op for op in seq_n[0].ops if op.node != "fc"]
+    ops_m = [op for op in seq_m[0].ops if op.node != "fc"]
+    x = np.array([[3.0, 4.0]], dtype=np.float32)
+    bounds = {}
+    for k, name in enumerate(("mul", "div", "bn")):
+        prefix = SegmentPair("main", "main", tuple(ops_n[: k + 1]), tuple(ops_m[: k + 1]))
+        (bound,) = SegmentBounder(view_n, view_m, x).bounds([prefix])
+        bounds[name] = bound.per_sample[0]
+    assert bounds == pytest.approx({"mul": 3.0, "div": 10.0, "bn": 39.0}, rel=1e-4)
+    measured = np.linalg.norm(run(m, x) - run(n, x))
+    assert measured == pytest.approx(np.hypot(3.0, 21.0), rel=1e-5) and measured <= bounds["bn"]
+
+
 def test_bound_through_hard_swish_holds_where_its_slope_exceeds_one():
     # HardSwish(h) = h·relu6(h + 3)/6 has slope (2h + 3)/6 up to 1.5 (at h → 3): at h ≈ 2.5 a change of
     # 0.1 in h changes the output by ≈ 0.13, more than the 1-Lipschitz pass-through would allow.
