@@ -17,9 +17,9 @@
       are one family; a zoo architecture and all its noise/pruned/fine-tuned variants, i.e. every model with
       the same set of operator keys, are one family) — the honest estimate for an unprofiled model;
     - *held out + sweep*: the held-out table plus the calibration sweep's one-op graphs (`--no-sweep` skips it).
-    The measured latency is the lower of the medians of `--rounds` rounds (each `--repeats` timed runs, more for
-    fast models: at least `--min-round-s` of timed runs per round), which keeps a burst of load from another
-    process out of the reference value; the load average is reported.
+    The measured latency is the lower of the medians of `--rounds` rounds (each `--repeats` timed runs after 5
+    warm-up runs, as `device_profile` measures; `--min-round-s` adds runs to fill that many seconds per round),
+    which keeps a burst of load from another process out of the reference value; the load average is reported.
     Unseen operators are estimated by the kernel-class predictors (`latency_predictor`) fitted on the table.
     *Noise floor*: every model is measured again in a second, later pass (fresh sessions, same protocol); the
     share of re-measurements within ±10 % / ±20 % of the first is what no estimator can beat.
@@ -294,8 +294,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cpu", help="device to measure and profile on: cpu, or cuda where present")
     parser.add_argument("--threads", type=int, default=0, help="intra-op threads (0: ONNX Runtime's default)")
     parser.add_argument("--repeats", type=int, default=30)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--min-round-s", type=float, default=0.2, help="least timed seconds per round (fast models)")
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument(
+        "--min-round-s", type=float, default=0.0, help="least timed seconds per round (0: --repeats, as the index does)"
+    )
     parser.add_argument("--sweep-rounds", type=int, default=2, help="rounds of the calibration sweep (min per graph)")
     parser.add_argument("--breakdown", action="store_true", help="held-out error per kernel class, per architecture")
     parser.add_argument("--profile-runs", type=int, default=10)

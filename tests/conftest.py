@@ -70,6 +70,7 @@ def indexed_store(small_zoo, tmp_path_factory) -> IndexedStore:
     from pipelines.definitions import build_resources
     from pipelines.index_run import run_index
     from resources.repositories import RepositoriesResource, RepositoryConfig
+    from resources.settings import IndexSettings
 
     root = tmp_path_factory.mktemp("store")
     extra = root / "extra-onnx"
@@ -87,7 +88,9 @@ def indexed_store(small_zoo, tmp_path_factory) -> IndexedStore:
                     RepositoryConfig(kind="tfhub", name="zoo-tf", location=[str(small_zoo / "tfhub")]),
                     RepositoryConfig(kind="onnx", name="extra", location=[str(extra)]),
                 ]
-            )
+            ),
+            # the calibration sweep runs as in production (every device's table has it), in one round, not two
+            "settings": IndexSettings(operator_sweep_rounds=1),
         }
         first = run_index(echo=print, instance=instance, resources=resources)
         snapshot = {
