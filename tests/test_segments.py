@@ -9,7 +9,7 @@ import pytest
 from sommelier_core.inference import probe_session
 from sommelier_core.segments.analysis import analyse_pair, synthesize_pair
 from sommelier_core.segments.error_bound import SegmentBounder
-from sommelier_core.segments.lcs import candidate_segments, common_runs
+from sommelier_core.segments.lcs import SegmentPair, candidate_segments, common_runs
 from sommelier_core.segments.noise_effect import NoiseInjector, estimate_effect, segment_macs
 from sommelier_core.segments.sequences import model_sequences
 from sommelier_core.segments.synthesis import synthesize
@@ -30,6 +30,20 @@ def run(model: onnx.ModelProto, x: np.ndarray, tensor: str | None = None) -> np.
 
 def op_types(sequence) -> list[str]:
     return [op.op_type for op in sequence.ops]
+
+
+def _one_segment_over_every_match(n: onnx.ModelProto, m: onnx.ModelProto):
+    """Both models' views and one segment joining every matched unit, so the bound spans them all."""
+    view_n, seq_n = model_sequences(n)
+    view_m, seq_m = model_sequences(m)
+    units = candidate_segments(view_n, seq_n, view_m, seq_m)
+    joined = SegmentPair(
+        "main",
+        "main",
+        tuple(op for s in units for op in s.reference_ops),
+        tuple(op for s in units for op in s.candidate_ops),
+    )
+    return view_n, view_m, joined
 
 
 # --- operator sequences ------------------------------------------------------------------------
@@ -128,19 +142,9 @@ def test_second_linear_layer_adds_its_lipschitz_term_to_its_exact_weight_change_
     #   x = (0, 1): 0 + 0 = 0       (measured 0: exact)
     #   x = (3, 4): φ·3 + 3 = 7.854 (measured ‖(6, 10) − (3, 4)‖ = √45 = 6.708)
     # (the paper's σ_max(W2′ − W2)·‖X_1‖ term gives 2.618, 1, 9.854)
-    from sommelier_core.segments.lcs import SegmentPair
-
     eye = np.eye(2)
     n, m = mlp(eye, eye), mlp(np.diag([2.0, 1.0]), np.array([[1.0, 1.0], [0.0, 1.0]]))
-    view_n, seq_n = model_sequences(n)
-    view_m, seq_m = model_sequences(m)
-    units = candidate_segments(view_n, seq_n, view_m, seq_m)
-    joined = SegmentPair(
-        "main",
-        "main",
-        tuple(op for s in units for op in s.reference_ops),
-        tuple(op for s in units for op in s.candidate_ops),
-    )
+    view_n, view_m, joined = _one_segment_over_every_match(n, m)
     x = np.array([[1.0, 0.0], [0.0, 1.0], [3.0, 4.0]], dtype=np.float32)
     (bound,) = SegmentBounder(view_n, view_m, x).bounds([joined])
     phi = (1 + 5**0.5) / 2
@@ -159,8 +163,6 @@ def test_constant_scale_and_batch_norm_terms_are_exact_on_the_activations():
     #   BN: max|s′| = 3 → 3·10 + ‖(0, 2·4 + 1)‖ = 39 (the measured difference is ‖(6, 25) − (3, 4)‖ = 21.2)
     # (the previous rule's max|Δ|·‖X‖ terms: 5 for Mul and for Div, 2·5 + 1 = 11 for BN, on N's X = (3, 4) each).
     from onnx import TensorProto, helper, numpy_helper
-
-    from sommelier_core.segments.lcs import SegmentPair
 
     def net(c, d, scale, bias) -> onnx.ModelProto:
         epsilon = 1e-5
@@ -264,17 +266,7 @@ def test_whole_model_bound_through_a_residual_block_and_concat_holds():
     for build, weights in [(residual_net, residual_weights), (two_branch_net, two_branch_weights)]:
         base, twin = weights(0), weights(3)
         n, m = build(base), build(twin)
-        view_n, seq_n = model_sequences(n)
-        view_m, seq_m = model_sequences(m)
-        whole = candidate_segments(view_n, seq_n, view_m, seq_m)
-        from sommelier_core.segments.lcs import SegmentPair
-
-        joined = SegmentPair(
-            "main",
-            "main",
-            tuple(op for s in whole for op in s.reference_ops),
-            tuple(op for s in whole for op in s.candidate_ops),
-        )
+        view_n, view_m, joined = _one_segment_over_every_match(n, m)
         x = images(100)
         (bound,) = SegmentBounder(view_n, view_m, x).bounds([joined])
         measured = np.linalg.norm(run(m, x) - run(n, x), axis=1)
