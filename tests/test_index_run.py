@@ -102,6 +102,9 @@ def test_a_model_no_longer_listed_leaves_the_indexes_and_a_failed_repository_kee
     from sommelier_core.repositories.listing import Listing
 
     monkeypatch.setenv("SOMMELIER_HOME", str(tmp_path))
+    # mlflow.set_tracking_uri exports MLFLOW_TRACKING_URI, which the store root does not override: without this
+    # the runs would go to the tracking store of whichever store this process indexed first
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow' / 'mlflow.db'}")
     folder = tmp_path / "onnx"
     folder.mkdir()
     for seed, name in enumerate(("a", "b", "c")):
