@@ -12,6 +12,14 @@ from resources.store import ModelStoreResource
 from tests.conftest import two_class_onnx
 
 
+def _lab_repository(tmp_path) -> RepositoriesResource:
+    """A repository `lab`: a folder holding one ONNX model, `first.onnx` (listed as `lab/first`)."""
+    folder = tmp_path / "onnx"
+    folder.mkdir()
+    two_class_onnx(folder / "first.onnx")
+    return RepositoriesResource(repositories=[RepositoryConfig(kind="onnx", name="lab", location=[str(folder)])])
+
+
 def test_definitions_hold_every_stage_jobs_sensor_and_schedule():
     graph = defs.resolve_asset_graph()
     names = {key.path[-1] for key in graph.get_all_asset_keys()}
@@ -40,11 +48,7 @@ def test_definitions_hold_every_stage_jobs_sensor_and_schedule():
 
 
 def test_repository_sensor_adds_partitions_and_requests_a_run_per_new_model(tmp_path):
-    folder = tmp_path / "onnx"
-    folder.mkdir()
-    two_class_onnx(folder / "first.onnx")
-    config = RepositoryConfig(kind="onnx", name="lab", location=[str(folder)])
-    repositories = RepositoriesResource(repositories=[config])
+    repositories = _lab_repository(tmp_path)
     sensor = make_repository_sensor("index_models")
     with DagsterInstance.ephemeral() as instance:
         result = sensor(
@@ -56,7 +60,7 @@ def test_repository_sensor_adds_partitions_and_requests_a_run_per_new_model(tmp_
         assert [r.partition_key for r in result.run_requests] == ["lab/first"]
         assert result.dynamic_partitions_requests[0].partition_keys == ["lab/first"]
         instance.add_dynamic_partitions("models", ["lab/first"])
-        two_class_onnx(folder / "second.onnx")
+        two_class_onnx(tmp_path / "onnx" / "second.onnx")
         grown = sensor(
             build_sensor_context(
                 instance=instance,
@@ -90,11 +94,7 @@ def test_repository_sensor_profiles_converted_models_per_device_and_again_when_t
     from sommelier_core.operator_latency import DeviceProfile
     from sommelier_core.store import ModelStore
 
-    folder = tmp_path / "onnx"
-    folder.mkdir()
-    two_class_onnx(folder / "first.onnx")
-    config = RepositoryConfig(kind="onnx", name="lab", location=[str(folder)])
-    repositories = RepositoriesResource(repositories=[config])
+    repositories = _lab_repository(tmp_path)
     (entry,) = repositories.list_models().entries
     store = ModelStore(tmp_path)
     store.save_record("fetched_model", entry.model_id, SimpleNamespace(entry=entry))
@@ -128,12 +128,8 @@ def test_a_device_profiling_sensor_must_run_the_per_model_job():
 
 
 def test_repository_sensor_deletes_the_partition_of_a_model_its_repository_no_longer_lists(tmp_path):
-    folder = tmp_path / "onnx"
-    folder.mkdir()
-    two_class_onnx(folder / "first.onnx")
-    config = RepositoryConfig(kind="onnx", name="lab", location=[str(folder)])
     resources = {
-        "repositories": RepositoriesResource(repositories=[config]),
+        "repositories": _lab_repository(tmp_path),
         "store": ModelStoreResource(root=str(tmp_path)),
     }
     with DagsterInstance.ephemeral() as instance:
