@@ -32,11 +32,16 @@ def op_types(sequence) -> list[str]:
     return [op.op_type for op in sequence.ops]
 
 
-def _one_segment_over_every_match(n: onnx.ModelProto, m: onnx.ModelProto):
-    """Both models' views and one segment joining every matched unit, so the bound spans them all."""
+def _matched(n: onnx.ModelProto, m: onnx.ModelProto):
+    """Both models' operator views and their candidate segments (units), N's side first."""
     view_n, seq_n = model_sequences(n)
     view_m, seq_m = model_sequences(m)
-    units = candidate_segments(view_n, seq_n, view_m, seq_m)
+    return view_n, view_m, candidate_segments(view_n, seq_n, view_m, seq_m)
+
+
+def _one_segment_over_every_match(n: onnx.ModelProto, m: onnx.ModelProto):
+    """Both models' views and one segment joining every matched unit, so the bound spans them all."""
+    view_n, view_m, units = _matched(n, m)
     joined = SegmentPair(
         "main",
         "main",
@@ -121,9 +126,7 @@ def test_linear_bound_by_hand():
     # (the paper's σ_max(W′ − W)·‖x‖ would give 1, 1, 5). Relu passes the bound.
     eye = np.eye(2)
     n, m = mlp(eye, eye), mlp(np.diag([2.0, 1.0]), eye)
-    view_n, seq_n = model_sequences(n)
-    view_m, seq_m = model_sequences(m)
-    segments = candidate_segments(view_n, seq_n, view_m, seq_m)
+    view_n, view_m, segments = _matched(n, m)
     assert [s.reference_nodes for s in segments] == [("fc1", "relu"), ("fc2",)]
     x = np.array([[1.0, 0.0], [0.0, 1.0], [3.0, 4.0]], dtype=np.float32)
     first, second = SegmentBounder(view_n, view_m, x).bounds(segments)
@@ -227,9 +230,7 @@ def test_bound_through_hard_swish_holds_where_its_slope_exceeds_one():
         return onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)])
 
     n, m = net(2.5), net(2.6)
-    view_n, seq_n = model_sequences(n)
-    view_m, seq_m = model_sequences(m)
-    (segment,) = candidate_segments(view_n, seq_n, view_m, seq_m)
+    view_n, view_m, (segment,) = _matched(n, m)
     assert segment.reference_nodes == ("fc", "act")
     x = np.array([[1.0], [-1.0], [0.5]], dtype=np.float32)
     (bound,) = SegmentBounder(view_n, view_m, x).bounds([segment])
@@ -247,9 +248,7 @@ def test_bound_holds_against_the_measured_difference_of_every_segment(build, wei
     twin["bn_var"] = np.abs(twin["bn_var"]) + 0.1 if "bn_var" in twin else None
     twin = {k: v for k, v in twin.items() if v is not None}
     n, m = build(base), build(twin)
-    view_n, seq_n = model_sequences(n)
-    view_m, seq_m = model_sequences(m)
-    segments = candidate_segments(view_n, seq_n, view_m, seq_m)
+    view_n, view_m, segments = _matched(n, m)
     x = images(200)
     bounds = SegmentBounder(view_n, view_m, x).bounds(segments)
     for segment, bound in zip(segments, bounds, strict=True):
@@ -287,9 +286,7 @@ def _residual_pair(seed_twin: int = 1, scale: float = 0.3):
 
 def test_drop_loop_removes_cheapest_segments_first_until_within_epsilon():
     n, m = _residual_pair()
-    view_n, seq_n = model_sequences(n)
-    view_m, seq_m = model_sequences(m)
-    segments = candidate_segments(view_n, seq_n, view_m, seq_m)
+    view_n, view_m, segments = _matched(n, m)
     x = images(300)
     bounder = SegmentBounder(view_n, view_m, x)
     bounds = bounder.bounds(segments)
@@ -326,9 +323,7 @@ def test_noise_of_zero_norm_changes_nothing_and_larger_noise_changes_more():
 
 def test_swapping_every_segment_reproduces_the_candidate_and_one_segment_only_that_segment():
     n, m = _residual_pair()
-    view_n, seq_n = model_sequences(n)
-    view_m, seq_m = model_sequences(m)
-    segments = candidate_segments(view_n, seq_n, view_m, seq_m)
+    view_n, view_m, segments = _matched(n, m)
     x = images(50)
     all_swapped = synthesize(view_n, view_m, segments, name="n<-m")
     onnx.checker.check_model(all_swapped)
