@@ -52,6 +52,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import polars as pl
+from onnx.external_data_helper import load_external_data_for_model
 
 from sommelier_core.calibration_sweep import SWEEP_VERSION, calibration_models
 from sommelier_core.errors import SommelierError
@@ -280,7 +281,8 @@ def profile_operators(
         options = _session_options(Path(tmp), threads, optimization_level)
         options.enable_profiling = True
         options.profile_file_prefix = str(Path(tmp) / "profile")
-        session = ort.InferenceSession(str(onnx_path), sess_options=options, providers=providers_for(device))
+        source = _with_node_names(Path(onnx_path), Path(tmp))
+        session = ort.InferenceSession(str(source), sess_options=options, providers=providers_for(device))
         require_provider(session, device, str(onnx_path))
         feeds = random_feeds(session, batch_size, input_shapes or {}, np.random.default_rng(seed), str(onnx_path))
         for _ in range(warmup):
@@ -300,6 +302,30 @@ def profile_operators(
     run_events = [float(e["dur"]) for e in events if e.get("cat") == "Session" and e.get("name") == "model_run"]
     run_ms = float(np.median(run_events[warmup:] or run_events or [0.0])) / 1000.0
     return OperatorProfile(device, graph, node_us, runs, threads or _default_threads(), run_ms)
+
+
+def _with_node_names(onnx_path: Path, tmp: Path) -> Path:
+    """The model itself when every node has a name; otherwise a copy in `tmp` whose unnamed nodes are named.
+
+    ONNX Runtime's profiler invents names (`Add_2`) for unnamed nodes but the optimized graph it saves keeps
+    them unnamed, so their events could not be matched to a node: the keys would lose the attributes and
+    the estimate the edges (every branch would be summed as one sequence).
+    """
+    model = onnx.load(str(onnx_path), load_external_data=False)
+    if all(node.name for node in model.graph.node):
+        return onnx_path
+    load_external_data_for_model(model, str(onnx_path.parent))
+    taken = {node.name for node in model.graph.node}
+    for index, node in enumerate(model.graph.node):
+        if not node.name:
+            name = f"{node.op_type}_{index}"
+            while name in taken:
+                name += "_"
+            node.name = name
+            taken.add(name)
+    named = tmp / "named.onnx"
+    onnx.save(model, str(named))
+    return named
 
 
 def _typical_us(durations: list[float]) -> float:

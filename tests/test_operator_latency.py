@@ -111,6 +111,31 @@ def test_profiled_nodes_are_the_executed_ones_keyed_by_op_shapes_and_attributes(
     assert all(any(t in produced for t in n.inputs) for n in nodes[1:])
 
 
+def test_unnamed_nodes_keep_their_attributes_and_edges(tmp_path):
+    # two unnamed pooling branches of x, summed: the profiler names them, the saved optimized graph does not
+    nodes = [
+        helper.make_node("MaxPool", ["x"], ["a"], kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+        helper.make_node("AveragePool", ["x"], ["b"], kernel_shape=[5, 5], pads=[2, 2, 2, 2]),
+        helper.make_node("Add", ["a", "b"], ["y"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "unnamed",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 16, 16])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(tmp_path / "unnamed.onnx"))
+    executed = {n.op: n for n in profile_operators(tmp_path / "unnamed.onnx", runs=2, threads=1).graph.nodes}
+    assert set(executed) == {"MaxPool", "AveragePool", "Add"}
+    assert "kernel_shape=[3 3]" in executed["MaxPool"].key
+    assert "kernel_shape=[5 5]" in executed["AveragePool"].key
+    assert executed["Add"].inputs == ("a", "b")
+    assert executed["MaxPool"].outputs == ("a",)
+    assert onnx.load(str(tmp_path / "unnamed.onnx")).graph.node[0].name == ""  # the user's file is untouched
+
+
 def test_estimate_of_a_model_in_the_table_uses_exact_keys_plus_the_fitted_overhead(conv_paths):
     profiled = [
         ProfiledModel(name, profile_operators(path, runs=3, warmup=1, threads=1)) for name, path in conv_paths.items()

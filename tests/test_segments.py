@@ -213,30 +213,52 @@ def test_constant_scale_and_batch_norm_terms_are_exact_on_the_activations():
     assert measured == pytest.approx(np.hypot(3.0, 21.0), rel=1e-5) and measured <= bounds["bn"]
 
 
-def test_bound_through_hard_swish_holds_where_its_slope_exceeds_one():
-    # HardSwish(h) = h·relu6(h + 3)/6 has slope (2h + 3)/6 up to 1.5 (at h → 3): at h ≈ 2.5 a change of
-    # 0.1 in h changes the output by ≈ 0.13, more than the 1-Lipschitz pass-through would allow.
-    def net(w: float) -> onnx.ModelProto:
-        graph = onnx.helper.make_graph(
-            [
-                onnx.helper.make_node("MatMul", ["x", "w"], ["h"], name="fc"),
-                onnx.helper.make_node("HardSwish", ["h"], ["y"], name="act"),
-            ],
-            "hard_swish",
-            [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["N", 1])],
-            [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, ["N", 1])],
-            initializer=[onnx.numpy_helper.from_array(np.array([[w]], dtype=np.float32), "w")],
-        )
-        return onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)])
+def _activation_net(op: str, w: float, **attributes: float) -> onnx.ModelProto:
+    """y = op(x·w) for a scalar x: one linear op, then the activation under test."""
+    graph = onnx.helper.make_graph(
+        [
+            onnx.helper.make_node("MatMul", ["x", "w"], ["h"], name="fc"),
+            onnx.helper.make_node(op, ["h"], ["y"], name="act", **attributes),
+        ],
+        op.lower(),
+        [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["N", 1])],
+        [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, ["N", 1])],
+        initializer=[onnx.numpy_helper.from_array(np.array([[w]], dtype=np.float32), "w")],
+    )
+    return onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)])
 
-    n, m = net(2.5), net(2.6)
+
+# Where each activation is steeper than 1, a change of 0.1·|x| in h = x·w changes its output by more than
+# 0.1·|x|: HardSwish (slope (2h + 3)/6, ≈ 1.33 at h = 2.5), Elu with alpha 3 (3·e^h ≈ 2.7 at h = −0.1),
+# Selu (γ·α·e^h ≈ 1.59 at h = −0.1), LeakyRelu with alpha 2 (2 for h < 0).
+@pytest.mark.parametrize(
+    "op,attributes,x,w",
+    [
+        ("HardSwish", {}, 1.0, 2.5),
+        ("Elu", {"alpha": 3.0}, -0.1, 1.0),
+        ("Selu", {}, -0.1, 1.0),
+        ("LeakyRelu", {"alpha": 2.0}, -0.1, 1.0),
+    ],
+)
+def test_bound_holds_through_activations_whose_slope_exceeds_one(op, attributes, x, w):
+    n, m = _activation_net(op, w, **attributes), _activation_net(op, w + 0.1, **attributes)
     view_n, view_m, (segment,) = _matched(n, m)
     assert segment.reference_nodes == ("fc", "act")
-    x = np.array([[1.0], [-1.0], [0.5]], dtype=np.float32)
-    (bound,) = SegmentBounder(view_n, view_m, x).bounds([segment])
-    measured = np.abs(run(m, x) - run(n, x))[:, 0]
-    assert measured[0] > 0.1  # steeper than 1 here
+    xs = np.array([[x], [-x], [x / 2]], dtype=np.float32)
+    (bound,) = SegmentBounder(view_n, view_m, xs).bounds([segment])
+    measured = np.abs(run(m, xs) - run(n, xs))[:, 0]
+    assert measured[0] > 0.1 * abs(x) * 1.2  # steeper than 1 here
     assert np.all(measured <= bound.per_sample * (1 + 1e-5) + 1e-6)
+
+
+def test_hard_sigmoid_shrinks_the_bound_by_its_alpha():
+    # HardSigmoid = clip(0.2·h + 0.5, 0, 1): a change of 0.1·|x| in h moves it by at most 0.02·|x|
+    n, m = _activation_net("HardSigmoid", 1.0), _activation_net("HardSigmoid", 1.1)
+    view_n, view_m, (segment,) = _matched(n, m)
+    xs = np.array([[1.0], [-2.0]], dtype=np.float32)
+    (bound,) = SegmentBounder(view_n, view_m, xs).bounds([segment])
+    np.testing.assert_allclose(bound.per_sample, [0.02, 0.04], rtol=1e-4)
+    assert np.all(np.abs(run(m, xs) - run(n, xs))[:, 0] <= bound.per_sample * (1 + 1e-5))
 
 
 @pytest.mark.parametrize("build,weights", [(residual_net, residual_weights), (two_branch_net, two_branch_weights)])

@@ -54,11 +54,12 @@ PASS_THROUGH = frozenset(
         "Cast", "HardSigmoid", "HardSwish", "Elu", "Selu", "LeakyRelu",
     }
 )  # fmt: skip
-"""Ops that are 1-Lipschitz (in l2, per sample) or rearrange values: the difference bound passes through
-(scaled by `_LIPSCHITZ` for the few whose slope exceeds 1)."""
+"""Ops that are Lipschitz (in l2, per sample) or rearrange values: the difference bound passes through,
+scaled by the op's largest slope (`activation_slope`)."""
 
 # slopes above 1: Gelu's derivative peaks at ≈ 1.129; HardSwish's, (2x + 3)/6 on (−3, 3), approaches 1.5
-_LIPSCHITZ = {"Gelu": 1.13, "Selu": 1.0507 * 1.6733, "HardSwish": 1.5}
+_LIPSCHITZ = {"Gelu": 1.13, "HardSwish": 1.5}
+_SELU_ALPHA, _SELU_GAMMA = 1.67326319217681884765625, 1.05070102214813232421875
 _SUM_MERGES = frozenset({"Add", "Sub", "Reshape", "Expand", "Flatten", "Identity"})
 _LINEAR = frozenset({"Conv", "Gemm", "MatMul"})
 _ROUNDING = 1e-6
@@ -281,12 +282,8 @@ class SegmentBounder:
             return self._linear(name_n, name_m, delta)
         if kind == "BatchNormalization":
             return self._batch_norm(name_n, name_m, delta)
-        if kind in PASS_THROUGH:
-            if kind == "LeakyRelu" and abs(node_attribute(node, "alpha", 0.01)) > 1:
-                return delta * abs(node_attribute(node, "alpha", 0.01))
-            return delta * _LIPSCHITZ.get(kind, 1.0)
-        if kind in _LIPSCHITZ:
-            return delta * _LIPSCHITZ[kind]
+        if kind in PASS_THROUGH or kind in _LIPSCHITZ:
+            return delta * activation_slope(node)
         if kind in ("MaxPool", "AveragePool", "LpPool"):
             spatial = self.probe.shapes[activation_inputs(self.ref, name_n)[0]][1:]
             return delta * math.sqrt(float(np.max(window_counts(node, spatial))))
@@ -395,6 +392,23 @@ class SegmentBounder:
             c, c2 = 1.0 / c, 1.0 / c2  # nonzero: the weight-change term exists only then
         scale, original = float(np.max(np.abs(c2))), float(np.max(np.abs(c)))
         return scale * delta + drift + self._rounding(name_n, name_m, scale + original)
+
+
+def activation_slope(node: onnx.NodeProto) -> float:
+    """The largest slope of a pass-through op with its own attributes: how much it can stretch a difference.
+
+    LeakyRelu and Elu stretch by their alpha beyond 1, Selu by gamma·max(1, alpha), HardSigmoid by its
+    alpha (0.2 by default: it shrinks); Gelu and HardSwish by their derivative's peak; the rest by at most 1.
+    """
+    kind = node.op_type
+    if kind in ("LeakyRelu", "Elu"):
+        return max(1.0, abs(float(node_attribute(node, "alpha", 0.01 if kind == "LeakyRelu" else 1.0))))
+    if kind == "Selu":
+        alpha = abs(float(node_attribute(node, "alpha", _SELU_ALPHA)))
+        return abs(float(node_attribute(node, "gamma", _SELU_GAMMA))) * max(1.0, alpha)
+    if kind == "HardSigmoid":
+        return abs(float(node_attribute(node, "alpha", 0.2)))
+    return _LIPSCHITZ.get(kind, 1.0)
 
 
 def _node_pairs(op_n: Op, op_m: Op) -> list[tuple[str, str]]:
