@@ -12,9 +12,16 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sommelier_core.errors import SommelierError
 from sommelier_core.settings import dagster_home, mlflow_tracking_uri, store_root, zoo_dir
+
+if TYPE_CHECKING:
+    import numpy as np
+    import onnx
+
+    from sommelier_core.segments.analysis import SegmentAnalysis
 
 
 def parse_fraction(text: str) -> float:
@@ -244,7 +251,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from sommelier_core.equivalence import check_compatible, compare_outputs
     from sommelier_core.errors import IncompatibleModels
     from sommelier_core.inference import run_onnx
-    from sommelier_core.segments.analysis import analyse_pair, describe_segments, segment_summary
+    from sommelier_core.segments.analysis import describe_segments, segment_summary
     from sommelier_core.validation import DatasetError, validation_set_for
 
     if args.bound == "custom" and not args.data:
@@ -258,12 +265,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
     except IncompatibleModels as exc:
         # not comparable as whole models, but segments may be: N with M's segments keeps N's inputs and
         # outputs (the transfer case of paper §4.2: a shared backbone under different heads)
-        segments = None
+        segments, failure = None, None
         try:
             dataset = validation_set_for(str(ref_path), ref_sig, args.data or "")
-            segments = analyse_pair(
-                str(ref_path), ref_model, str(cand_path), cand_model, dataset.x, task, epsilon=args.epsilon
-            )
+            segments, failure = _segment_analysis(ref_path, ref_model, cand_path, cand_model, dataset.x, task, args)
         except DatasetError:
             pass  # no validation data for the reference: nothing to bound segments on
         if args.json:
@@ -271,11 +276,15 @@ def cmd_compare(args: argparse.Namespace) -> int:
             if segments is not None:
                 payload["segments"] = [s.as_json() for s in segments.segments]
                 payload["segment_synthesis"] = segment_summary(segments)
+            if failure is not None:
+                payload["segments_error"] = failure
             _print_json(payload)
         else:
             print(f"error: incompatible models: {exc}", file=sys.stderr)
             if segments is not None and segments.segments:
                 print(describe_segments(segments))
+            if failure is not None:
+                print(f"segments: {failure}", file=sys.stderr)
         return 1
     dataset = validation_set_for(str(ref_path), ref_sig, args.data or "")
     ref_outputs = run_onnx(ref_path, dataset.x)
@@ -295,12 +304,14 @@ def cmd_compare(args: argparse.Namespace) -> int:
         "n": comparison.n,
         "dataset": dataset.name,
     }
-    segments = analyse_pair(
-        str(ref_path), ref_model, str(cand_path), cand_model, dataset.x, task, epsilon=args.epsilon,
-        reference_outputs=ref_outputs,
-    )  # fmt: skip
-    payload["segments"] = [s.as_json() for s in segments.segments]
-    payload["segment_synthesis"] = segment_summary(segments)
+    segments, failure = _segment_analysis(
+        ref_path, ref_model, cand_path, cand_model, dataset.x, task, args, ref_outputs
+    )
+    payload["segments"] = [s.as_json() for s in segments.segments] if segments is not None else []
+    if segments is not None:
+        payload["segment_synthesis"] = segment_summary(segments)
+    else:
+        payload["segments_error"] = failure
     if args.json:
         _print_json(payload)
     else:
@@ -309,8 +320,33 @@ def cmd_compare(args: argparse.Namespace) -> int:
             f"{comparison.kind} {comparison.difference:.2%} on {comparison.n} samples of {dataset.name}; "
             f"upper bound {bound.upper:.2%} ({args.bound}, δ={bound.delta}{architecture})"
         )
-        print(describe_segments(segments))
+        print(describe_segments(segments) if segments is not None else f"segments: {failure}")
     return 0
+
+
+def _segment_analysis(
+    ref_path: Path,
+    ref_model: onnx.ModelProto,
+    cand_path: Path,
+    cand_model: onnx.ModelProto,
+    x: np.ndarray,
+    task: str,
+    args: argparse.Namespace,
+    reference_outputs: np.ndarray | None = None,
+) -> tuple[SegmentAnalysis | None, str | None]:
+    """The pair's segment analysis, or why it failed (ONNX Runtime or the synthesis could not handle the pair):
+    that failure leaves the whole-model answer standing, as one bad pair does in the index."""
+    from sommelier_core.segments.analysis import analyse_pair
+    from sommelier_core.segments.candidates import PAIR_ERRORS
+
+    try:
+        analysis = analyse_pair(
+            str(ref_path), ref_model, str(cand_path), cand_model, x, task, epsilon=args.epsilon,
+            reference_outputs=reference_outputs,
+        )  # fmt: skip
+    except PAIR_ERRORS as exc:
+        return None, f"segment analysis of {ref_path} with {cand_path} failed: {exc}"
+    return analysis, None
 
 
 def cmd_synthesize(args: argparse.Namespace) -> int:

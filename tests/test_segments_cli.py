@@ -62,3 +62,29 @@ def test_compare_of_models_with_different_heads_still_lists_their_shared_segment
     assert payload["compatible"] is False and "outputs" in payload["reason"]
     assert [s["reference_nodes"][0] for s in payload["segments"]] == ["stem", "bn", "b1"]
     assert all(s["identical"] for s in payload["segments"])  # the backbone is the same network
+
+
+def test_compare_reports_a_failed_segment_analysis_and_keeps_the_whole_model_answer(tmp_path, monkeypatch, capsys):
+    from onnxruntime.capi.onnxruntime_pybind11_state import Fail
+
+    from sommelier_core import cli
+    from sommelier_core.segments import analysis
+
+    def fails(*_args, **_kwargs):
+        raise Fail("[ONNXRuntimeError] : 1 : FAIL : a kernel this build lacks")
+
+    base = residual_weights(0)
+    twin = {k: v + 0.05 * np.random.default_rng(3).normal(0, 1, v.shape) * np.std(v) for k, v in base.items()}
+    twin["bn_var"] = np.abs(twin["bn_var"]) + 0.1
+    onnx.save(residual_net(base), tmp_path / "n.onnx")
+    onnx.save(residual_net(twin), tmp_path / "m.onnx")
+    np.savez(tmp_path / "data.npz", x=images(100))
+    monkeypatch.setattr(analysis, "analyse_pair", fails)
+    paths = (str(tmp_path / "n.onnx"), str(tmp_path / "m.onnx"), "--data", str(tmp_path / "data.npz"))
+    assert cli.main(["compare", *paths, "--json"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert payload["compatible"] is True and 0 <= payload["bound"] <= 1
+    assert payload["segments"] == []
+    assert "n.onnx" in payload["segments_error"] and "a kernel this build lacks" in payload["segments_error"]
+    assert cli.main(["compare", *paths]) == 0
+    assert "segments: segment analysis of" in capsys.readouterr().out
