@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -26,7 +27,14 @@ class MlflowTracker(ConfigurableResource):
         uri = self.tracking_uri or mlflow_tracking_uri()
         if uri.startswith("sqlite:///"):
             Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        exported = os.environ.get("MLFLOW_TRACKING_URI")
         mlflow.set_tracking_uri(uri)
+        # MLflow exports the URI to the environment (for subprocesses), where `mlflow_tracking_uri` would take
+        # it for the user's: a later store in this process would log into this one's tracking store
+        if exported is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = exported
         found = mlflow.get_experiment_by_name(self.experiment)
         if found is not None:
             return found.experiment_id

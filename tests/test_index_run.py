@@ -102,9 +102,6 @@ def test_a_model_no_longer_listed_leaves_the_indexes_and_a_failed_repository_kee
     from sommelier_core.repositories.listing import Listing
 
     monkeypatch.setenv("SOMMELIER_HOME", str(tmp_path))
-    # mlflow.set_tracking_uri exports MLFLOW_TRACKING_URI, which the store root does not override: without this
-    # the runs would go to the tracking store of whichever store this process indexed first
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow' / 'mlflow.db'}")
     folder = tmp_path / "onnx"
     folder.mkdir()
     for seed, name in enumerate(("a", "b", "c")):
@@ -131,3 +128,19 @@ def test_a_model_no_longer_listed_leaves_the_indexes_and_a_failed_repository_kee
     # a repository that cannot be listed keeps its models; one no longer configured loses them
     listing = Listing([], ["lab: unreachable"], frozenset({"lab"}))
     assert listing.removed(["lab/a", "old/x"]) == ["old/x"]
+
+
+def test_each_store_indexed_in_one_process_logs_to_its_own_mlflow(tmp_path, monkeypatch):
+    import mlflow
+    import polars as pl
+
+    from resources.mlflow_tracker import MlflowTracker
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    for store in ("first", "second"):
+        monkeypatch.setenv("SOMMELIER_HOME", str(tmp_path / store))
+        MlflowTracker().log_index_run(pl.DataFrame({"pair": [store]}), {"models": 1.0})
+    for store in ("first", "second"):
+        client = mlflow.MlflowClient(f"sqlite:///{tmp_path / store / 'mlflow' / 'mlflow.db'}")
+        experiment = client.get_experiment_by_name("sommelier")
+        assert len(client.search_runs([experiment.experiment_id])) == 1, store
