@@ -91,7 +91,6 @@ class NoiseInjector:
     def run(self, noise_norms: dict[str, np.ndarray], seed: int) -> np.ndarray:
         """N's first output with Gaussian noise of norm `noise_norms[t][sample]` added to each tensor t."""
         tensors = tuple(sorted(noise_norms))
-        session = self._session(tensors)
         rng = np.random.default_rng(seed)
         noise = {}
         for tensor in tensors:
@@ -99,11 +98,17 @@ class NoiseInjector:
             direction = rng.standard_normal(shape, dtype=np.float32).reshape(len(self.x), -1)
             scale = noise_norms[tensor] / np.maximum(np.linalg.norm(direction, axis=1), 1e-12)
             noise[tensor] = (direction * scale[:, None].astype(np.float32)).reshape(shape)
+        return self.run_with(noise)
+
+    def run_with(self, noise: dict[str, np.ndarray]) -> np.ndarray:
+        """N's first output with `noise[t]` (one row per input) added to each tensor t."""
+        tensors = tuple(sorted(noise))
+        session = self._session(tensors)
         output = self.view.model.graph.output[0].name
         parts = []
         for start in range(0, len(self.x), self.batch_size):
             feed = {self.view.input: self.x[start : start + self.batch_size]}
-            feed.update({f"{t}__noise": noise[t][start : start + self.batch_size] for t in tensors})
+            feed.update({f"{t}__noise": noise[t][start : start + self.batch_size].astype(np.float32) for t in tensors})
             parts.append(session.run([output], feed)[0])
         return np.concatenate(parts)
 
