@@ -11,8 +11,14 @@ from assets.partitions import models_partitions
 from resources.mlflow_tracker import MlflowTracker
 from resources.settings import IndexSettings
 from sommelier_core.convert import Conversion, load_onnx
-from sommelier_core.profile import UncostedOpsWarning, memory_profile, static_profile
-from sommelier_core.resource_index import ModelProfile
+from sommelier_core.profile import (
+    UncostedOpsWarning,
+    has_dynamic_resolution,
+    memory_profile,
+    native_resolution,
+    static_profile,
+)
+from sommelier_core.resource_index import InputResolution, ModelProfile
 
 
 @asset(partitions_def=models_partitions, group_name="analysis")
@@ -20,7 +26,8 @@ def model_profile(
     context: AssetExecutionContext, onnx_model: Conversion, settings: IndexSettings, mlflow: MlflowTracker
 ) -> ModelProfile:
     """Params, MACs, weight and peak activation bytes from ONNX shape inference, at every exec-spec batch size,
-    and how memory moves with batch size (and resolution, for models with symbolic spatial dims)."""
+    and how memory moves with batch size (and resolution, for models with symbolic spatial dims), and the input
+    resolution it is all at (what a query's `RESOLUTION` is matched against)."""
     model = load_onnx(onnx_model.onnx_path)
     batch_sizes = settings.exec_batch_sizes()
     with warnings.catch_warnings(record=True) as caught:
@@ -43,6 +50,7 @@ def model_profile(
         static=static,
         static_by_batch=by_batch,
         memory=memory,
+        input_resolution=InputResolution(native_resolution(model), has_dynamic_resolution(model)),
     )
     metrics = {
         "params": float(static.params),
@@ -74,8 +82,14 @@ def model_profile(
             "Memory by batch size (bytes)": ", ".join(
                 f"{p.batch_size}: {p.memory_bytes}" for p in memory if p.resolution is None
             ),
+            "Input resolution": _resolution_text(profile.input_resolution),
             "Uncosted ops": ", ".join(static.uncosted_ops) or "none",
             "MLflow run": run_id,
         }
     )
     return profile
+
+
+def _resolution_text(resolution: InputResolution) -> str:
+    size = f"{resolution.size}" if resolution.size is not None else "no square spatial size"
+    return f"{size} (dynamic: any)" if resolution.dynamic else size

@@ -371,6 +371,55 @@ def shapes_at_resolution(model: onnx.ModelProto, resolution: int) -> dict[str, t
     return shapes
 
 
+def has_dynamic_resolution(model: onnx.ModelProto) -> bool:
+    """Whether an input has a symbolic non-batch dimension: the model runs at any resolution `memory_profile`
+    and `shapes_at_resolution` give it (an image model exported with dynamic H and W)."""
+    initializers = {init.name for init in model.graph.initializer}
+    for vi in model.graph.input:
+        if vi.name in initializers:
+            continue
+        if any(not dim.HasField("dim_value") for dim in list(vi.type.tensor_type.shape.dim)[1:]):
+            return True
+    return False
+
+
+def native_resolution(model: onnx.ModelProto, input_shapes: Mapping[str, Sequence[int]] | None = None) -> int | None:
+    """The square spatial size the model's inputs have (or are given in `input_shapes`): a query's `RESOLUTION`.
+
+    H = W of a rank-4 input (NCHW, or NHWC when the last two dims differ), D = H = W of a rank-5 one and
+    the length L of a rank-3 (N, C, L) signal. None when no input has a square spatial size (a feature
+    vector, a non-square image) or the inputs disagree, or a dimension is still symbolic: such a model
+    runs at no `RESOLUTION` a query can name.
+    """
+    initializers = {init.name for init in model.graph.initializer}
+    sizes = set()
+    for vi in model.graph.input:
+        if vi.name in initializers:
+            continue
+        if input_shapes is not None and vi.name in input_shapes:
+            dims: list[int | None] = [int(d) for d in input_shapes[vi.name]]
+        else:
+            dims = [d.dim_value if d.HasField("dim_value") else None for d in vi.type.tensor_type.shape.dim]
+        size = _spatial_size(dims)
+        if size is not None:
+            sizes.add(size)
+    return sizes.pop() if len(sizes) == 1 else None
+
+
+def _spatial_size(dims: Sequence[int | None]) -> int | None:
+    if any(d is None for d in dims[1:]):
+        return None
+    if len(dims) == 3:
+        return dims[2]
+    if len(dims) == 4:
+        if dims[2] == dims[3]:
+            return dims[2]
+        return dims[1] if dims[1] == dims[2] else None  # NHWC
+    if len(dims) == 5 and dims[2] == dims[3] == dims[4]:
+        return dims[2]
+    return None
+
+
 def require_provider(session: ort.InferenceSession, device: str, label: str) -> None:
     """Raise `UnknownDevice` when a session for `device` fell back to another provider (a CUDA provider that
     failed to load runs on the CPU): its times would be recorded under the wrong device."""

@@ -111,15 +111,19 @@ def spec_from_arguments(
     where: str | Predicate | None = None,
     batch_size: int | None = None,
     descending: bool | None = None,
+    resolution: int | None = None,
 ) -> QuerySpec:
     """The `QuerySpec` the keyword API means — the same one the language builds for the same query.
 
     `memory`, `flops`, `params` become `metric <= fraction` relative conditions, `latency_ms` an
     absolute `latency@device <= ms`; `where` (text in the language's WHERE syntax, or a predicate)
-    is AND-ed after them.
+    is AND-ed after them. `batch_size` and `resolution` (H = W in pixels) are the exec-spec.
     """
     if within is not None and not 0 <= within <= 1:
         raise ValueError(f"within must be a fraction in [0, 1], got {within}")
+    for name, value in (("batch_size", batch_size), ("resolution", resolution)):
+        if value is not None and value <= 0:
+            raise ValueError(f"{name} must be a positive size, got {value}")
     terms: list[Predicate] = []
     for column, value in (("memory_bytes", memory), ("flops", flops), ("params", params)):
         if value is not None:
@@ -149,6 +153,7 @@ def spec_from_arguments(
         where=predicate,
         device=device,
         batch_size=batch_size,
+        resolution=resolution,
         order=OrderBy(order_by, None, descending),
         limit=limit,
     )
@@ -173,6 +178,8 @@ def run_query(
     eng = engine if engine is not None else load_engine(index_dir, index, refine)
     if spec.batch_size is not None:
         eng = eng.at_batch(spec.batch_size)  # memory, MACs and latency under the query's exec-spec
+    if spec.resolution is not None:
+        eng = eng.at_resolution(spec.resolution)  # memory, MACs at that input size; who cannot run there
     registry = tasks if tasks is not None else (load_task_registry() if spec.task is not None else None)
     result = execute(compile_query(spec, eng, registry), eng)
     if synthesized:
@@ -200,6 +207,7 @@ def query(
     where: str | Predicate | None = None,
     batch_size: int | None = None,
     descending: bool | None = None,
+    resolution: int | None = None,
     engine: QueryEngine | None = None,
     tasks: TaskRegistry | None = None,
     refine: int = DEFAULT_REFINE_BUDGET,
@@ -215,10 +223,25 @@ def query(
     `task` (or with `within=None`) only the resource predicates apply. `refine` caps the candidate
     pairs measured at query time from stored outputs where the index's bounds leave the answer open
     (0: the index alone). `synthesized` also returns synthesized candidates (model N with segments
-    of M) whose bound through N is within `within`.
+    of M) whose bound through N is within `within`. `batch_size` and `resolution` (H = W in pixels) set
+    the exec-spec: memory, activations, MACs and FLOPs of the reference and the candidates are taken
+    there, and models that cannot run at `resolution` are no candidates (`run_query(...).excluded` says why).
     """
     spec = spec_from_arguments(
-        ref, within, memory, flops, params, latency_ms, device, order_by, limit, task, where, batch_size, descending
+        ref,
+        within,
+        memory,
+        flops,
+        params,
+        latency_ms,
+        device,
+        order_by,
+        limit,
+        task,
+        where,
+        batch_size,
+        descending,
+        resolution,
     )
     return run_query(
         spec, index_dir=index_dir, index=index, engine=engine, tasks=tasks, refine=refine, synthesized=synthesized

@@ -1,7 +1,7 @@
 """The query language (paper §5.1, Fig. 7; design §6): a lark grammar parsed into a typed AST.
 
     FIND 3 MODELS LIKE 'zoo-torch/cnn_w32' WITHIN 5%
-    ON cpu BATCH 1
+    ON cpu BATCH 1 RESOLUTION 224
     WHERE memory <= 80% AND (flops <= 50% OR params < 50K) AND latency@cpu < 30 ms
     ORDER BY similarity LIMIT 3
 
@@ -31,9 +31,11 @@ count: INT
 source: LIKE STRING              -> like
       | FOR TASK NAME            -> for_task
 within: WITHIN quantity
-exec_spec: ON DEVICE? NAME batch?
-         | batch
+exec_spec: ON DEVICE? NAME setting*
+         | setting+
+?setting: batch | resolution
 batch: BATCH SIZE? INT
+resolution: RESOLUTION INT
 where: WHERE disjunction
 
 ?disjunction: conjunction (OR conjunction)*
@@ -58,6 +60,7 @@ ON.2: /on\b/i
 DEVICE.2: /device\b/i
 BATCH.2: /batch\b/i
 SIZE.2: /size\b/i
+RESOLUTION.2: /resolution\b/i
 WHERE.2: /where\b/i
 AND.2: /and\b/i
 OR.2: /or\b/i
@@ -91,6 +94,7 @@ _TERMINAL_WORDS: dict[str, str] = {
     "DEVICE": "DEVICE",
     "BATCH": "BATCH",
     "SIZE": "SIZE",
+    "RESOLUTION": "RESOLUTION",
     "WHERE": "WHERE",
     "AND": "AND",
     "OR": "OR",
@@ -216,7 +220,9 @@ class QuerySpec:
     """A parsed query, before it is checked against an index.
 
     `reference` and `task` are exclusive; with neither, only absolute resource predicates apply.
-    `within` is None when the query has no semantic predicate.
+    `within` is None when the query has no semantic predicate. `batch_size` and `resolution` (H = W of
+    the input, in pixels) are the exec-spec the resource predicates are evaluated at; None: the
+    index's default batch and each model's own resolution.
     """
 
     reference: str | None = None
@@ -225,6 +231,7 @@ class QuerySpec:
     where: Predicate | None = None
     device: str = "cpu"
     batch_size: int | None = None
+    resolution: int | None = None
     order: OrderBy = OrderBy()
     limit: int | None = None
 
@@ -317,20 +324,26 @@ class _ToSpec(Transformer):
     def absolute(self, number: Token, unit: Token | None = None) -> tuple:
         return (float(number), str(unit) if unit is not None else None, False, number)
 
-    def batch(self, _kw: Token, *rest: Token) -> int:
+    def batch(self, _kw: Token, *rest: Token) -> tuple[str, int, Token]:
         size = int(rest[-1])
         if size <= 0:
             raise QueryError(f"BATCH must be a positive size{_where(rest[-1])}")
-        return size
+        return ("batch_size", size, rest[-1])
 
-    def exec_spec(self, *parts) -> tuple[str, tuple[str | None, int | None]]:
-        device, batch = None, None
+    def resolution(self, _kw: Token, value: Token) -> tuple[str, int, Token]:
+        size = int(value)
+        if size <= 0:
+            raise QueryError(f"RESOLUTION must be a positive size in pixels{_where(value)}")
+        return ("resolution", size, value)
+
+    def exec_spec(self, *parts) -> tuple[str, tuple[str | None, list[tuple[str, int, Token]]]]:
+        device, settings = None, []
         for part in parts:
-            if isinstance(part, int):
-                batch = part
+            if isinstance(part, tuple):
+                settings.append(part)
             elif isinstance(part, Token) and part.type == "NAME":
                 device = str(part)
-        return ("exec", (device, batch))
+        return ("exec", (device, settings))
 
     def where(self, _kw: Token, predicate: Predicate) -> tuple[str, Predicate]:
         return ("where", predicate)
@@ -377,15 +390,16 @@ class _ToSpec(Transformer):
             elif kind == "within":
                 fields["within"] = part[1]
             elif kind == "exec":
-                device, batch = part[1]
+                device, settings = part[1]
                 if device is not None:
                     if "device" in fields:
                         raise QueryError("the device is given twice (ON … before and after WHERE)")
                     fields["device"] = device
-                if batch is not None:
-                    if "batch_size" in fields:
-                        raise QueryError("the batch size is given twice")
-                    fields["batch_size"] = batch
+                for name, value, token in settings:
+                    if name in fields:
+                        what = "batch size" if name == "batch_size" else "resolution"
+                        raise QueryError(f"the {what} is given twice{_where(token)}")
+                    fields[name] = value
             elif kind == "where":
                 fields["where"] = part[1]
             elif kind == "order":

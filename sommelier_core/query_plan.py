@@ -166,7 +166,14 @@ class QueryEngine:
 
     def at_batch(self, batch_size: int) -> QueryEngine:
         """This engine with its resource columns at another profiled batch size (the query's exec-spec)."""
-        resource = self.resource.at_batch(batch_size)
+        return self._with_resource(self.resource.at_batch(batch_size))
+
+    def at_resolution(self, resolution: int) -> QueryEngine:
+        """This engine with memory, MACs and FLOPs at input resolution `resolution` (the query's exec-spec);
+        models that cannot run there are marked, not dropped (`ResourceStore.at_resolution`)."""
+        return self._with_resource(self.resource.at_resolution(resolution))
+
+    def _with_resource(self, resource: ResourceStore) -> QueryEngine:
         if resource is self.resource:
             return self
         engine = copy.copy(self)
@@ -218,6 +225,9 @@ class QueryPlan:
     order_device: str | None
     descending: bool
     limit: int | None
+    excluded: dict[int, str] = field(default_factory=dict)
+    """Models (by position) that are no candidates under the exec-spec, and why: they cannot run at the
+    query's resolution, or the query reads a latency measured at another resolution."""
 
 
 @dataclass(frozen=True)
@@ -238,6 +248,9 @@ class QueryResult:
     hits: list[Hit]
     stages: list[StageReport] = field(default_factory=list)
     measured_pairs: int = 0  # pairs the refine stage measured
+    excluded: dict[str, str] = field(default_factory=dict)
+    """Models the query would have considered (the reference's candidates, or every model without a
+    reference) that the exec-spec left out, and why (`fixed input resolution 224`, …)."""
 
     def explain(self) -> str:
         """The plan, one line per stage, with how many models each stage kept."""
@@ -279,6 +292,7 @@ def compile_query(spec: QuerySpec, engine: QueryEngine, tasks: TaskRegistry | No
     if spec.batch_size is not None and spec.batch_size not in engine.resource.batch_sizes.get(spec.device, set()):
         sizes = ", ".join(str(b) for b in sorted(engine.resource.batch_sizes.get(spec.device, set())))
         raise UnknownMetric(f"no profiles at batch size {spec.batch_size} on {spec.device}; profiled: {sizes}")
+    excluded = _check_resolution(spec, engine, reference, ref_pos) if spec.resolution is not None else {}
     within = spec.within if reference is not None else None
     if within is not None:
         if not 0 <= within <= 1:
@@ -292,9 +306,61 @@ def compile_query(spec: QuerySpec, engine: QueryEngine, tasks: TaskRegistry | No
     order_key, order_device, descending = _resolve_order(spec, engine)
     if spec.limit is not None and spec.limit < 0:
         raise ValueError(f"limit must be ≥ 0, got {spec.limit}")
+    if spec.resolution is not None and (order_key == "latency_ms" or _reads_latency(spec.where)):
+        # Latency was measured at each model's own resolution: at another one it is unknown, never guessed.
+        excluded |= {i: why for i, why in engine.resource.latency_unknown.items() if i != ref_pos}
     return QueryPlan(
-        spec, reference, ref_pos, spec.device, within, predicate, order_key, order_device, descending, spec.limit
+        spec,
+        reference,
+        ref_pos,
+        spec.device,
+        within,
+        predicate,
+        order_key,
+        order_device,
+        descending,
+        spec.limit,
+        excluded,
     )
+
+
+def _check_resolution(
+    spec: QuerySpec, engine: QueryEngine, reference: str | None, ref_pos: int | None
+) -> dict[int, str]:
+    """The models the query's resolution leaves out; errors when the reference cannot run at it, or when
+    the index lacks the memory of a model the query could return that could run at it."""
+    resource, resolution = engine.resource, spec.resolution
+    if resource.resolution != resolution:
+        raise ValueError(
+            f"the engine's columns are at resolution {resource.resolution}, the query asks for {resolution}; "
+            "pass engine.at_resolution(...) (run_query does)"
+        )
+    if ref_pos is not None and ref_pos in resource.excluded:
+        raise QueryError(
+            f"reference model {reference!r} cannot run at resolution {resolution}: {resource.excluded[ref_pos]}"
+        )
+    if ref_pos is not None and spec.within is not None:
+        row = engine.semantic.row(ref_pos)
+        reachable = {ref_pos, *engine.semantic.candidates[row.start : row.stop].tolist()}
+    else:
+        reachable = set(range(len(engine.ids)))
+    missing = sorted((engine.ids[i], why) for i, why in resource.unprofiled.items() if i in reachable)
+    if missing:
+        shown = "; ".join(f"{m} ({why})" for m, why in missing[:3])
+        more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
+        raise QueryError(
+            f"the index holds no memory profile at resolution {resolution}, batch {resource.batch_size} of "
+            f"{shown}{more}; set memory_resolutions to include {resolution} and re-index"
+        )
+    return dict(resource.excluded)
+
+
+def _reads_latency(predicate: Predicate | None) -> bool:
+    if predicate is None:
+        return False
+    if isinstance(predicate, AllOf | AnyOf):
+        return any(_reads_latency(t) for t in predicate.terms)
+    return predicate.metric in TIME_METRICS
 
 
 def _resolve(predicate: Predicate, spec: QuerySpec, engine: QueryEngine, ref_pos: int | None) -> ResolvedPredicate:
@@ -315,6 +381,11 @@ def _resolve(predicate: Predicate, spec: QuerySpec, engine: QueryEngine, ref_pos
                 f"{predicate.describe()} is relative to a reference model; add LIKE 'model id' or FOR TASK name"
             )
         base = float(engine.resource.column(predicate.metric, device)[ref_pos])
+        if ref_pos in engine.resource.latency_unknown and predicate.metric in TIME_METRICS:
+            raise QueryError(
+                f"{predicate.describe()} is relative to the reference {engine.ids[ref_pos]!r}, whose "
+                f"{engine.resource.latency_unknown[ref_pos]}; drop the latency condition or query at that resolution"
+            )
         if math.isnan(base):
             raise UnknownMetric(f"the reference has no {predicate.metric} profile on {device}")
         threshold = predicate.value * base
@@ -457,7 +528,9 @@ def _refining(plan: QueryPlan, engine: QueryEngine) -> bool:
 def execute(plan: QueryPlan, engine: QueryEngine) -> QueryResult:
     """Run a compiled plan: semantic → resource → (refine) → select, counting what each stage kept."""
     semantic, resource = engine.semantic, engine.resource
-    on_device = resource.latency_ms[plan.device]
+    on_device = resource.profiled[plan.device]
+    candidate = candidates_under_exec_spec(plan, resource)
+    excluded: dict[str, str] = {}
     stages: list[StageReport] = []
     measured_pairs = 0
     if plan.reference_pos is not None:
@@ -475,7 +548,9 @@ def execute(plan: QueryPlan, engine: QueryEngine) -> QueryResult:
             offsets = np.arange(int(np.count_nonzero(upper <= plan.within)))  # sorted ascending: a prefix
         entries = row.start + offsets
         positions = semantic.candidates[entries]
-        profiled = ~np.isnan(on_device[positions])
+        profiled = on_device[positions]
+        excluded = _excluded_among(plan, engine, positions[profiled])
+        profiled &= candidate[positions]
         entries = entries[profiled]
         matches = _Matches(
             positions[profiled],
@@ -488,7 +563,9 @@ def execute(plan: QueryPlan, engine: QueryEngine) -> QueryResult:
         if refining:
             uncertain = int(np.count_nonzero(matches.upper > plan.within))
             detail += f" (+ {uncertain} uncertain: lower bound ≤ {plan.within:.2%})"
-        stages.append(StageReport("semantic", detail, row.stop - row.start, len(matches.positions)))
+        stages.append(StageReport("semantic", detail, row.stop - row.start, len(matches.positions) + len(excluded)))
+        if plan.spec.resolution is not None:
+            stages.append(_exec_spec_stage(plan, excluded, len(matches.positions)))
         if plan.predicate is not None:
             before = len(matches.positions)
             matches = matches.take(_mask(plan.predicate, matches.positions, resource))
@@ -502,12 +579,16 @@ def execute(plan: QueryPlan, engine: QueryEngine) -> QueryResult:
             )
             stages.append(StageReport("refine", detail, before, len(matches.positions)))
     else:
-        universe = int(np.count_nonzero(~np.isnan(on_device)))
+        universe = int(np.count_nonzero(on_device))
+        excluded = _excluded_among(plan, engine, np.flatnonzero(on_device))
+        if plan.spec.resolution is not None:
+            stages.append(_exec_spec_stage(plan, excluded, universe - len(excluded)))
+            universe -= len(excluded)
         if plan.predicate is not None:
             positions = _positions(plan.predicate, resource)
         else:
             positions = np.arange(len(engine.ids))
-        positions = positions[~np.isnan(on_device[positions])]
+        positions = positions[candidate[positions]]
         if plan.reference_pos is not None:
             positions = positions[positions != plan.reference_pos]
         detail = describe_resolved(plan.predicate) if plan.predicate is not None else "every model"
@@ -515,7 +596,33 @@ def execute(plan: QueryPlan, engine: QueryEngine) -> QueryResult:
         matches = _Matches(np.sort(positions))
     hits = _select(plan, engine, matches)
     stages.append(StageReport("select", _order_text(plan), len(matches.positions), len(hits)))
-    return QueryResult(plan, hits, stages, measured_pairs)
+    return QueryResult(plan, hits, stages, measured_pairs, excluded)
+
+
+def candidates_under_exec_spec(plan: QueryPlan, resource: ResourceStore) -> np.ndarray:
+    """Which models may be candidates of a plan: profiled on its device, able to run at its resolution
+    and, when it reads latency at a resolution, measured there (one bool per model)."""
+    ok = resource.available(plan.device).copy()
+    if plan.excluded:
+        ok[list(plan.excluded)] = False
+    return ok
+
+
+def _excluded_among(plan: QueryPlan, engine: QueryEngine, positions: np.ndarray) -> dict[str, str]:
+    """The plan's excluded models among `positions` (candidates profiled on the device), by id."""
+    if plan.reference_pos is not None:
+        positions = positions[positions != plan.reference_pos]
+    return {engine.ids[i]: plan.excluded[i] for i in sorted(positions.tolist()) if i in plan.excluded}
+
+
+def _exec_spec_stage(plan: QueryPlan, excluded: dict[str, str], kept: int) -> StageReport:
+    """The stage line naming the models the query's resolution left out, and why."""
+    detail = f"runs at resolution {plan.spec.resolution}"
+    if excluded:
+        shown = ", ".join(f"{m} ({why})" for m, why in list(excluded.items())[:5])
+        more = f" and {len(excluded) - 5} more" if len(excluded) > 5 else ""
+        detail += f"; left out {shown}{more}"
+    return StageReport("exec-spec", detail, kept + len(excluded), kept)
 
 
 _REFINE_BATCH = 8
@@ -599,7 +706,8 @@ def _ambiguous(
 
 
 def _batch_text(plan: QueryPlan) -> str:
-    return f", batch {plan.spec.batch_size}" if plan.spec.batch_size is not None else ""
+    text = f", batch {plan.spec.batch_size}" if plan.spec.batch_size is not None else ""
+    return text + (f", resolution {plan.spec.resolution}" if plan.spec.resolution is not None else "")
 
 
 def _order_text(plan: QueryPlan) -> str:
@@ -685,7 +793,7 @@ def brute_force(plan: QueryPlan, engine: QueryEngine) -> list[str]:
     resource, semantic = engine.resource, engine.semantic
     n = len(engine.ids)
     every = np.arange(n)
-    ok = ~np.isnan(resource.latency_ms[plan.device])
+    ok = candidates_under_exec_spec(plan, resource)
     if plan.predicate is not None:
         ok &= _mask(plan.predicate, every, resource)
     upper = np.ones(n)

@@ -1,7 +1,11 @@
 """The resource index (paper §5.3, design §4): one row per model per device per batch size with its costs.
 
 Memory is weights plus peak live activations (what a runtime must hold at once); FLOPs = 2 × MACs; both
-are computed at the row's batch size, so `memory <= 80%` is evaluated under the query's exec-spec.
+are computed at the row's batch size, so `memory <= 80%` is evaluated under the query's exec-spec. A row
+also says at which input resolution its figures were taken (`resolution`: H = W, None when the input has
+no square spatial size), whether the model takes other resolutions (`dynamic_resolution`: symbolic H, W)
+and, for those, memory and MACs at the batch's other profiled resolutions (`memory_by_resolution`, the
+`memory_resolutions` setting), so a query `RESOLUTION r` takes them at r (`ResourceStore.at_resolution`).
 Latency is `measured` on devices the model was profiled on, and `estimated` from a device's operator
 latency table (`operator_latency.estimate_latency`) on devices known only by an imported table.
 Filtering is an exact scan of the table, so results equal a brute-force scan by construction.
@@ -17,6 +21,19 @@ import polars as pl
 
 from sommelier_core.operator_latency import DeviceProfile, OperatorLatencyTable, estimate_latency
 from sommelier_core.profile import LatencyProfile, MemoryPoint, StaticProfile
+
+
+@dataclass(frozen=True)
+class InputResolution:
+    """The input resolution a model's profile was taken at, and whether it takes others."""
+
+    size: int | None
+    """H = W (the length of a 1-D signal) of the input its static profile and latency are at; None when the
+    input has no square spatial size (`profile.native_resolution`)."""
+    dynamic: bool
+    """True when the inputs have symbolic spatial dimensions (`profile.has_dynamic_resolution`): the model
+    runs at any resolution, with the memory and MACs of `ModelProfile.memory` at that resolution."""
+
 
 RESOURCE_INDEX_SCHEMA: dict[str, pl.DataType] = {
     "model_id": pl.Utf8(),
@@ -34,7 +51,21 @@ RESOURCE_INDEX_SCHEMA: dict[str, pl.DataType] = {
     "latency_p90_ms": pl.Float64(),
     "threads": pl.Int64(),
     "latency_source": pl.Utf8(),
+    "resolution": pl.Int64(),
+    "dynamic_resolution": pl.Boolean(),
+    "memory_by_resolution": pl.List(
+        pl.Struct(
+            {
+                "resolution": pl.Int64(),
+                "weight_bytes": pl.Int64(),
+                "peak_activation_bytes": pl.Int64(),
+                "macs": pl.Int64(),
+            }
+        )
+    ),
 }
+"""`resolution` and `dynamic_resolution` are null in rows of profiles recorded before resolutions were (and
+the three columns absent from tables written before then): such models run at no query `RESOLUTION`."""
 MEASURED, ESTIMATED = "measured", "estimated"
 
 RESOURCE_METRICS: tuple[str, ...] = (
@@ -65,6 +96,8 @@ class ModelProfile:
     """The static profile at every batch size of the exec-spec (`static` is the first)."""
     memory: tuple[MemoryPoint, ...] = ()
     """Memory and MACs over batch sizes × resolutions (paper Fig. 12a)."""
+    input_resolution: InputResolution | None = None
+    """The resolution `static` and latency are at; None in records from before it was recorded."""
 
     @property
     def memory_bytes(self) -> int:
@@ -120,6 +153,8 @@ def _static_row(p: ModelProfile, batch_size: int) -> dict | None:
     static = p.static_at(batch_size)
     if static is None:
         return None
+    resolution = p.input_resolution
+    own = resolution.size if resolution is not None else None
     return {
         "model_id": p.model_id,
         "fingerprint": p.fingerprint,
@@ -130,6 +165,18 @@ def _static_row(p: ModelProfile, batch_size: int) -> dict | None:
         "weight_bytes": static.weight_bytes,
         "peak_activation_bytes": static.peak_activation_bytes,
         "memory_bytes": static.memory_bytes,
+        "resolution": own,
+        "dynamic_resolution": resolution.dynamic if resolution is not None else None,
+        "memory_by_resolution": [
+            {
+                "resolution": m.resolution,
+                "weight_bytes": m.weight_bytes,
+                "peak_activation_bytes": m.peak_activation_bytes,
+                "macs": m.macs,
+            }
+            for m in sorted(p.memory, key=lambda m: m.resolution or 0)
+            if m.batch_size == batch_size and m.resolution is not None and m.resolution != own
+        ],
     }
 
 
@@ -169,6 +216,7 @@ class ResourceStore:
         batch_sizes: dict[str, set[int]] | None = None,
         estimated: dict[str, np.ndarray] | None = None,
         batch_size: int = 1,
+        resolutions: ResolutionColumns | None = None,
     ) -> None:
         self.model_ids = list(model_ids)
         self.onnx_paths = list(onnx_paths)
@@ -179,11 +227,30 @@ class ResourceStore:
         """Per device, whether each model's latency is an estimate from an operator table (not measured)."""
         self.batch_size = batch_size
         """The batch size every column holds (static costs and latency)."""
+        self.resolutions = resolutions if resolutions is not None else ResolutionColumns.unrecorded(len(self.model_ids))
+        """Each model's own input resolution, whether it takes others, and its memory points at those."""
+        self.resolution: int | None = None
+        """The input resolution the columns hold (`at_resolution`); None: each model's own."""
+        self.profiled = {d: ~np.isnan(v) for d, v in self.latency_ms.items()}
+        """Per device, whether each model has a latency row there (measured or estimated, at its own resolution)."""
+        self.runs = np.ones(len(self.model_ids), dtype=bool)
+        """Whether each model runs at the columns' exec-spec (False: not a candidate; see `excluded`)."""
+        self.excluded: dict[int, str] = {}
+        """Why each model that does not run at the exec-spec is left out, by position."""
+        self.latency_unknown: dict[int, str] = {}
+        """Models that run at the exec-spec but whose latency was measured at another resolution (NaN in
+        `latency_ms`), and why, by position."""
+        self.unprofiled: dict[int, str] = {}
+        """Models that could run at the exec-spec's resolution but whose memory there the index does not hold."""
         self._sorted: dict[tuple[str, str | None], np.ndarray] = {}
         self._frame: pl.DataFrame | None = None
 
     def __len__(self) -> int:
         return len(self.model_ids)
+
+    def available(self, device: str) -> np.ndarray:
+        """Which models are candidates on `device` under the exec-spec: profiled there and able to run."""
+        return self.profiled[device] & self.runs
 
     @property
     def devices(self) -> list[str]:
@@ -264,7 +331,8 @@ class ResourceStore:
             latency[device] = column
             estimated[device] = flags
         static = {m: models[m].to_numpy() for m in STATIC_METRICS}
-        store = cls(ids, models["onnx_path"].to_list(), static, latency, batches, estimated, batch_size)
+        resolutions = ResolutionColumns.from_frame(frame.unique("model_id", keep="first").sort("model_id"))
+        store = cls(ids, models["onnx_path"].to_list(), static, latency, batches, estimated, batch_size, resolutions)
         store._frame = whole
         return store
 
@@ -287,14 +355,136 @@ class ResourceStore:
         latency = {d: np.where(found, v[np.maximum(take, 0)], np.nan) for d, v in other.latency_ms.items()}
         estimated = {d: np.where(found, v[np.maximum(take, 0)], False) for d, v in other.estimated.items()}
         ids, paths = self.model_ids, self.onnx_paths
-        aligned = ResourceStore(ids, paths, static, latency, other.batch_sizes, estimated, batch_size)
+        resolutions = other.resolutions.aligned(take, self.resolutions)
+        aligned = ResourceStore(ids, paths, static, latency, other.batch_sizes, estimated, batch_size, resolutions)
         aligned._frame = frame
-        return aligned
+        return aligned if self.resolution is None else aligned.at_resolution(self.resolution)
+
+    def at_resolution(self, resolution: int) -> ResourceStore:
+        """The same models with memory, activations, MACs and FLOPs at input resolution `resolution` (H = W).
+
+        A model whose own resolution it is keeps its profile. A model with symbolic spatial dims takes the
+        memory point the index holds at (this batch, `resolution`); its latency, measured at its own
+        resolution only, becomes NaN and is listed in `latency_unknown`, so a latency condition never
+        reads the wrong number. A fixed-resolution model does not run at another resolution: it is marked
+        in `runs` and `excluded` (with the reason), never a candidate. A dynamic model without a memory
+        point there is listed in `unprofiled` (the query compiler reports it).
+        """
+        if resolution == self.resolution:
+            return self
+        if resolution <= 0:
+            raise ValueError(f"resolution must be a positive size, got {resolution}")
+        base = self if self.resolution is None else self._own_resolution()
+        info = base.resolutions
+        static = {k: v.astype(np.int64, copy=True) for k, v in base.static.items()}
+        latency = {d: v.copy() for d, v in base.latency_ms.items()}
+        runs = np.ones(len(base), dtype=bool)
+        excluded: dict[int, str] = {}
+        latency_unknown: dict[int, str] = {}
+        unprofiled: dict[int, str] = {}
+        for i in range(len(base)):
+            own = info.own_resolution(i)
+            if not info.recorded[i]:
+                runs[i] = False
+                excluded[i] = "its profile records no input resolution (indexed before resolutions were); re-index it"
+            elif own == resolution:
+                continue
+            elif not info.dynamic[i]:
+                runs[i] = False
+                excluded[i] = (
+                    f"fixed input resolution {own}" if own is not None else "its input has no square spatial size"
+                )
+            elif resolution not in info.points[i]:
+                held = ", ".join(str(r) for r in sorted({*info.points[i], *([own] if own is not None else [])}))
+                unprofiled[i] = f"profiled resolutions at batch {base.batch_size}: {held or 'none'}"
+            else:
+                weight_bytes, activation_bytes, macs = info.points[i][resolution]
+                static["macs"][i], static["flops"][i] = macs, 2 * macs
+                static["weight_bytes"][i], static["peak_activation_bytes"][i] = weight_bytes, activation_bytes
+                static["memory_bytes"][i] = weight_bytes + activation_bytes
+                for column in latency.values():
+                    column[i] = np.nan
+                measured_at = f"resolution {own}" if own is not None else "its exported shape"
+                latency_unknown[i] = f"latency measured at {measured_at} only, not {resolution}"
+        store = ResourceStore(
+            base.model_ids,
+            base.onnx_paths,
+            static,
+            latency,
+            base.batch_sizes,
+            base.estimated,
+            base.batch_size,
+            info,
+        )
+        store.resolution = resolution
+        store.profiled = base.profiled
+        store.runs, store.excluded = runs, excluded
+        store.latency_unknown, store.unprofiled = latency_unknown, unprofiled
+        store._frame = base._frame
+        return store
+
+    def _own_resolution(self) -> ResourceStore:
+        """This store's models at their own resolutions (from the table it was read from)."""
+        if self._frame is None:
+            raise ValueError("a store built without its table cannot change resolution twice")
+        return ResourceStore.from_frame(self._frame, self.batch_size)
 
     def is_estimated(self, device: str, position: int) -> bool:
         """Whether a model's latency on a device is an estimate from an operator table."""
         flags = self.estimated.get(device)
         return bool(flags[position]) if flags is not None else False
+
+
+@dataclass(frozen=True)
+class ResolutionColumns:
+    """Per model (by position): its own input resolution, whether it takes others, its memory points there."""
+
+    own: np.ndarray
+    """int64 H = W of the input the profile is at; -1 where the input has no square spatial size."""
+    dynamic: np.ndarray
+    """bool: the inputs have symbolic spatial dims."""
+    recorded: np.ndarray
+    """bool: the index records the model's resolution (False for tables and profiles from before it did)."""
+    points: tuple[dict[int, tuple[int, int, int]], ...]
+    """Per model, resolution → (weight_bytes, peak_activation_bytes, macs) at the store's batch size."""
+
+    @classmethod
+    def unrecorded(cls, n: int) -> ResolutionColumns:
+        """No model's resolution known (a store built without a table, or from a table from before)."""
+        return cls(np.full(n, -1, dtype=np.int64), np.zeros(n, dtype=bool), np.zeros(n, dtype=bool), ({},) * n)
+
+    @classmethod
+    def from_frame(cls, rows: pl.DataFrame) -> ResolutionColumns:
+        """From resource-index rows, one per model in store order (tables without the columns: unrecorded)."""
+        if "dynamic_resolution" not in rows.columns:
+            return cls.unrecorded(len(rows))
+        dynamic = rows["dynamic_resolution"]
+        points = tuple(
+            {p["resolution"]: (p["weight_bytes"], p["peak_activation_bytes"], p["macs"]) for p in (cell or [])}
+            for cell in rows["memory_by_resolution"].to_list()
+        )
+        return cls(
+            rows["resolution"].fill_null(-1).to_numpy().astype(np.int64),
+            dynamic.fill_null(False).to_numpy().astype(bool),
+            dynamic.is_not_null().to_numpy(),
+            points,
+        )
+
+    def own_resolution(self, position: int) -> int | None:
+        """A model's own input resolution, None when its input has no square spatial size."""
+        value = int(self.own[position])
+        return value if value >= 0 else None
+
+    def aligned(self, take: np.ndarray, fallback: ResolutionColumns) -> ResolutionColumns:
+        """Rows `take` of these columns (-1: the model is not in them, keep `fallback`'s row at that position)."""
+        found = take >= 0
+        safe = np.maximum(take, 0)
+        return ResolutionColumns(
+            np.where(found, self.own[safe], fallback.own),
+            np.where(found, self.dynamic[safe], fallback.dynamic),
+            np.where(found, self.recorded[safe], fallback.recorded),
+            tuple(self.points[t] if t >= 0 else fallback.points[i] for i, t in enumerate(take.tolist())),
+        )
 
 
 def _narrowest_int(values: np.ndarray) -> np.ndarray:

@@ -78,6 +78,37 @@ def test_task_exec_spec_order_and_limit():
     assert spec.order == OrderBy("latency", None, True) and spec.within == pytest.approx(0.05)
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "FIND MODELS LIKE 'R' ON cpu BATCH 8 RESOLUTION 320",
+        "FIND MODELS LIKE 'R' on device cpu resolution 320 batch size 8",
+        "FIND MODELS LIKE 'R' RESOLUTION 320 WHERE params < 3 BATCH 8",
+        "FIND MODELS LIKE 'R' WHERE params < 3 ON cpu RESOLUTION 320 BATCH 8 LIMIT 2",
+    ],
+)
+def test_resolution_joins_the_exec_spec_in_any_order_with_batch(text):
+    spec = parse_query(text)
+    assert (spec.device, spec.batch_size, spec.resolution) == ("cpu", 8, 320)
+    assert parse_query("FIND MODELS RESOLUTION 224").resolution == 224
+    assert parse_query("FIND MODELS LIKE 'R'").resolution is None
+
+
+def test_a_non_positive_or_repeated_resolution_is_an_error_naming_its_position():
+    with pytest.raises(QueryError, match="RESOLUTION must be a positive size in pixels at line 1, column 24"):
+        parse_query("FIND MODELS RESOLUTION 0")
+    with pytest.raises(QueryError, match="the resolution is given twice at line 1, column 46"):
+        parse_query("FIND MODELS RESOLUTION 32 BATCH 2 RESOLUTION 64")
+    with pytest.raises(QueryError, match="the resolution is given twice at line 2, column 12"):
+        parse_query("FIND MODELS RESOLUTION 32 WHERE params < 3\nRESOLUTION 32")
+    with pytest.raises(QueryError, match="the batch size is given twice at line 1, column 27"):
+        parse_query("FIND MODELS BATCH 2 BATCH 4")
+    with pytest.raises(QuerySyntaxError, match="found '.5'"):
+        parse_query("FIND MODELS RESOLUTION 22.5")
+    with pytest.raises(QuerySyntaxError, match="expected a whole number"):
+        parse_query("FIND MODELS RESOLUTION")
+
+
 def test_syntax_errors_name_line_column_and_what_was_expected():
     with pytest.raises(QuerySyntaxError) as err:
         parse_query("FIND MODELS LIKE zoo WITHIN 5%")

@@ -25,6 +25,7 @@ from sommelier_core.query_plan import (
     QueryEngine,
     QueryResult,
     StageReport,
+    candidates_under_exec_spec,
     registered_utility,
     resource_figures,
     satisfies,
@@ -54,11 +55,11 @@ def synthesized_hits(result: QueryResult, engine: QueryEngine, table: pl.DataFra
             semantic.candidates[entries], semantic.lower_at(entries), semantic.upper_at(entries), strict=True
         )
     }
-    on_device = resource.latency_ms[plan.device]
+    on_device = candidates_under_exec_spec(plan, resource)
     hits = []
     for record in table.iter_rows(named=True):
         base = engine.pos.get(record["base_id"])
-        if base is None or np.isnan(on_device[base]):
+        if base is None or not on_device[base]:
             continue
         if base == plan.reference_pos:
             lower, upper = 0.0, float(record["upper"])
