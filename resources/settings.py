@@ -43,7 +43,9 @@ class IndexSettings(ConfigurableResource):
     memory_batch_sizes: list[int] = [1, 8, 32]
     """Batch sizes the memory-vs-setting table (paper Fig. 12a) is computed at (static, cheap)."""
     memory_resolutions: list[int] = []
-    """Input resolutions of that table, for models exported with symbolic spatial dimensions."""
+    """Input resolutions (H = W, pixels) of that table, for models exported with symbolic spatial dimensions: the
+    resolutions a query's `RESOLUTION r` can ask of them (memory, activations, MACs and FLOPs at r). A query at a
+    resolution not listed here is an error naming it; fixed-resolution models run only at their own."""
     profile_runs: int = 10
     """ONNX Runtime profiler runs per model and device for the per-operator latency table."""
     latency_threads: int = 0

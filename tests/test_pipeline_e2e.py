@@ -10,6 +10,7 @@ from dagster import AssetKey
 import sommelier_core
 from sommelier_core.errors import UnknownModel
 from sommelier_core.query import load_index
+from sommelier_core.query_language import QueryError
 from sommelier_core.zoo import load_manifest
 
 STAGES = ("fetched_model", "onnx_model", "model_outputs", "model_profile", "peers", "pair_scores", "pair_bounds")
@@ -163,3 +164,17 @@ def test_queries_measure_transitive_candidates_from_stored_outputs_as_the_index_
             assert hit.upper_bound <= expected.upper + 1e-6
             assert hit.lower_bound - 1e-6 <= direct.difference <= hit.upper_bound + 1e-6
     assert transitive > 0  # the small zoo leaves some pairs to transitivity, so refinement had work to do
+
+
+def test_the_index_records_input_resolutions_and_a_query_at_one_keeps_the_models_that_run_there(indexed_store):
+    index = load_index(indexed_store.root / "index")
+    resolution = dict(index.resource.select("model_id", "resolution").unique().iter_rows())
+    # digits models take (N, 1, 8, 8): resolution 8; MNIST-1D models take (N, 40) vectors: no spatial size
+    assert set(resolution.values()) <= {8, None} and 8 in resolution.values()
+    assert not index.resource["dynamic_resolution"].any()
+    ref = next(m for m in _zoo_ids(indexed_store) if resolution[m] == 8)
+    plain = sommelier_core.query(ref=ref, within=1.0, memory=0.8, index=index, refine=0)
+    at_8 = sommelier_core.query(ref=ref, within=1.0, memory=0.8, resolution=8, index=index, refine=0)
+    assert [h.model_id for h in at_8] == [h.model_id for h in plain]
+    with pytest.raises(QueryError, match=f"'{ref}' cannot run at resolution 16: fixed input resolution 8"):
+        sommelier_core.run_query(f"FIND MODELS LIKE '{ref}' RESOLUTION 16", index=index)
