@@ -1,11 +1,14 @@
 """Stage 2: convert a fetched model to ONNX, checking numerical parity with the original."""
 
+import numpy as np
 from dagster import AssetExecutionContext, asset
 
 from assets.partitions import models_partitions
 from resources.settings import IndexSettings
 from resources.store import ModelStoreResource
-from sommelier_core.convert import Conversion, convert_model
+from resources.validation import ValidationDataResource
+from sommelier_core.convert import Conversion, convert_model, load_onnx, onnx_signature
+from sommelier_core.errors import ConversionError
 from sommelier_core.models import FetchedModel
 from sommelier_core.zoo.datasets import dataset_for_input_shape, load_dataset
 
@@ -14,7 +17,11 @@ PARITY_SAMPLES = 32
 
 @asset(partitions_def=models_partitions, group_name="ingest")
 def onnx_model(
-    context: AssetExecutionContext, fetched_model: FetchedModel, settings: IndexSettings, store: ModelStoreResource
+    context: AssetExecutionContext,
+    fetched_model: FetchedModel,
+    settings: IndexSettings,
+    store: ModelStoreResource,
+    validation: ValidationDataResource,
 ) -> Conversion:
     """The model as ONNX; original and ONNX Runtime outputs agree within the parity tolerance.
 
@@ -26,6 +33,8 @@ def onnx_model(
     builtin = dataset_for_input_shape(entry.input_shape) if entry.input_shape else None
     if builtin is not None:
         parity_inputs = load_dataset(builtin, split="val", n=PARITY_SAMPLES).x[:PARITY_SAMPLES]
+    elif fetched_model.loader == "onnx" and not entry.input_shape:
+        parity_inputs = _validation_inputs(fetched_model, validation)
     conversion = convert_model(
         fetched_model,
         store.store().onnx_path(entry.model_id),
@@ -44,3 +53,14 @@ def onnx_model(
         }
     )
     return conversion
+
+
+def _validation_inputs(fetched_model: FetchedModel, validation: ValidationDataResource) -> np.ndarray | None:
+    """The first validation inputs of an ONNX file whose graph has symbolic spatial dims (dynamic H, W): it
+    declares no shape to draw random inputs of, so it is run once on what it will be compared on. None when
+    the file does not parse (the conversion then fails naming it)."""
+    try:
+        signature = onnx_signature(load_onnx(fetched_model.source_path))
+    except ConversionError:
+        return None
+    return validation.dataset_for(fetched_model.entry.model_id, signature).x[:PARITY_SAMPLES]

@@ -17,7 +17,8 @@ from assets.partitions import devices_partitions, model_device_partitions
 from resources.mlflow_tracker import MlflowTracker
 from resources.settings import IndexSettings
 from resources.store import ModelStoreResource
-from sommelier_core.convert import Conversion
+from resources.validation import ValidationDataResource
+from sommelier_core.convert import Conversion, load_onnx
 from sommelier_core.operator_latency import (
     DeviceProfile,
     ProfiledModel,
@@ -39,11 +40,21 @@ with warnings.catch_warnings():
     ins={"onnx_model": AssetIn(partition_mapping=BY_MODEL)},
 )
 def device_profile(
-    context: AssetExecutionContext, onnx_model: Conversion, settings: IndexSettings, mlflow: MlflowTracker
+    context: AssetExecutionContext,
+    onnx_model: Conversion,
+    settings: IndexSettings,
+    validation: ValidationDataResource,
+    mlflow: MlflowTracker,
 ) -> DeviceProfile:
     """Latency of the model on one device (warm-up, median and p90, threads) at every exec-spec batch size,
-    and the kernel time of every node ONNX Runtime executes (its profiler), for the device's operator table."""
+    and the kernel time of every node ONNX Runtime executes (its profiler), for the device's operator table;
+    at the input shapes `model_profile` takes its static costs at (a model with symbolic H, W at the exec-spec
+    resolution)."""
     device = context.partition_key.keys_by_dimension["device"]
+    shapes = settings.profiled_shapes(
+        load_onnx(onnx_model.onnx_path),
+        lambda: validation.input_shape_for(onnx_model.model_id, onnx_model.signature),
+    )
     profile = profile_device(
         onnx_model.onnx_path,
         onnx_model.model_id,
@@ -53,6 +64,7 @@ def device_profile(
         profile_runs=settings.profile_runs,
         threads=settings.latency_threads or None,
         seed=settings.seed,
+        shapes=shapes,
     )
     profile = replace(profile, onnx_fingerprint=onnx_model.fingerprint)
     first = settings.batch_size
@@ -70,6 +82,7 @@ def device_profile(
             **{f"Latency p50 batch {lat.batch_size} (ms)": lat.median_ms for lat in profile.latency},
             **{f"Latency p90 batch {lat.batch_size} (ms)": lat.p90_ms for lat in profile.latency},
             "Threads": profile.latency[0].threads,
+            "Input resolution": shapes.resolution if shapes.resolution is not None else "no square spatial size",
             "Executed nodes": len(profile.operators[0].graph.nodes),
             "Profiling time (s)": round(profile.seconds, 3),
         }

@@ -28,7 +28,7 @@ def model_outputs(
         dataset=dataset.name,
         n=len(dataset.x),
         path=str(path),
-        signature_key=onnx_model.signature.key(),
+        signature_key=onnx_model.signature.at_input_shape(dataset.x.shape[1:]).key(),
         task=entry.task,
         labels=entry.labels,
         accuracy=accuracy,

@@ -10,38 +10,42 @@ from dagster import AssetExecutionContext, asset
 from assets.partitions import models_partitions
 from resources.mlflow_tracker import MlflowTracker
 from resources.settings import IndexSettings
+from resources.validation import ValidationDataResource
 from sommelier_core.convert import Conversion, load_onnx
-from sommelier_core.profile import (
-    UncostedOpsWarning,
-    has_dynamic_resolution,
-    memory_profile,
-    native_resolution,
-    static_profile,
-)
+from sommelier_core.profile import UncostedOpsWarning, memory_profile, static_profile
 from sommelier_core.resource_index import InputResolution, ModelProfile
 
 
 @asset(partitions_def=models_partitions, group_name="analysis")
 def model_profile(
-    context: AssetExecutionContext, onnx_model: Conversion, settings: IndexSettings, mlflow: MlflowTracker
+    context: AssetExecutionContext,
+    onnx_model: Conversion,
+    settings: IndexSettings,
+    validation: ValidationDataResource,
+    mlflow: MlflowTracker,
 ) -> ModelProfile:
     """Params, MACs, weight and peak activation bytes from ONNX shape inference, at every exec-spec batch size,
     and how memory moves with batch size (and resolution, for models with symbolic spatial dims), and the input
-    resolution it is all at (what a query's `RESOLUTION` is matched against)."""
+    resolution it is all at (what a query's `RESOLUTION` is matched against): a model's own, or for one exported
+    with symbolic H, W the exec-spec's `resolution` (default: its validation inputs')."""
     model = load_onnx(onnx_model.onnx_path)
+    shapes = settings.profiled_shapes(
+        model, lambda: validation.input_shape_for(onnx_model.model_id, onnx_model.signature)
+    )
     batch_sizes = settings.exec_batch_sizes()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UncostedOpsWarning)
-        by_batch = tuple(static_profile(model, batch_size=b) for b in batch_sizes)
+        by_batch = tuple(static_profile(model, batch_size=b, input_shapes=shapes.at_batch(b)) for b in batch_sizes)
     for warning in caught:
         context.log.warning(str(warning.message))
+    own = shapes.resolution if shapes.dynamic else None  # the resolution `by_batch` is at, as memory points name it
     memory_batches = sorted({*batch_sizes, *settings.memory_batch_sizes})
-    resolutions = [None, *settings.memory_resolutions]
+    resolutions = list(dict.fromkeys([own, *settings.memory_resolutions]))
     try:
-        memory = tuple(memory_profile(model, memory_batches, resolutions, known=by_batch))
+        memory = tuple(memory_profile(model, memory_batches, resolutions, known=by_batch, known_resolution=own))
     except ValueError as error:  # no symbolic batch or spatial dim: the model's own setting only
         context.log.info(f"memory at other settings not computed: {error}")
-        memory = tuple(memory_profile(model, [settings.batch_size], known=by_batch))
+        memory = tuple(memory_profile(model, [settings.batch_size], [own], known=by_batch, known_resolution=own))
     static = by_batch[0]
     profile = ModelProfile(
         model_id=onnx_model.model_id,
@@ -50,7 +54,7 @@ def model_profile(
         static=static,
         static_by_batch=by_batch,
         memory=memory,
-        input_resolution=InputResolution(native_resolution(model), has_dynamic_resolution(model)),
+        input_resolution=InputResolution(shapes.resolution, shapes.dynamic),
     )
     metrics = {
         "params": float(static.params),
@@ -60,7 +64,7 @@ def model_profile(
         "peak_activation_bytes": float(static.peak_activation_bytes),
         "conversion_max_abs_error": onnx_model.max_abs_error,
         "conversion_max_rel_error": onnx_model.max_rel_error,
-        **{f"memory_bytes_batch{p.batch_size}": float(p.memory_bytes) for p in memory if p.resolution is None},
+        **{f"memory_bytes_batch{p.batch_size}": float(p.memory_bytes) for p in memory if p.resolution == own},
     }
     run_id = mlflow.log_model_run(
         onnx_model.model_id,
@@ -69,6 +73,7 @@ def model_profile(
             "fingerprint": onnx_model.fingerprint,
             "converter": onnx_model.converter,
             "batch_size": str(settings.batch_size),
+            "resolution": str(shapes.resolution),
         },
         metrics=metrics,
     )
@@ -80,7 +85,7 @@ def model_profile(
             "Weight bytes": static.weight_bytes,
             "Peak activation bytes": static.peak_activation_bytes,
             "Memory by batch size (bytes)": ", ".join(
-                f"{p.batch_size}: {p.memory_bytes}" for p in memory if p.resolution is None
+                f"{p.batch_size}: {p.memory_bytes}" for p in memory if p.resolution == own
             ),
             "Input resolution": _resolution_text(profile.input_resolution),
             "Uncosted ops": ", ".join(static.uncosted_ops) or "none",

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+
+import onnx
 from dagster import ConfigurableResource
 
 from sommelier_core.bound import ARORA_CONSTANT, BOUND_MODES
 from sommelier_core.pair_measure import BoundSettings
+from sommelier_core.profile import ProfiledShapes, profiled_shapes
 
 
 class IndexSettings(ConfigurableResource):
@@ -46,6 +50,12 @@ class IndexSettings(ConfigurableResource):
     """Input resolutions (H = W, pixels) of that table, for models exported with symbolic spatial dimensions: the
     resolutions a query's `RESOLUTION r` can ask of them (memory, activations, MACs and FLOPs at r). A query at a
     resolution not listed here is an error naming it; fixed-resolution models run only at their own."""
+    resolution: int = 0
+    """Input size (H = W, or the length L of a 1-D signal) at which models exported with symbolic spatial
+    dimensions (dynamic H, W) are profiled: static costs, memory, latency and operator profiles, and the
+    resolution their index rows are at (a query's `RESOLUTION`). 0 = the size of the validation inputs the
+    model is compared on, so its profile describes the model as it was evaluated. Models with fixed spatial
+    dimensions are profiled at their own, whatever this says."""
     profile_runs: int = 10
     """ONNX Runtime profiler runs per model and device for the per-operator latency table."""
     latency_threads: int = 0
@@ -60,6 +70,13 @@ class IndexSettings(ConfigurableResource):
     def exec_batch_sizes(self) -> list[int]:
         """The exec-spec's batch sizes: `batch_size` first, then `batch_sizes`, each once."""
         return list(dict.fromkeys([self.batch_size, *self.batch_sizes]))
+
+    def profiled_shapes(self, model: onnx.ModelProto, validation_shape: Callable[[], Sequence[int]]) -> ProfiledShapes:
+        """The input shapes this exec-spec profiles `model` at (`profile.profiled_shapes`): `resolution`, or the
+        validation inputs' shape (`validation_shape`, asked only for a model with symbolic spatial dims)."""
+        if self.resolution < 0:
+            raise ValueError(f"resolution must be 0 (the validation inputs') or a positive size, got {self.resolution}")
+        return profiled_shapes(model, self.resolution, validation_shape)
 
     def checked_bound_mode(self) -> str:
         """The bound mode, validated."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dagster import ConfigurableResource
 
 from sommelier_core.models import Signature
-from sommelier_core.validation import validation_set_for
+from sommelier_core.validation import validation_input_shape, validation_set_for
 from sommelier_core.zoo.datasets import Dataset
 
 
@@ -19,3 +19,7 @@ class ValidationDataResource(ConfigurableResource):
     def dataset_for(self, model_id: str, signature: Signature) -> Dataset:
         """The validation inputs for a model with this signature."""
         return validation_set_for(model_id, signature, self.data, self.samples or None)
+
+    def input_shape_for(self, model_id: str, signature: Signature) -> tuple[int, ...]:
+        """The shape of one validation input of the model (batch excluded), read without loading the data."""
+        return validation_input_shape(model_id, signature, self.data)

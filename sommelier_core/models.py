@@ -45,6 +45,16 @@ class Signature:
         """Canonical text of the inputs only: models with equal input keys can share a validation set."""
         return ";".join(t.canonical() for t in self.inputs)
 
+    def at_input_shape(self, sample_shape: tuple[int, ...]) -> Signature:
+        """This signature with the first input's non-batch dims set to `sample_shape` (the validation inputs it
+        ran on): a model exported with symbolic H, W run on 8×8 digits takes what a fixed 8×8 model takes, so
+        their outputs on that set compare (`outputs.ModelOutputs.signature_key`)."""
+        first, *rest = self.inputs
+        if len(first.shape) != len(sample_shape) + 1:
+            raise ValueError(f"input {first.name!r} has shape {list(first.shape)}; samples have {list(sample_shape)}")
+        shaped = TensorSpec(first.name, first.dtype, (first.shape[0], *(int(d) for d in sample_shape)))
+        return Signature((shaped, *rest), self.outputs)
+
 
 @dataclass(frozen=True)
 class ModelEntry:

@@ -60,6 +60,7 @@ from sommelier_core.inference import providers_for
 from sommelier_core.latency_predictor import OperatorPredictor
 from sommelier_core.profile import (
     LatencyProfile,
+    ProfiledShapes,
     UnknownDevice,
     available_devices,
     measure_latency,
@@ -537,12 +538,18 @@ def profile_device(
     warmup: int = 5,
     threads: int | None = None,
     seed: int = 0,
-    input_shapes: Mapping[str, Sequence[int]] | None = None,
+    shapes: ProfiledShapes | None = None,
 ) -> DeviceProfile:
-    """Measure latency (warm-up, median and p90 of `repeats`) and profile every operator, per batch size."""
+    """Measure latency (warm-up, median and p90 of `repeats`) and profile every operator, per batch size.
+
+    `shapes` are the input shapes the exec-spec profiles the model at (`profile.profiled_shapes`: a model with
+    symbolic spatial dims at its resolution), so latency, operator keys and the executed graph estimates walk
+    are at the same shapes as its static profile; None: the model's own shapes.
+    """
     started = time.perf_counter()
     latency, operators = [], []
     for batch_size in batch_sizes:
+        input_shapes = shapes.at_batch(batch_size) if shapes is not None else None
         latency.append(
             measure_latency(
                 onnx_path, device, batch_size, warmup, repeats, threads=threads, seed=seed, input_shapes=input_shapes

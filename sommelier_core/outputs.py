@@ -19,7 +19,9 @@ class ModelOutputs:
     """Where a model's validation outputs are stored and what they were computed on.
 
     Two models' outputs are comparable when `dataset`, `n` and `signature_key` agree (and their
-    declared labels, if any).
+    declared labels, if any). `signature_key` is taken at the validation inputs' shape
+    (`Signature.at_input_shape`), so a model with symbolic spatial dims compares with fixed ones run on
+    the same data.
     """
 
     model_id: str

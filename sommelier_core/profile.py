@@ -316,21 +316,23 @@ def memory_profile(
     batch_sizes: Sequence[int] = (1,),
     resolutions: Sequence[int | None] = (None,),
     known: Sequence[StaticProfile] = (),
+    known_resolution: int | None = None,
 ) -> list[MemoryPoint]:
     """Memory and MACs for every batch size × resolution: how peak memory moves with the execution setting.
 
     A resolution fills every symbolic non-batch dimension of every input (H and W of an image model
     exported with dynamic spatial size); a model whose inputs have none only takes `None`, and asking
-    for another resolution raises `UnprofilableModel`. `known` are static profiles of this model at its
-    own resolution already computed (the exec-spec's batch sizes): those settings are not profiled again.
+    for another resolution raises `UnprofilableModel`. `known` are static profiles of this model already
+    computed at `known_resolution` (None: its own shapes; the exec-spec's batch sizes at the resolution it
+    is profiled at, `profiled_shapes`): those settings are not profiled again.
     """
-    at_own_resolution = {p.batch_size: p for p in known}
+    at_known_resolution = {p.batch_size: p for p in known}
     points = []
     for resolution in resolutions:
         shapes = None if resolution is None else shapes_at_resolution(model, resolution)
         for batch_size in batch_sizes:
             shaped = None if shapes is None else {k: (batch_size, *v[1:]) for k, v in shapes.items()}
-            profile = at_own_resolution.get(batch_size) if resolution is None else None
+            profile = at_known_resolution.get(batch_size) if resolution == known_resolution else None
             if profile is None:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", UncostedOpsWarning)
@@ -381,6 +383,90 @@ def has_dynamic_resolution(model: onnx.ModelProto) -> bool:
         if any(not dim.HasField("dim_value") for dim in list(vi.type.tensor_type.shape.dim)[1:]):
             return True
     return False
+
+
+@dataclass(frozen=True)
+class ProfiledShapes:
+    """The input shapes a model is profiled at — static costs, memory, latency and operator profiles alike."""
+
+    shapes: Mapping[str, tuple[int, ...]] | None
+    """Input name → shape, batch dim as declared (1 where symbolic), for a model with symbolic spatial dims;
+    None for a model with concrete ones, profiled at its own shapes."""
+    resolution: int | None
+    """The square spatial size of those shapes (`native_resolution`): what a query's `RESOLUTION` matches.
+    None when the input has no square spatial size."""
+    dynamic: bool
+    """Whether the model has symbolic spatial dims (`has_dynamic_resolution`): it runs at other resolutions too."""
+    symbolic_batch: frozenset[str] = frozenset()
+    """Inputs whose batch dim is symbolic: `at_batch` sets it; a declared one is kept."""
+
+    def at_batch(self, batch_size: int) -> dict[str, tuple[int, ...]] | None:
+        """The `input_shapes` for `static_profile`, `measure_latency` and `profile_operators` at a batch size
+        (None: the model's own shapes, its symbolic batch dim set by those functions)."""
+        if self.shapes is None:
+            return None
+        fixed = {name: shape[0] for name, shape in self.shapes.items() if name not in self.symbolic_batch}
+        if any(batch != batch_size for batch in fixed.values()):
+            raise UnprofilableModel(
+                f"inputs {fixed} have a fixed batch size; cannot profile them at batch_size={batch_size}"
+            )
+        return {
+            name: (batch_size, *shape[1:]) if name in self.symbolic_batch else tuple(shape)
+            for name, shape in self.shapes.items()
+        }
+
+
+def profiled_shapes(
+    model: onnx.ModelProto,
+    resolution: int = 0,
+    validation_shape: Callable[[], Sequence[int]] | None = None,
+) -> ProfiledShapes:
+    """The input shapes the exec-spec profiles a model at: the one place the pipeline decides them.
+
+    A model whose inputs have concrete non-batch dims is profiled at them (`resolution` does not apply: it
+    runs at its own only). One exported with symbolic spatial dims (dynamic H, W) is profiled at `resolution`
+    (H = W, or L of a 1-D signal; `shapes_at_resolution`) when it is positive, else at the shape of the
+    validation inputs it is compared on — `validation_shape()` (batch dim excluded; called only then, since
+    choosing the validation set can fail for models that never need it) — so its profile describes the
+    model as it was evaluated. Raises `UnprofilableModel` naming the model when neither gives the shapes.
+    """
+    if not has_dynamic_resolution(model):
+        return ProfiledShapes(None, native_resolution(model), False)
+    label = f"model {model.graph.name or '<unnamed>'!r}"
+    initializers = {init.name for init in model.graph.initializer}
+    inputs = [vi for vi in model.graph.input if vi.name not in initializers]
+    symbolic_batch = frozenset(
+        vi.name
+        for vi in inputs
+        if vi.type.tensor_type.shape.dim and not vi.type.tensor_type.shape.dim[0].HasField("dim_value")
+    )
+    declared_batch = {
+        vi.name: vi.type.tensor_type.shape.dim[0].dim_value for vi in inputs if vi.name not in symbolic_batch
+    }
+    if resolution > 0:
+        shapes = {
+            name: (declared_batch.get(name, 1), *shape[1:])
+            for name, shape in shapes_at_resolution(model, resolution).items()
+        }
+    else:
+        if validation_shape is None or len(inputs) != 1:
+            raise UnprofilableModel(
+                f"{label}: its inputs {[vi.name for vi in inputs]} have symbolic spatial dimensions and no "
+                "validation input shape fixes them; set the exec-spec's resolution"
+            )
+        (vi,) = inputs
+        sample = tuple(int(d) for d in validation_shape())
+        dims = list(vi.type.tensor_type.shape.dim)[1:]
+        fits = len(dims) == len(sample) and all(
+            not d.HasField("dim_value") or d.dim_value == s for d, s in zip(dims, sample, strict=True)
+        )
+        if not fits:
+            declared = [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in dims]
+            raise UnprofilableModel(
+                f"{label}: input {vi.name!r} declares {declared} (batch excluded); validation inputs are {list(sample)}"
+            )
+        shapes = {vi.name: (declared_batch.get(vi.name, 1), *sample)}
+    return ProfiledShapes(shapes, native_resolution(model, shapes), True, symbolic_batch)
 
 
 def native_resolution(model: onnx.ModelProto, input_shapes: Mapping[str, Sequence[int]] | None = None) -> int | None:

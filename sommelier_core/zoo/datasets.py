@@ -27,6 +27,8 @@ _MNIST1D_DEFAULT_SIZES = {"train": 4000, "val": 1000}
 _MNIST1D_MEAN = -0.0055
 _MNIST1D_STD = 0.1547
 _INPUT_SHAPES: dict[tuple[int, ...], str] = {(1, 8, 8): "digits", (40,): "mnist1d"}
+# mnist8 shares digits' signature (a related task) but is never chosen by shape: digits is that signature's set.
+_SAMPLE_SHAPES: dict[str, tuple[int, ...]] = {"digits": (1, 8, 8), "mnist8": (1, 8, 8), "mnist1d": (40,)}
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,18 @@ def load_dataset(name: str, split: str = "val", n: int | None = None, seed: int 
 def dataset_for_input_shape(shape: tuple[int, ...]) -> str | None:
     """The built-in validation dataset whose samples have `shape` (batch dim excluded), or None."""
     return _INPUT_SHAPES.get(tuple(int(d) for d in shape))
+
+
+def validation_sets_by_shape() -> dict[tuple[int, ...], str]:
+    """Sample shape (batch dim excluded) → the built-in validation set chosen for models taking it."""
+    return dict(_INPUT_SHAPES)
+
+
+def sample_shape(name: str) -> tuple[int, ...]:
+    """The shape of one sample (batch dim excluded) of a built-in dataset, without loading it."""
+    if name not in _SAMPLE_SHAPES:
+        raise ValueError(f"unknown dataset {name!r}; built-in datasets are {', '.join(BUILTIN_DATASETS)}")
+    return _SAMPLE_SHAPES[name]
 
 
 @lru_cache(maxsize=32)
