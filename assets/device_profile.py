@@ -54,6 +54,7 @@ def device_profile(
     shapes = settings.profiled_shapes(
         load_onnx(onnx_model.onnx_path),
         lambda: validation.input_shape_for(onnx_model.model_id, onnx_model.signature),
+        onnx_model.model_id,
     )
     profile = profile_device(
         onnx_model.onnx_path,

@@ -30,7 +30,9 @@ def model_profile(
     with symbolic H, W the exec-spec's `resolution` (default: its validation inputs')."""
     model = load_onnx(onnx_model.onnx_path)
     shapes = settings.profiled_shapes(
-        model, lambda: validation.input_shape_for(onnx_model.model_id, onnx_model.signature)
+        model,
+        lambda: validation.input_shape_for(onnx_model.model_id, onnx_model.signature),
+        onnx_model.model_id,
     )
     batch_sizes = settings.exec_batch_sizes()
     with warnings.catch_warnings(record=True) as caught:

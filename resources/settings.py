@@ -71,12 +71,14 @@ class IndexSettings(ConfigurableResource):
         """The exec-spec's batch sizes: `batch_size` first, then `batch_sizes`, each once."""
         return list(dict.fromkeys([self.batch_size, *self.batch_sizes]))
 
-    def profiled_shapes(self, model: onnx.ModelProto, validation_shape: Callable[[], Sequence[int]]) -> ProfiledShapes:
+    def profiled_shapes(
+        self, model: onnx.ModelProto, validation_shape: Callable[[], Sequence[int]], model_id: str = ""
+    ) -> ProfiledShapes:
         """The input shapes this exec-spec profiles `model` at (`profile.profiled_shapes`): `resolution`, or the
         validation inputs' shape (`validation_shape`, asked only for a model with symbolic spatial dims)."""
         if self.resolution < 0:
             raise ValueError(f"resolution must be 0 (the validation inputs') or a positive size, got {self.resolution}")
-        return profiled_shapes(model, self.resolution, validation_shape)
+        return profiled_shapes(model, self.resolution, validation_shape, model_id)
 
     def checked_bound_mode(self) -> str:
         """The bound mode, validated."""

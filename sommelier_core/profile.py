@@ -399,6 +399,8 @@ class ProfiledShapes:
     """Whether the model has symbolic spatial dims (`has_dynamic_resolution`): it runs at other resolutions too."""
     symbolic_batch: frozenset[str] = frozenset()
     """Inputs whose batch dim is symbolic: `at_batch` sets it; a declared one is kept."""
+    label: str = ""
+    """How errors name the model (its id)."""
 
     def at_batch(self, batch_size: int) -> dict[str, tuple[int, ...]] | None:
         """The `input_shapes` for `static_profile`, `measure_latency` and `profile_operators` at a batch size
@@ -408,7 +410,7 @@ class ProfiledShapes:
         fixed = {name: shape[0] for name, shape in self.shapes.items() if name not in self.symbolic_batch}
         if any(batch != batch_size for batch in fixed.values()):
             raise UnprofilableModel(
-                f"inputs {fixed} have a fixed batch size; cannot profile them at batch_size={batch_size}"
+                f"{self.label}: inputs {fixed} have a fixed batch size; cannot profile them at batch_size={batch_size}"
             )
         return {
             name: (batch_size, *shape[1:]) if name in self.symbolic_batch else tuple(shape)
@@ -420,6 +422,7 @@ def profiled_shapes(
     model: onnx.ModelProto,
     resolution: int = 0,
     validation_shape: Callable[[], Sequence[int]] | None = None,
+    model_id: str = "",
 ) -> ProfiledShapes:
     """The input shapes the exec-spec profiles a model at: the one place the pipeline decides them.
 
@@ -428,11 +431,12 @@ def profiled_shapes(
     (H = W, or L of a 1-D signal; `shapes_at_resolution`) when it is positive, else at the shape of the
     validation inputs it is compared on — `validation_shape()` (batch dim excluded; called only then, since
     choosing the validation set can fail for models that never need it) — so its profile describes the
-    model as it was evaluated. Raises `UnprofilableModel` naming the model when neither gives the shapes.
+    model as it was evaluated. Raises `UnprofilableModel` naming the model (`model_id`, else the graph's name)
+    when neither gives the shapes.
     """
+    label = model_id or f"model {model.graph.name or '<unnamed>'!r}"
     if not has_dynamic_resolution(model):
-        return ProfiledShapes(None, native_resolution(model), False)
-    label = f"model {model.graph.name or '<unnamed>'!r}"
+        return ProfiledShapes(None, native_resolution(model), False, label=label)
     initializers = {init.name for init in model.graph.initializer}
     inputs = [vi for vi in model.graph.input if vi.name not in initializers]
     symbolic_batch = frozenset(
@@ -441,7 +445,9 @@ def profiled_shapes(
         if vi.type.tensor_type.shape.dim and not vi.type.tensor_type.shape.dim[0].HasField("dim_value")
     )
     declared_batch = {
-        vi.name: vi.type.tensor_type.shape.dim[0].dim_value for vi in inputs if vi.name not in symbolic_batch
+        vi.name: vi.type.tensor_type.shape.dim[0].dim_value
+        for vi in inputs
+        if vi.type.tensor_type.shape.dim and vi.name not in symbolic_batch
     }
     if resolution > 0:
         shapes = {
@@ -466,7 +472,7 @@ def profiled_shapes(
                 f"{label}: input {vi.name!r} declares {declared} (batch excluded); validation inputs are {list(sample)}"
             )
         shapes = {vi.name: (declared_batch.get(vi.name, 1), *sample)}
-    return ProfiledShapes(shapes, native_resolution(model, shapes), True, symbolic_batch)
+    return ProfiledShapes(shapes, native_resolution(model, shapes), True, symbolic_batch, label)
 
 
 def native_resolution(model: onnx.ModelProto, input_shapes: Mapping[str, Sequence[int]] | None = None) -> int | None:

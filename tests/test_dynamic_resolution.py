@@ -122,8 +122,10 @@ def test_profiled_shapes_are_the_validation_inputs_or_the_configured_resolution_
     own = profiled_shapes(fixed, 16, lambda: pytest.fail("a fixed model needs no validation shape"))
     assert (own.resolution, own.dynamic, own.at_batch(8)) == (8, False, None)
 
-    with pytest.raises(UnprofilableModel, match="validation inputs are"):
-        profiled_shapes(dynamic, 0, lambda: (3, 8, 8))
+    with pytest.raises(UnprofilableModel, match=r"lab/dyn: input 'x' declares \[1, 'H', 'W'\].*validation inputs are"):
+        profiled_shapes(dynamic, 0, lambda: (3, 8, 8), model_id="lab/dyn")
+    with pytest.raises(UnprofilableModel, match="lab/dyn: .*set the exec-spec's resolution"):
+        profiled_shapes(dynamic, 0, None, model_id="lab/dyn")
 
 
 def test_a_folder_with_a_dynamic_resolution_model_indexes_profiles_it_at_the_validation_size_and_answers_resolution(
