@@ -48,7 +48,19 @@ def parse_batch_sizes(text: str) -> list[int]:
 
 
 def _print_json(payload: object) -> None:
-    print(json.dumps(payload, indent=2, sort_keys=True))
+    """Strict JSON on stdout: an unknown figure (NaN, e.g. a latency not measured at the query's resolution)
+    is `null`, which every JSON reader takes, not the `NaN` token Python would write."""
+    print(json.dumps(_strict(payload), indent=2, sort_keys=True, allow_nan=False))
+
+
+def _strict(value: object) -> object:
+    if isinstance(value, float):
+        return value if value == value and abs(value) != float("inf") else None
+    if isinstance(value, dict):
+        return {k: _strict(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_strict(v) for v in value]
+    return value
 
 
 def cmd_zoo_build(args: argparse.Namespace) -> int:

@@ -117,3 +117,14 @@ def test_profile_of_a_corrupt_file_is_a_clear_error(tmp_path):
     bad.write_bytes(b"garbage")
     result = run_cli("profile", str(bad))
     assert result.returncode == 2 and "bad.onnx" in result.stderr
+
+
+def test_json_output_writes_unknown_figures_as_null_not_nan(capsys):
+    import json as json_module
+
+    from sommelier_core import cli
+
+    cli._print_json({"latency_ms": float("nan"), "hits": [{"bound": float("inf"), "macs": 3}], "n": 2.5})
+    text = capsys.readouterr().out
+    assert "NaN" not in text and "Infinity" not in text
+    assert json_module.loads(text) == {"latency_ms": None, "hits": [{"bound": None, "macs": 3}], "n": 2.5}
