@@ -47,6 +47,17 @@ def parse_batch_sizes(text: str) -> list[int]:
     return sizes
 
 
+def positive_int(text: str) -> int:
+    """A whole number ≥ 1 (a batch size or a resolution given as a flag)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a whole number ≥ 1")
+    return value
+
+
 def _print_json(payload: object) -> None:
     """Strict JSON on stdout: an unknown figure (NaN, e.g. a latency not measured at the query's resolution)
     is `null`, which every JSON reader takes, not the `NaN` token Python would write."""
@@ -86,7 +97,10 @@ def cmd_query(args: argparse.Namespace) -> int:
     from sommelier_core.query import run_query, spec_from_arguments
     from sommelier_core.query_language import parse_query
 
-    flag_names = ("ref", "within", "memory", "flops", "params", "latency_ms", "device", "order_by", "limit")
+    flag_names = (
+        "ref", "within", "memory", "flops", "params", "latency_ms", "device", "order_by", "limit", "batch_size",
+        "resolution",
+    )  # fmt: skip
     if args.text is not None:
         flags = [f"--{name.replace('_', '-')}" for name in flag_names if getattr(args, name) is not None]
         if flags:
@@ -103,6 +117,8 @@ def cmd_query(args: argparse.Namespace) -> int:
             device=args.device or "cpu",
             order_by=args.order_by or "similarity",
             limit=args.limit,
+            batch_size=args.batch_size,
+            resolution=args.resolution,
         )
     else:
         raise SommelierError("give a query text (FIND … LIKE 'model' …) or --ref MODEL")
@@ -452,6 +468,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="final ranking (default similarity)",
     )
     q.add_argument("--limit", type=int)
+    q.add_argument("--batch-size", type=positive_int, help="exec-spec batch size (as BATCH n)")
+    q.add_argument("--resolution", type=positive_int, help="exec-spec input resolution H = W (as RESOLUTION r)")
     q.add_argument("--explain", action="store_true", help="print the plan with how many models each stage kept")
     q.add_argument(
         "--refine",

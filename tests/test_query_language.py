@@ -232,3 +232,27 @@ def test_cli_explain_and_syntax_error(toy_store, capsys):
     assert cli_main(["query", "FIND MODELS LIKE R"]) == 2
     assert "line 1, column 18" in capsys.readouterr().err
     assert cli_main(["query", "FIND MODELS LIKE 'R'", "--ref", "R"]) == 2
+
+
+@pytest.mark.parametrize(
+    "flags,text",
+    [
+        (["--batch-size", "1"], "FIND MODELS LIKE 'R' WITHIN 30% BATCH 1"),
+        (["--batch-size", "8"], "FIND MODELS LIKE 'R' WITHIN 30% BATCH 8"),
+        (["--resolution", "8"], "FIND MODELS LIKE 'R' WITHIN 30% RESOLUTION 8"),
+    ],
+)
+def test_cli_flag_form_takes_the_exec_spec_as_the_text_does(toy_store, capsys, flags, text):
+    code = cli_main(["query", "--ref", "R", "--within", "30%", *flags, "--json"])
+    from_flags = capsys.readouterr()
+    assert cli_main(["query", text, "--json"]) == code
+    from_text = capsys.readouterr()
+    assert (from_flags.out, from_flags.err) == (from_text.out, from_text.err)
+    assert (from_flags.out if code == 0 else from_flags.err).strip()
+
+
+def test_cli_flag_form_refuses_a_non_positive_batch_or_resolution(toy_store, capsys):
+    for flag in ("--batch-size", "--resolution"):
+        with pytest.raises(SystemExit):
+            cli_main(["query", "--ref", "R", flag, "0"])
+        assert "expected a whole number ≥ 1" in capsys.readouterr().err
