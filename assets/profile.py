@@ -42,7 +42,8 @@ def model_profile(
         context.log.warning(str(warning.message))
     own = shapes.resolution if shapes.dynamic else None  # the resolution `by_batch` is at, as memory points name it
     memory_batches = sorted({*batch_sizes, *settings.memory_batch_sizes})
-    resolutions = list(dict.fromkeys([own, *settings.memory_resolutions]))
+    # other resolutions only for a model that takes them: a fixed one keeps its memory-by-batch table
+    resolutions = list(dict.fromkeys([own, *settings.memory_resolutions])) if shapes.dynamic else [None]
     try:
         memory = tuple(memory_profile(model, memory_batches, resolutions, known=by_batch, known_resolution=own))
     except ValueError as error:  # no symbolic batch or spatial dim: the model's own setting only

@@ -168,7 +168,10 @@ def test_a_folder_with_a_dynamic_resolution_model_indexes_profiles_it_at_the_val
     assert {(p.batch_size, p.resolution) for p in profile.memory} >= {(1, 8), (1, 16), (2, 8), (2, 16)}
     at_16 = next(p for p in profile.memory if (p.batch_size, p.resolution) == (1, 16))
     assert at_16.macs == 16 * 16 * 4 * 9 + 4 * 10
-    assert store.load_record("model_profile", "lab/fixed").input_resolution == InputResolution(size=8, dynamic=False)
+    fixed = store.load_record("model_profile", "lab/fixed")
+    assert fixed.input_resolution == InputResolution(size=8, dynamic=False)
+    # memory_resolutions does not cost a fixed model its memory-by-batch table (it runs at 8 only)
+    assert {(p.batch_size, p.resolution) for p in fixed.memory} == {(1, None), (2, None), (8, None), (32, None)}
 
     device = store.load_record("device_profile@cpu", "lab/dynamic")
     assert [lat.batch_size for lat in device.latency] == [1, 2]
