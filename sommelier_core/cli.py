@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     import numpy as np
     import onnx
 
+    from sommelier_core.models import Signature
     from sommelier_core.segments.analysis import SegmentAnalysis
 
 
@@ -286,7 +287,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
         raise DatasetError("--bound custom needs --data FILE.npz (an array 'x' of inputs and an optional 'y')")
     ref_path, cand_path = Path(args.reference), Path(args.candidate)
     ref_model, cand_model = load_onnx(ref_path), load_onnx(cand_path)
-    ref_sig, cand_sig = onnx_signature(ref_model), onnx_signature(cand_model)
+    ref_sig, cand_sig = _at_validation_shape(
+        str(ref_path), onnx_signature(ref_model), onnx_signature(cand_model), args.data or ""
+    )
     task = "classification" if len(ref_sig.outputs[0].shape) == 2 else "regression"  # the reference's (§4.3)
     try:
         check_compatible(str(ref_path), ref_sig, str(cand_path), cand_sig)
@@ -350,6 +353,32 @@ def cmd_compare(args: argparse.Namespace) -> int:
         )
         print(describe_segments(segments) if segments is not None else f"segments: {failure}")
     return 0
+
+
+def _at_validation_shape(
+    reference_id: str, reference: Signature, candidate: Signature, data: str
+) -> tuple[Signature, Signature]:
+    """Both signatures with symbolic input dims (a model exported with dynamic H, W) taken at the shape of the
+    validation inputs both models are run on — the reference's — where they fit it, so such a model compares
+    with a fixed one as in the index. Unchanged when neither is symbolic or no validation shape is known (the
+    compatibility check then names what differs)."""
+    from sommelier_core.validation import DatasetError, shape_fits, validation_input_shape
+
+    def symbolic(signature: Signature) -> bool:
+        return any(not isinstance(d, int) for d in signature.inputs[0].shape[1:])
+
+    if not (symbolic(reference) or symbolic(candidate)):
+        return reference, candidate
+    try:
+        shape = validation_input_shape(reference_id, reference, data)
+    except DatasetError:
+        return reference, candidate
+
+    def at_shape(signature: Signature) -> Signature:
+        fits = symbolic(signature) and shape_fits(signature.inputs[0].shape[1:], shape)
+        return signature.at_input_shape(shape) if fits else signature
+
+    return at_shape(reference), at_shape(candidate)
 
 
 def _segment_analysis(

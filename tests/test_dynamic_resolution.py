@@ -197,3 +197,29 @@ def test_a_folder_with_a_dynamic_resolution_model_indexes_profiles_it_at_the_val
     assert set(hits) == {"lab/dynamic"}  # the fixed 8×8 model does not run at 16
     assert hits["lab/dynamic"].profile.macs == at_16.macs
     assert math.isnan(hits["lab/dynamic"].profile.latency_ms)  # measured at 8 only
+
+
+def test_compare_takes_a_dynamic_model_at_the_validation_shape_in_either_role(tmp_path, capsys):
+    import json
+
+    from sommelier_core import cli
+
+    dynamic_digits_classifier(tmp_path / "dyn.onnx")
+    fixed_digits_classifier(tmp_path / "fixed.onnx")
+    for ref, cand in (("fixed", "dyn"), ("dyn", "fixed")):
+        code = cli.main(["compare", str(tmp_path / f"{ref}.onnx"), str(tmp_path / f"{cand}.onnx"), "--json"])
+        payload = json.loads(capsys.readouterr().out)
+        assert code == 0 and payload["compatible"] is True, (ref, payload)
+        assert payload["dataset"] == "digits" and 0 <= payload["disagreement"] <= payload["bound"] <= 1
+
+
+def test_compare_of_a_dynamic_model_whose_channels_do_not_fit_stays_incompatible(tmp_path, capsys):
+    fixed_digits_classifier(tmp_path / "fixed.onnx")
+    dynamic_digits_classifier(tmp_path / "dyn.onnx")
+    model = onnx.load(tmp_path / "dyn.onnx")
+    model.graph.input[0].type.tensor_type.shape.dim[1].dim_value = 3  # (N, 3, H, W): not the digits' one channel
+    onnx.save(model, tmp_path / "rgb.onnx")
+    from sommelier_core import cli
+
+    assert cli.main(["compare", str(tmp_path / "fixed.onnx"), str(tmp_path / "rgb.onnx")]) == 1
+    assert "incompatible models" in capsys.readouterr().err
