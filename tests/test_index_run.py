@@ -7,6 +7,7 @@ from dagster import DagsterInstance
 from pipelines.definitions import build_resources
 from pipelines.index_run import run_index
 from resources.repositories import RepositoriesResource, RepositoryConfig
+from resources.settings import IndexSettings
 from resources.store import ModelStoreResource, StoreIOManager
 
 
@@ -109,7 +110,8 @@ def test_a_model_no_longer_listed_leaves_the_indexes_and_a_failed_repository_kee
     resources = build_resources("local") | {
         "repositories": RepositoriesResource(
             repositories=[RepositoryConfig(kind="onnx", name="lab", location=[str(folder)])]
-        )
+        ),
+        "settings": IndexSettings(operator_sweep=False, latency_repeats=5, profile_runs=2),  # removal is the point
     }
     (tmp_path / "dagster").mkdir()
     instance = DagsterInstance.local_temp(str(tmp_path / "dagster"))
