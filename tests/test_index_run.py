@@ -9,6 +9,7 @@ from pipelines.index_run import run_index
 from resources.repositories import RepositoriesResource, RepositoryConfig
 from resources.settings import IndexSettings
 from resources.store import ModelStoreResource, StoreIOManager
+from tests.digits_models import fixed_digits_classifier
 
 
 def test_no_listed_models_leaves_the_index_untouched_and_says_why(tmp_path):
@@ -75,28 +76,6 @@ def test_a_device_profile_of_another_onnx_file_is_stale_and_a_missing_one_is_too
     assert stale_devices(store, "r/m", ["cpu"]) == ["cpu"]
 
 
-def _digits_classifier(path, seed: int) -> None:
-    """A (N, 1, 8, 8) → (N, 10) linear model: compatible with the built-in 8×8 digits validation set."""
-    import numpy as np
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-
-    rng = np.random.default_rng(seed)
-    graph = helper.make_graph(
-        [helper.make_node("Reshape", ["x", "shape"], ["flat"]), helper.make_node("MatMul", ["flat", "w"], ["y"])],
-        "digits_linear",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 1, 8, 8])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 10])],
-        initializer=[
-            numpy_helper.from_array(rng.normal(size=(64, 10)).astype(np.float32), "w"),
-            numpy_helper.from_array(np.array([-1, 64], dtype=np.int64), "shape"),
-        ],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.save(model, path)
-
-
 def test_a_model_no_longer_listed_leaves_the_indexes_and_a_failed_repository_keeps_its_models(tmp_path, monkeypatch):
     import polars as pl
 
@@ -106,7 +85,7 @@ def test_a_model_no_longer_listed_leaves_the_indexes_and_a_failed_repository_kee
     folder = tmp_path / "onnx"
     folder.mkdir()
     for seed, name in enumerate(("a", "b", "c")):
-        _digits_classifier(folder / f"{name}.onnx", seed)
+        fixed_digits_classifier(folder / f"{name}.onnx", seed)
     resources = build_resources("local") | {
         "repositories": RepositoriesResource(
             repositories=[RepositoryConfig(kind="onnx", name="lab", location=[str(folder)])]
