@@ -610,9 +610,13 @@ def candidates_under_exec_spec(plan: QueryPlan, resource: ResourceStore) -> np.n
 
 def _excluded_among(plan: QueryPlan, engine: QueryEngine, positions: np.ndarray) -> dict[str, str]:
     """The plan's excluded models among `positions` (candidates profiled on the device), by id."""
+    if not plan.excluded:  # the common case: no resolution asked, or every model runs at it
+        return {}
+    among = np.zeros(len(engine.ids), dtype=bool)
+    among[positions] = True
     if plan.reference_pos is not None:
-        positions = positions[positions != plan.reference_pos]
-    return {engine.ids[i]: plan.excluded[i] for i in sorted(positions.tolist()) if i in plan.excluded}
+        among[plan.reference_pos] = False
+    return {engine.ids[i]: plan.excluded[i] for i in sorted(plan.excluded) if among[i]}
 
 
 def _exec_spec_stage(plan: QueryPlan, excluded: dict[str, str], kept: int) -> StageReport:
