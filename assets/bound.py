@@ -5,10 +5,10 @@ from dagster import AssetExecutionContext, asset
 from assets.partitions import models_partitions
 from resources.settings import IndexSettings
 from resources.store import ModelStoreResource
-from sommelier_core.bound import ARCHITECTURE_MODES, PairBounds
-from sommelier_core.cushions import ModelCushions
-from sommelier_core.equivalence import PairScores
-from sommelier_core.pair_measure import bound_stored_pair
+from sommelier_core.equivalence.bound import ARCHITECTURE_MODES, PairBounds
+from sommelier_core.equivalence.compare import PairScores
+from sommelier_core.equivalence.cushions import ModelCushions
+from sommelier_core.equivalence.pair_measure import bound_stored_pair
 
 
 @asset(partitions_def=models_partitions, group_name="analysis")
@@ -25,7 +25,7 @@ def pair_bounds(
     measure is asymmetric, paper §4.3): this model's cushions when it is the reference, the peer's
     (read through the store by id, design §8) otherwise. `custom` measures the difference again on the
     configured dataset, on which the cushions were measured. The rules live in
-    `sommelier_core.pair_measure.bound_stored_pair`, which queries use too.
+    `sommelier_core.equivalence.pair_measure.bound_stored_pair`, which queries use too.
     """
     mode = settings.checked_bound_mode()
     models = store.store()

@@ -4,9 +4,9 @@ from dagster import AssetExecutionContext, asset
 
 from assets.partitions import models_partitions
 from resources.store import ModelStoreResource
-from sommelier_core.equivalence import PairScores, compare_outputs
-from sommelier_core.outputs import ModelOutputs
-from sommelier_core.peers import PeerSample
+from sommelier_core.equivalence.compare import PairScores, compare_outputs
+from sommelier_core.equivalence.outputs import ModelOutputs
+from sommelier_core.equivalence.peers import PeerSample
 
 
 @asset(partitions_def=models_partitions, group_name="analysis")

@@ -7,8 +7,8 @@ from assets.partitions import models_partitions
 from resources.settings import IndexSettings
 from resources.store import ModelStoreResource
 from resources.validation import ValidationDataResource
-from sommelier_core.convert import Conversion, convert_model, load_onnx, onnx_signature
 from sommelier_core.errors import ConversionError
+from sommelier_core.ingest.convert import Conversion, convert_model, load_onnx, onnx_signature
 from sommelier_core.models import FetchedModel
 from sommelier_core.zoo.datasets import dataset_for_input_shape, load_dataset
 

@@ -9,10 +9,10 @@ from dagster import AssetExecutionContext, asset
 from assets.partitions import models_partitions
 from resources.settings import IndexSettings
 from resources.validation import ValidationDataResource
-from sommelier_core.convert import Conversion
-from sommelier_core.cushions import CushionError, ModelCushions, compute_cushions
+from sommelier_core.equivalence.cushions import CushionError, ModelCushions, compute_cushions
+from sommelier_core.ingest.convert import Conversion
+from sommelier_core.ingest.validation import DatasetError, validation_set_for
 from sommelier_core.models import FetchedModel
-from sommelier_core.validation import DatasetError, validation_set_for
 
 
 @asset(partitions_def=models_partitions, group_name="analysis")

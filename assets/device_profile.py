@@ -18,8 +18,8 @@ from resources.mlflow_tracker import MlflowTracker
 from resources.settings import IndexSettings
 from resources.store import ModelStoreResource
 from resources.validation import ValidationDataResource
-from sommelier_core.convert import Conversion, load_onnx
-from sommelier_core.operator_latency import (
+from sommelier_core.ingest.convert import Conversion, load_onnx
+from sommelier_core.profiling.operator_latency import (
     DeviceProfile,
     ProfiledModel,
     build_operator_table,

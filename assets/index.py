@@ -21,9 +21,9 @@ from assets.profile import model_profile
 from resources.mlflow_tracker import MlflowTracker
 from resources.settings import IndexSettings
 from resources.store import ModelStoreResource
-from sommelier_core.operator_latency import imported_operator_tables
-from sommelier_core.resource_index import build_resource_index
-from sommelier_core.semantic_store import SemanticStore
+from sommelier_core.index.resource import build_resource_index
+from sommelier_core.index.semantic import SemanticStore
+from sommelier_core.profiling.operator_latency import imported_operator_tables
 from sommelier_core.store import write_atomic
 
 SEMANTIC_STORE_FILE = "semantic_store.pkl"

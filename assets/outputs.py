@@ -5,9 +5,9 @@ from dagster import AssetExecutionContext, asset
 from assets.partitions import models_partitions
 from resources.store import ModelStoreResource
 from resources.validation import ValidationDataResource
-from sommelier_core.convert import Conversion
+from sommelier_core.equivalence.outputs import ModelOutputs, compute_outputs
+from sommelier_core.ingest.convert import Conversion
 from sommelier_core.models import FetchedModel
-from sommelier_core.outputs import ModelOutputs, compute_outputs
 
 
 @asset(partitions_def=models_partitions, group_name="analysis")

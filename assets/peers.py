@@ -5,8 +5,8 @@ from dagster import AssetExecutionContext, asset
 from assets.partitions import models_partitions
 from resources.settings import IndexSettings
 from resources.store import ModelStoreResource
-from sommelier_core.outputs import ModelOutputs
-from sommelier_core.peers import PeerSample, sample_peers
+from sommelier_core.equivalence.outputs import ModelOutputs
+from sommelier_core.equivalence.peers import PeerSample, sample_peers
 
 
 @asset(partitions_def=models_partitions, group_name="analysis")

@@ -11,9 +11,9 @@ from assets.partitions import models_partitions
 from resources.mlflow_tracker import MlflowTracker
 from resources.settings import IndexSettings
 from resources.validation import ValidationDataResource
-from sommelier_core.convert import Conversion, load_onnx
-from sommelier_core.profile import UncostedOpsWarning, memory_profile, static_profile
-from sommelier_core.resource_index import InputResolution, ModelProfile
+from sommelier_core.index.resource import InputResolution, ModelProfile
+from sommelier_core.ingest.convert import Conversion, load_onnx
+from sommelier_core.profiling.profile import UncostedOpsWarning, memory_profile, static_profile
 
 
 @asset(partitions_def=models_partitions, group_name="analysis")

@@ -7,9 +7,9 @@ from assets.partitions import models_partitions
 from resources.settings import IndexSettings
 from resources.store import ModelStoreResource
 from resources.validation import ValidationDataResource
-from sommelier_core.convert import Conversion
-from sommelier_core.outputs import ModelOutputs
-from sommelier_core.peers import PeerSample
+from sommelier_core.equivalence.outputs import ModelOutputs
+from sommelier_core.equivalence.peers import PeerSample
+from sommelier_core.ingest.convert import Conversion
 from sommelier_core.segments.candidates import SegmentMatches, match_peers, synthesized_table
 
 

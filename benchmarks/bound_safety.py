@@ -42,9 +42,9 @@ from pathlib import Path
 
 import numpy as np
 
-from sommelier_core.bound import ARORA_CONSTANT, architecture_term, bound_comparison
-from sommelier_core.cushions import Cushions, compute_cushions
-from sommelier_core.equivalence import compare_outputs
+from sommelier_core.equivalence.bound import ARORA_CONSTANT, architecture_term, bound_comparison
+from sommelier_core.equivalence.compare import compare_outputs
+from sommelier_core.equivalence.cushions import Cushions, compute_cushions
 from sommelier_core.inference import run_onnx
 from sommelier_core.models import safe_name
 from sommelier_core.settings import store_root

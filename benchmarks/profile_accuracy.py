@@ -6,7 +6,7 @@
     python benchmarks/profile_accuracy.py --device cuda   # measure and profile on ONNX Runtime's CUDA provider
 
 (a) MACs and params (without BatchNorm running statistics, which torch counts as buffers) of standard
-    architectures (`sommelier_core.reference_models`: keras.applications built with weights=None and
+    architectures (`sommelier_bench.reference_models`: keras.applications built with weights=None and
     converted with tf2onnx, a ViT in DeiT-Ti's configuration, and the onnx package's light model-zoo
     graphs) against their published figures.
 (b) Latency estimated from a per-operator table vs measured (`measure_latency`: warm-up, median of repeats),
@@ -49,8 +49,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 import onnx  # noqa: E402
 
-from sommelier_core.latency_predictor import kernel_class, parse_key  # noqa: E402
-from sommelier_core.operator_latency import (  # noqa: E402
+from sommelier_bench.reference_models import REFERENCE_MODELS, dynamic_resolution_model
+from sommelier_core.profiling.operator_latency import (
     OperatorProfile,
     ProfiledModel,
     build_operator_table,
@@ -58,8 +58,8 @@ from sommelier_core.operator_latency import (  # noqa: E402
     estimate_latency,
     profile_operators,
 )
-from sommelier_core.profile import UncostedOpsWarning, measure_latency, memory_profile, static_profile  # noqa: E402
-from sommelier_core.reference_models import REFERENCE_MODELS, dynamic_resolution_model  # noqa: E402
+from sommelier_core.profiling.predictor import kernel_class, parse_key
+from sommelier_core.profiling.profile import UncostedOpsWarning, measure_latency, memory_profile, static_profile
 from sommelier_core.settings import store_root  # noqa: E402
 
 QUICK_ARCHITECTURES = ("mobilenet_v2", "light_resnet50", "light_squeezenet", "vit_ti16", "efficientnet_b0")

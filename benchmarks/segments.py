@@ -105,7 +105,7 @@ def fig10_cell(fine_tuned: onnx.ModelProto, original: onnx.ModelProto, x, y, dra
     each sample's real segment-output difference), which separates the bound's slack from the noise
     model's.
     """
-    from sommelier_core.bound import clopper_pearson
+    from sommelier_core.equivalence.bound import clopper_pearson
     from sommelier_core.segments.error_bound import SegmentBounder
     from sommelier_core.segments.lcs import candidate_segments
     from sommelier_core.segments.noise_effect import NoiseInjector, qor_difference
@@ -242,7 +242,7 @@ def fig10(root: Path, store, levels: bool, draws: int, delta: float) -> list[dic
 
 
 def fig13(store, families: dict[str, str], epsilon: float, samples: int, delta: float) -> dict:
-    from sommelier_core.bound import clopper_pearson
+    from sommelier_core.equivalence.bound import clopper_pearson
     from sommelier_core.segments.analysis import analyse_pair
     from sommelier_core.segments.candidates import synthesized_id
     from sommelier_core.zoo.datasets import load_dataset
@@ -385,8 +385,8 @@ def _outside(ranked: list[tuple[float, str, bool]], epsilon: float, k: int) -> b
 
 def stage_cost(store, epsilon: float, samples: int, delta: float) -> dict:
     """Wall time of the segment_matches stage's core call for every model with stored peers."""
+    from sommelier_core.ingest.validation import resolve_dataset
     from sommelier_core.segments.candidates import match_peers
-    from sommelier_core.validation import resolve_dataset
 
     seconds = []
     for model_id, peers in sorted(store.records("peers").items()):

@@ -28,7 +28,7 @@ from pipelines.stages import (
     stages_to_run,
     stale_devices,
 )
-from sommelier_core.profile import available_devices
+from sommelier_core.profiling.profile import available_devices
 from sommelier_core.settings import dagster_home, zoo_dir
 
 # Dagster's console logger prints every step event at DEBUG; the progress lines are ours.

@@ -13,7 +13,7 @@ from assets.partitions import devices_partitions, model_device_key, models_parti
 from pipelines.stages import conversion_current, is_current, stale_devices
 from resources.repositories import RepositoriesResource
 from resources.store import ModelStoreResource
-from sommelier_core.profile import available_devices
+from sommelier_core.profiling.profile import available_devices
 
 
 def make_repository_sensor(

@@ -5,9 +5,9 @@ from __future__ import annotations
 from dagster import Config, ConfigurableResource
 
 from sommelier_core.errors import UnknownModel
+from sommelier_core.ingest.repositories import Repository, repository_from_config
+from sommelier_core.ingest.repositories.listing import Listing, list_repositories
 from sommelier_core.models import ModelEntry
-from sommelier_core.repositories import Repository, repository_from_config
-from sommelier_core.repositories.listing import Listing, list_repositories
 from sommelier_core.settings import zoo_dir
 
 

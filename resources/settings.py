@@ -7,9 +7,9 @@ from collections.abc import Callable, Sequence
 import onnx
 from dagster import ConfigurableResource
 
-from sommelier_core.bound import ARORA_CONSTANT, BOUND_MODES
-from sommelier_core.pair_measure import BoundSettings
-from sommelier_core.profile import ProfiledShapes, profiled_shapes
+from sommelier_core.equivalence.bound import ARORA_CONSTANT, BOUND_MODES
+from sommelier_core.equivalence.pair_measure import BoundSettings
+from sommelier_core.profiling.profile import ProfiledShapes, profiled_shapes
 
 
 class IndexSettings(ConfigurableResource):

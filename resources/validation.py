@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dagster import ConfigurableResource
 
+from sommelier_core.ingest.validation import validation_input_shape, validation_set_for
 from sommelier_core.models import Signature
-from sommelier_core.validation import validation_input_shape, validation_set_for
 from sommelier_core.zoo.datasets import Dataset
 
 

@@ -8,9 +8,9 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 from scipy import stats
 
-from sommelier_core.bound import ARORA_CONSTANT, architecture_term, bound_comparison, clopper_pearson
-from sommelier_core.cushions import Cushions, LayerCushion
-from sommelier_core.equivalence import Comparison
+from sommelier_core.equivalence.bound import ARORA_CONSTANT, architecture_term, bound_comparison, clopper_pearson
+from sommelier_core.equivalence.compare import Comparison
+from sommelier_core.equivalence.cushions import Cushions, LayerCushion
 
 
 def test_clopper_pearson_with_no_disagreement_is_the_rule_of_three_bound():
@@ -127,7 +127,7 @@ def _mlp_onnx(path, seed: int):
 
 
 def test_cli_compare_with_arora_and_custom_bounds(tmp_path, capsys):
-    from sommelier_core.cli import main
+    from sommelier_cli.main import main
 
     ref, cand = _mlp_onnx(tmp_path / "ref.onnx", 0), _mlp_onnx(tmp_path / "cand.onnx", 1)
     data = tmp_path / "mine.npz"
@@ -144,8 +144,8 @@ def test_cli_compare_with_arora_and_custom_bounds(tmp_path, capsys):
 
 
 def test_pair_bounds_take_the_reference_cushions_own_or_a_peer_s_and_are_vacuous_without_them(tmp_path):
-    from sommelier_core.cushions import ModelCushions
-    from sommelier_core.pair_measure import BoundSettings, bound_stored_pair
+    from sommelier_core.equivalence.cushions import ModelCushions
+    from sommelier_core.equivalence.pair_measure import BoundSettings, bound_stored_pair
     from sommelier_core.store import ModelStore
 
     store = ModelStore(tmp_path)

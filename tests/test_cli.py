@@ -13,7 +13,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from sommelier_core.cli import parse_batch_sizes, parse_fraction
+from sommelier_cli.main import parse_batch_sizes, parse_fraction
 from tests.conftest import two_class_onnx
 
 SOMMELIER = str(Path(sys.executable).parent / "sommelier")
@@ -122,7 +122,7 @@ def test_profile_of_a_corrupt_file_is_a_clear_error(tmp_path):
 def test_json_output_writes_unknown_figures_as_null_not_nan(capsys):
     import json as json_module
 
-    from sommelier_core import cli
+    from sommelier_cli import main as cli
 
     cli._print_json({"latency_ms": float("nan"), "hits": [{"bound": float("inf"), "macs": 3}], "n": 2.5})
     text = capsys.readouterr().out

@@ -17,7 +17,9 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from sommelier_core.convert import (
+from sommelier_core.errors import ConversionError, ConversionMismatch
+from sommelier_core.inference import run_onnx
+from sommelier_core.ingest.convert import (
     Conversion,
     convert_model,
     fingerprint,
@@ -26,10 +28,8 @@ from sommelier_core.convert import (
     onnx_signature,
     parity_errors,
 )
-from sommelier_core.errors import ConversionError, ConversionMismatch
-from sommelier_core.inference import run_onnx
+from sommelier_core.ingest.repositories import OnnxFolderRepository, TFHubRepository, TorchHubRepository
 from sommelier_core.models import FetchedModel, ModelEntry
-from sommelier_core.repositories import OnnxFolderRepository, TFHubRepository, TorchHubRepository
 
 HUBCONF = textwrap.dedent(
     """

@@ -12,7 +12,7 @@ import pytest
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
-from sommelier_core.cushions import CushionError, compute_cushions
+from sommelier_core.equivalence.cushions import CushionError, compute_cushions
 
 RNG = np.random.default_rng(7)
 

@@ -91,7 +91,7 @@ def test_repository_sensor_profiles_converted_models_per_device_and_again_when_t
     from dataclasses import replace
     from types import SimpleNamespace
 
-    from sommelier_core.operator_latency import DeviceProfile
+    from sommelier_core.profiling.operator_latency import DeviceProfile
     from sommelier_core.store import ModelStore
 
     repositories = _lab_repository(tmp_path)

@@ -14,14 +14,14 @@ import numpy as np
 import onnx
 import pytest
 
-from sommelier_core.models import Signature, TensorSpec
-from sommelier_core.profile import UnprofilableModel, profiled_shapes, static_profile
-from sommelier_core.validation import (
+from sommelier_core.ingest.validation import (
     DatasetError,
     builtin_dataset_for,
     validation_input_shape,
     validation_set_for,
 )
+from sommelier_core.models import Signature, TensorSpec
+from sommelier_core.profiling.profile import UnprofilableModel, profiled_shapes, static_profile
 from tests.digits_models import dynamic_digits_classifier, fixed_digits_classifier
 
 DYNAMIC_MACS_AT_8 = 8 * 8 * 4 * 9 + 4 * 10
@@ -96,8 +96,8 @@ def test_a_folder_with_a_dynamic_resolution_model_indexes_profiles_it_at_the_val
     from pipelines.index_run import run_index
     from resources.repositories import RepositoriesResource, RepositoryConfig
     from resources.settings import IndexSettings
-    from sommelier_core.query import run_query
-    from sommelier_core.resource_index import InputResolution
+    from sommelier_core.index.resource import InputResolution
+    from sommelier_core.querying.api import run_query
     from sommelier_core.store import ModelStore
 
     monkeypatch.setenv("SOMMELIER_HOME", str(tmp_path))
@@ -160,7 +160,7 @@ def test_a_folder_with_a_dynamic_resolution_model_indexes_profiles_it_at_the_val
 def test_compare_takes_a_dynamic_model_at_the_validation_shape_in_either_role(tmp_path, capsys):
     import json
 
-    from sommelier_core import cli
+    from sommelier_cli import main as cli
 
     dynamic_digits_classifier(tmp_path / "dyn.onnx")
     fixed_digits_classifier(tmp_path / "fixed.onnx")
@@ -177,7 +177,7 @@ def test_compare_of_a_dynamic_model_whose_channels_do_not_fit_stays_incompatible
     model = onnx.load(tmp_path / "dyn.onnx")
     model.graph.input[0].type.tensor_type.shape.dim[1].dim_value = 3  # (N, 3, H, W): not the digits' one channel
     onnx.save(model, tmp_path / "rgb.onnx")
-    from sommelier_core import cli
+    from sommelier_cli import main as cli
 
     assert cli.main(["compare", str(tmp_path / "fixed.onnx"), str(tmp_path / "rgb.onnx")]) == 1
     assert "incompatible models" in capsys.readouterr().err

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from sommelier_core.equivalence import check_compatible, compare_outputs, disagreement_rate
+from sommelier_core.equivalence.compare import check_compatible, compare_outputs, disagreement_rate
 from sommelier_core.errors import IncompatibleModels
 from sommelier_core.models import Signature, TensorSpec
 

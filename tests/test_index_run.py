@@ -62,7 +62,7 @@ def test_a_device_profile_of_another_onnx_file_is_stale_and_a_missing_one_is_too
     from types import SimpleNamespace
 
     from pipelines.stages import stale_devices
-    from sommelier_core.operator_latency import DeviceProfile
+    from sommelier_core.profiling.operator_latency import DeviceProfile
     from sommelier_core.store import ModelStore
 
     store = ModelStore(tmp_path)
@@ -79,7 +79,7 @@ def test_a_device_profile_of_another_onnx_file_is_stale_and_a_missing_one_is_too
 def test_a_model_no_longer_listed_leaves_the_indexes_and_a_failed_repository_keeps_its_models(tmp_path, monkeypatch):
     import polars as pl
 
-    from sommelier_core.repositories.listing import Listing
+    from sommelier_core.ingest.repositories.listing import Listing
 
     monkeypatch.setenv("SOMMELIER_HOME", str(tmp_path))
     folder = tmp_path / "onnx"

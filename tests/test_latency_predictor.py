@@ -7,15 +7,8 @@ import math
 import polars as pl
 import pytest
 
-from sommelier_core import operator_latency
-from sommelier_core.latency_predictor import (
-    OperatorPredictor,
-    _broadcast_run,
-    features,
-    kernel_class,
-    parse_key,
-)
-from sommelier_core.operator_latency import (
+from sommelier_core.profiling import operator_latency
+from sommelier_core.profiling.operator_latency import (
     SEQUENTIAL,
     ExecutedNode,
     ExecutionGraph,
@@ -23,6 +16,7 @@ from sommelier_core.operator_latency import (
     cached_calibration_profiles,
     estimate_latency,
 )
+from sommelier_core.profiling.predictor import OperatorPredictor, _broadcast_run, features, kernel_class, parse_key
 
 DENSE = "com.microsoft.nchwc.Conv|in=1x{c}x{s}x{s},{k}x{c}x3x3,{k}|out=1x{k}x{s}x{s}|activation=Relu,group=1,kernel_shape=[3 3],pads=[1 1 1 1],strides=[1 1]"  # noqa: E501
 DEPTHWISE = "com.microsoft.nchwc.Conv|in=1x{c}x{s}x{s},{c}x1x3x3,{c}|out=1x{c}x{s}x{s}|group={c},kernel_shape=[3 3],pads=[1 1 1 1],strides=[1 1]"  # noqa: E501
@@ -131,7 +125,7 @@ def test_an_unseen_operator_is_estimated_by_the_predictor_and_a_seen_one_exactly
 
 
 def test_calibration_profiles_are_profiled_once_per_device_and_then_read_from_the_cache(tmp_path, monkeypatch):
-    from sommelier_core.calibration_sweep import calibration_models
+    from sommelier_core.profiling.calibration_sweep import calibration_models
 
     paths = calibration_models(tmp_path)
     few = [next(p for p in paths if p.stem.startswith(prefix)) for prefix in ("conv_dense", "gemm")]

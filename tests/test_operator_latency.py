@@ -12,7 +12,7 @@ import polars as pl
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from sommelier_core.operator_latency import (
+from sommelier_core.profiling.operator_latency import (
     PARALLEL,
     SEQUENTIAL,
     ExecutedNode,
@@ -29,7 +29,7 @@ from sommelier_core.operator_latency import (
     profile_device,
     profile_operators,
 )
-from sommelier_core.profile import UnprofilableModel, memory_profile, static_profile
+from sommelier_core.profiling.profile import UnprofilableModel, memory_profile, static_profile
 
 
 def _conv_model(path: Path, channels: int = 8, size: int = 16) -> Path:
@@ -286,7 +286,7 @@ def test_interpolation_is_monotone_in_work_within_a_class():
 
 
 def test_calibration_graphs_add_table_entries_but_not_overhead_evidence(tmp_path, conv_paths):
-    from sommelier_core.operator_latency import calibration_models
+    from sommelier_core.profiling.operator_latency import calibration_models
 
     paths = calibration_models(tmp_path / "calibration")
     assert len(paths) > 1000 and all(p.exists() for p in paths)
@@ -305,7 +305,7 @@ def test_calibration_graphs_add_table_entries_but_not_overhead_evidence(tmp_path
 def test_cli_profile_estimates_from_a_table_without_profiling_the_operators(tmp_path, conv_paths, capsys):
     import json
 
-    from sommelier_core.cli import main
+    from sommelier_cli.main import main
 
     table_path = tmp_path / "lab.parquet"
     profiled = [ProfiledModel("small", profile_operators(conv_paths["small"], runs=2, warmup=1, threads=1))]

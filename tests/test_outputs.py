@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from sommelier_core.outputs import outputs_on
+from sommelier_core.equivalence.outputs import outputs_on
 from sommelier_core.store import ModelStore
 from sommelier_core.zoo.datasets import Dataset
 from tests.conftest import two_class_onnx

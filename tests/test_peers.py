@@ -1,6 +1,6 @@
 """Peer sampling: seeded by model id, independent of pool order, never the model itself."""
 
-from sommelier_core.peers import sample_peers
+from sommelier_core.equivalence.peers import sample_peers
 
 
 def test_same_model_and_pool_give_the_same_peers_in_any_order():

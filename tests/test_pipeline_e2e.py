@@ -9,8 +9,8 @@ from dagster import AssetKey
 
 import sommelier_core
 from sommelier_core.errors import UnknownModel
-from sommelier_core.query import load_index
-from sommelier_core.query_language import QueryError
+from sommelier_core.querying.api import load_index
+from sommelier_core.querying.language import QueryError
 from sommelier_core.zoo import load_manifest
 
 STAGES = ("fetched_model", "onnx_model", "model_outputs", "model_profile", "peers", "pair_scores", "pair_bounds")
@@ -141,8 +141,8 @@ def test_sensor_requests_no_run_for_models_already_indexed(indexed_store):
 
 
 def test_queries_measure_transitive_candidates_from_stored_outputs_as_the_index_would(indexed_store):
-    from sommelier_core.equivalence import compare_outputs
-    from sommelier_core.pair_measure import BoundSettings, bound_stored_pair
+    from sommelier_core.equivalence.compare import compare_outputs
+    from sommelier_core.equivalence.pair_measure import BoundSettings, bound_stored_pair
     from sommelier_core.store import ModelStore
 
     index_dir = indexed_store.root / "index"

@@ -11,7 +11,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from sommelier_core.profile import (
+from sommelier_core.profiling.profile import (
     LatencyProfile,
     UncostedOpsWarning,
     UnknownDevice,
@@ -351,7 +351,7 @@ def test_keras_built_architectures_match_published_macs_within_3pct_and_params_w
     # depthwise convs (MobileNetV2), channel split/shuffle (ShuffleNetV2), attention blocks (ViT, DeiT-Ti config);
     # tf2onnx folds BatchNormalization into the convolutions, hence the small params differences
     pytest.importorskip("tf2onnx")
-    from sommelier_core.reference_models import REFERENCE_MODELS
+    from sommelier_bench.reference_models import REFERENCE_MODELS
 
     reference = next(r for r in REFERENCE_MODELS if r.name == name)
     profile = static_profile(onnx.load(reference.build(tmp_path_factory.mktemp("keras"))))

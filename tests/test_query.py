@@ -4,9 +4,9 @@ import polars as pl
 import pytest
 
 from sommelier_core.errors import UnknownMetric, UnknownModel
-from sommelier_core.query import Index, query
-from sommelier_core.resource_index import RESOURCE_INDEX_SCHEMA
-from sommelier_core.semantic_index import SEMANTIC_INDEX_SCHEMA
+from sommelier_core.index.resource import RESOURCE_INDEX_SCHEMA
+from sommelier_core.index.semantic import SEMANTIC_INDEX_SCHEMA
+from sommelier_core.querying.api import Index, query
 
 
 def _index() -> Index:

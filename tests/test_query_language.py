@@ -6,10 +6,10 @@ import json
 
 import pytest
 
-from sommelier_core.cli import main as cli_main
+from sommelier_cli.main import main as cli_main
 from sommelier_core.errors import UnknownMetric, UnknownModel
-from sommelier_core.query import load_engine, query, run_query, spec_from_arguments
-from sommelier_core.query_language import (
+from sommelier_core.querying.api import load_engine, query, run_query, spec_from_arguments
+from sommelier_core.querying.language import (
     AllOf,
     AnyOf,
     Condition,
@@ -19,8 +19,8 @@ from sommelier_core.query_language import (
     UnknownUnit,
     parse_query,
 )
-from sommelier_core.query_plan import compile_query, register_utility, unregister_utility
-from sommelier_core.tasks import TaskRegistry, UnknownTask, load_task_registry
+from sommelier_core.querying.plan import compile_query, register_utility, unregister_utility
+from sommelier_core.querying.tasks import TaskRegistry, UnknownTask, load_task_registry
 from tests.test_query import _index
 
 DESIGN_EXAMPLE = """FIND 3 MODELS LIKE 'zoo/resnet-w64' WITHIN 5%

@@ -11,12 +11,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sommelier_core.bound import PairBound
-from sommelier_core.query_bench import run_quality_benchmark
-from sommelier_core.query_language import OrderBy, QuerySpec
-from sommelier_core.query_plan import QueryEngine, compile_query, execute
-from sommelier_core.resource_index import STATIC_METRICS, ResourceStore
-from sommelier_core.semantic_store import SemanticStore
+from sommelier_bench.query_bench import run_quality_benchmark
+from sommelier_core.equivalence.bound import PairBound
+from sommelier_core.index.resource import STATIC_METRICS, ResourceStore
+from sommelier_core.index.semantic import SemanticStore
+from sommelier_core.querying.language import OrderBy, QuerySpec
+from sommelier_core.querying.plan import QueryEngine, compile_query, execute
 
 N = 1000
 TRUE = {("R", "P"): 10, ("P", "A"): 10, ("P", "B"): 10, ("P", "C"): 80, ("R", "A"): 10, ("R", "B"): 15, ("R", "C"): 90}

@@ -30,7 +30,9 @@ import polars as pl
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from sommelier_core.profile import (
+from sommelier_core.index.resource import InputResolution, ModelProfile, build_resource_index
+from sommelier_core.index.semantic import SEMANTIC_INDEX_SCHEMA
+from sommelier_core.profiling.profile import (
     LatencyProfile,
     has_dynamic_resolution,
     memory_profile,
@@ -38,10 +40,8 @@ from sommelier_core.profile import (
     shapes_at_resolution,
     static_profile,
 )
-from sommelier_core.query import Index, load_index, query, run_query
-from sommelier_core.query_language import QueryError
-from sommelier_core.resource_index import InputResolution, ModelProfile, build_resource_index
-from sommelier_core.semantic_index import SEMANTIC_INDEX_SCHEMA
+from sommelier_core.querying.api import Index, load_index, query, run_query
+from sommelier_core.querying.language import QueryError
 
 DYNAMIC_AT = 16  # the resolution dynamic models' static profile and latency are taken at
 MEMORY_RESOLUTIONS = (16, 32)

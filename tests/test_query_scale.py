@@ -16,15 +16,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sommelier_core.bound import PairBound
-from sommelier_core.cli import main as cli_main
-from sommelier_core.peers import sample_peers
-from sommelier_core.query_bench import run_quality_benchmark, run_scale_benchmark, synthetic_repository
-from sommelier_core.query_language import AllOf, AnyOf, Condition, OrderBy, QuerySpec
-from sommelier_core.query_plan import QueryEngine, brute_force, compile_query, execute
-from sommelier_core.resource_index import ResourceStore
-from sommelier_core.semantic_index import build_semantic_index
-from sommelier_core.semantic_store import SemanticStore
+from sommelier_bench.query_bench import run_quality_benchmark, run_scale_benchmark, synthetic_repository
+from sommelier_bench.semantic_oracle import build_semantic_index
+from sommelier_cli.main import main as cli_main
+from sommelier_core.equivalence.bound import PairBound
+from sommelier_core.equivalence.peers import sample_peers
+from sommelier_core.index.resource import ResourceStore
+from sommelier_core.index.semantic import SemanticStore
+from sommelier_core.querying.language import AllOf, AnyOf, Condition, OrderBy, QuerySpec
+from sommelier_core.querying.plan import QueryEngine, brute_force, compile_query, execute
 
 FAST = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -20,7 +20,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from sommelier_core.errors import RepositoryError
-from sommelier_core.repositories import (
+from sommelier_core.ingest.repositories import (
     OnnxFolderRepository,
     Repository,
     TFHubRepository,

@@ -67,7 +67,7 @@ def test_compare_of_models_with_different_heads_still_lists_their_shared_segment
 def test_compare_reports_a_failed_segment_analysis_and_keeps_the_whole_model_answer(tmp_path, monkeypatch, capsys):
     from onnxruntime.capi.onnxruntime_pybind11_state import Fail
 
-    from sommelier_core import cli
+    from sommelier_cli import main as cli
     from sommelier_core.segments import analysis
 
     def fails(*_args, **_kwargs):

@@ -88,7 +88,7 @@ def test_synthesize_of_an_unknown_id_exits_2_naming_it(indexed_store, tmp_path):
 
 def test_a_query_returns_synthesized_candidates_only_when_asked(indexed_store):
     import sommelier_core
-    from sommelier_core.query import run_query
+    from sommelier_core.querying.api import run_query
 
     index_dir = indexed_store.root / "index"
     table = pl.read_parquet(index_dir / "synthesized_index.parquet")

@@ -12,13 +12,13 @@ import numpy as np
 import polars as pl
 import pytest
 
-from sommelier_core.bound import PairBound
-from sommelier_core.query_language import OrderBy, QuerySpec, parse_query
-from sommelier_core.query_plan import QueryEngine, compile_query, execute
-from sommelier_core.resource_index import STATIC_METRICS, ResourceStore
+from sommelier_core.equivalence.bound import PairBound
+from sommelier_core.index.resource import STATIC_METRICS, ResourceStore
+from sommelier_core.index.semantic import SemanticStore
+from sommelier_core.querying.language import OrderBy, QuerySpec, parse_query
+from sommelier_core.querying.plan import QueryEngine, compile_query, execute
+from sommelier_core.querying.synthesized import with_synthesized
 from sommelier_core.segments.candidates import SYNTHESIZED_COLUMNS
-from sommelier_core.segments.hits import with_synthesized
-from sommelier_core.semantic_store import SemanticStore
 
 N_SAMPLES = 1000
 MARGIN = 0.002

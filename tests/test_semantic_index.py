@@ -5,9 +5,9 @@ import itertools
 import numpy as np
 import pytest
 
-from sommelier_core.bound import PairBound
-from sommelier_core.peers import sample_peers
-from sommelier_core.semantic_index import build_semantic_index
+from sommelier_bench.semantic_oracle import build_semantic_index
+from sommelier_core.equivalence.bound import PairBound
+from sommelier_core.equivalence.peers import sample_peers
 
 
 def _pair(a: str, b: str, lo: float, up: float) -> PairBound:

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 import onnx
 
-from sommelier_core.bound import bound_comparison, clopper_pearson
-from sommelier_core.equivalence import compare_outputs
+from sommelier_core.equivalence.bound import bound_comparison, clopper_pearson
+from sommelier_core.equivalence.compare import compare_outputs
 from sommelier_core.inference import probe_session
 from sommelier_core.models import Task
 from sommelier_core.segments.error_bound import SegmentBound, SegmentBounder

@@ -196,9 +196,9 @@ class SynthesisCheck:
 
 def measure_synthesized(store: ModelStore, analysis: SegmentAnalysis, onnx_path) -> SynthesisCheck:
     """Run the synthesized file (ONNX Runtime) on N's validation data and compare with N's stored outputs."""
-    from sommelier_core.equivalence import compare_outputs
+    from sommelier_core.equivalence.compare import compare_outputs
     from sommelier_core.inference import run_onnx
-    from sommelier_core.validation import resolve_dataset, validation_set_for
+    from sommelier_core.ingest.validation import resolve_dataset, validation_set_for
     from sommelier_core.zoo.datasets import BUILTIN_DATASETS
 
     base = analysis.reference_id

@@ -20,7 +20,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
-from sommelier_core.equivalence import disagreement_rate
+from sommelier_core.equivalence.compare import disagreement_rate
 from sommelier_core.inference import probe_session
 from sommelier_core.models import Task
 from sommelier_core.segments.error_bound import ActivationProbe, SegmentBound, node_attribute

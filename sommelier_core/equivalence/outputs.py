@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sommelier_core.equivalence import accuracy
+from sommelier_core.equivalence.compare import accuracy
 from sommelier_core.inference import run_onnx
 from sommelier_core.models import Task
 from sommelier_core.store import ModelStore

@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from sommelier_core.errors import RepositoryError
+from sommelier_core.ingest.repositories.entries import make_entry, merged_metadata, read_metadata_file, short_sha256
 from sommelier_core.models import FetchedModel, ModelEntry, model_id_for
-from sommelier_core.repositories.entries import make_entry, merged_metadata, read_metadata_file, short_sha256
 
 ONNX_SUFFIX = ".onnx"
 

@@ -12,11 +12,11 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from sommelier_core.errors import RepositoryError
+from sommelier_core.ingest.repositories.entries import METADATA_FILE
+from sommelier_core.ingest.repositories.onnx_folder import OnnxFolderRepository
+from sommelier_core.ingest.repositories.tfhub import TFHubRepository
+from sommelier_core.ingest.repositories.torchhub import TorchHubRepository
 from sommelier_core.models import FetchedModel, ModelEntry
-from sommelier_core.repositories.entries import METADATA_FILE
-from sommelier_core.repositories.onnx_folder import OnnxFolderRepository
-from sommelier_core.repositories.tfhub import TFHubRepository
-from sommelier_core.repositories.torchhub import TorchHubRepository
 
 __all__ = [
     "METADATA_FILE",

@@ -32,8 +32,8 @@ import onnx
 from onnx.helper import tensor_dtype_to_np_dtype
 
 from sommelier_core.errors import ConversionError, ConversionMismatch
-from sommelier_core.fingerprint import fingerprint
 from sommelier_core.inference import open_session
+from sommelier_core.ingest.fingerprint import fingerprint
 from sommelier_core.models import FetchedModel, ModelEntry, Signature, TensorSpec
 
 OPSET = 17

@@ -39,10 +39,12 @@ from pathlib import Path
 
 import numpy as np
 
-from sommelier_core.bound import PairBound, clopper_pearson
-from sommelier_core.peers import sample_peers
-from sommelier_core.query_language import AllOf, OrderBy, QuerySpec, parse_query
-from sommelier_core.query_plan import (
+from sommelier_core.equivalence.bound import PairBound, clopper_pearson
+from sommelier_core.equivalence.peers import sample_peers
+from sommelier_core.index.resource import STATIC_METRICS, ResourceStore
+from sommelier_core.index.semantic import SemanticStore
+from sommelier_core.querying.language import AllOf, OrderBy, QuerySpec, parse_query
+from sommelier_core.querying.plan import (
     DEFAULT_REFINE_BUDGET,
     PairMeasurer,
     QueryEngine,
@@ -52,8 +54,6 @@ from sommelier_core.query_plan import (
     compile_query,
     execute,
 )
-from sommelier_core.resource_index import STATIC_METRICS, ResourceStore
-from sommelier_core.semantic_store import SemanticStore
 
 DEFAULT_CEILING = 0.10
 DEFAULT_GROUP_SIZE = 16
@@ -565,7 +565,7 @@ def run_store_refine_benchmark(
     measured, its median time, and how many top answers changed (every changed answer is certified
     by a direct measurement, so a change is the index alone missing or misranking a model).
     """
-    from sommelier_core.query import load_engine
+    from sommelier_core.querying.api import load_engine
 
     alone = load_engine(index_dir, refine=0)
     refined = load_engine(index_dir, refine=refine_budget)

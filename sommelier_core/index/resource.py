@@ -19,8 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from sommelier_core.operator_latency import DeviceProfile, OperatorLatencyTable, estimate_latency
-from sommelier_core.profile import LatencyProfile, MemoryPoint, StaticProfile
+from sommelier_core.profiling.operator_latency import DeviceProfile, OperatorLatencyTable, estimate_latency
+from sommelier_core.profiling.profile import LatencyProfile, MemoryPoint, StaticProfile
 
 
 @dataclass(frozen=True)

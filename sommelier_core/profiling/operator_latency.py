@@ -54,11 +54,11 @@ import onnxruntime as ort
 import polars as pl
 from onnx.external_data_helper import load_external_data_for_model
 
-from sommelier_core.calibration_sweep import SWEEP_VERSION, calibration_models
 from sommelier_core.errors import SommelierError
 from sommelier_core.inference import providers_for
-from sommelier_core.latency_predictor import OperatorPredictor
-from sommelier_core.profile import (
+from sommelier_core.profiling.calibration_sweep import SWEEP_VERSION, calibration_models
+from sommelier_core.profiling.predictor import OperatorPredictor
+from sommelier_core.profiling.profile import (
     LatencyProfile,
     ProfiledShapes,
     UnknownDevice,

@@ -18,15 +18,15 @@ from types import ModuleType
 from typing import Any
 
 from sommelier_core.errors import RepositoryError
-from sommelier_core.models import FetchedModel, ModelEntry
-from sommelier_core.repositories.entries import (
+from sommelier_core.ingest.repositories.entries import (
     METADATA_FILE,
     make_entry,
     merged_metadata,
     read_metadata_file,
     short_sha256,
 )
-from sommelier_core.repositories.network import DEFAULT_TIMEOUT_S, check_reachable, socket_timeout
+from sommelier_core.ingest.repositories.network import DEFAULT_TIMEOUT_S, check_reachable, socket_timeout
+from sommelier_core.models import FetchedModel, ModelEntry
 
 HUBCONF = "hubconf.py"
 GITHUB_URL = "https://github.com"

@@ -1,4 +1,7 @@
-"""The semantic index (paper §5.2, design §4): for every model, its candidates ordered by equivalence.
+"""A test and benchmark oracle: the semantic index rebuilt from scratch (paper §5.2, design §4).
+
+`SemanticStore` (the library's incremental index) must give the same candidate lists as this direct
+computation; tests and benchmarks compare the two.
 
 Only a few pairs are measured (five sampled peers per model). Every other pair of I/O-compatible
 models gets bounds from the measured ones, because the difference is a metric:
@@ -19,22 +22,8 @@ import polars as pl
 from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import shortest_path
 
-from sommelier_core.bound import PairBound
-
-SEMANTIC_INDEX_SCHEMA: dict[str, pl.DataType] = {
-    "reference_id": pl.Utf8(),
-    "reference_fingerprint": pl.Utf8(),
-    "candidate_id": pl.Utf8(),
-    "candidate_fingerprint": pl.Utf8(),
-    "kind": pl.Utf8(),
-    "empirical": pl.Float64(),
-    "lower": pl.Float64(),
-    "upper": pl.Float64(),
-    "equivalence": pl.Float64(),
-    "provenance": pl.Utf8(),
-    "hops": pl.Int32(),
-    "n": pl.Int64(),
-}
+from sommelier_core.equivalence.bound import PairBound
+from sommelier_core.index.semantic import SEMANTIC_INDEX_SCHEMA
 
 
 def _tightest_measurements(pairs: Sequence[PairBound]) -> dict[tuple[str, str], PairBound]:

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from sommelier_core.query_plan import (
+from sommelier_core.querying.plan import (
     Hit,
     QueryEngine,
     QueryResult,

@@ -15,7 +15,7 @@ from pathlib import Path
 import polars as pl
 
 from sommelier_core.errors import SommelierError
-from sommelier_core.query_language import (
+from sommelier_core.querying.language import (
     DEFAULT_WITHIN,
     AllOf,
     Condition,
@@ -24,7 +24,7 @@ from sommelier_core.query_language import (
     QuerySpec,
     parse_query,
 )
-from sommelier_core.query_plan import (
+from sommelier_core.querying.plan import (
     DEFAULT_REFINE_BUDGET,
     Hit,
     QueryEngine,
@@ -34,8 +34,8 @@ from sommelier_core.query_plan import (
     execute,
     register_utility,
 )
+from sommelier_core.querying.tasks import TaskRegistry, load_task_registry
 from sommelier_core.settings import index_dir as default_index_dir
-from sommelier_core.tasks import TaskRegistry, load_task_registry
 
 SEMANTIC_INDEX_FILE = "semantic_index.parquet"
 RESOURCE_INDEX_FILE = "resource_index.parquet"
@@ -91,7 +91,7 @@ def load_engine(
     idx = index if index is not None else load_index(directory)
     measurer = None
     if refine > 0 and (index is None or index_dir is not None):
-        from sommelier_core.pair_measure import stored_outputs_measurer
+        from sommelier_core.equivalence.pair_measure import stored_outputs_measurer
 
         measurer = stored_outputs_measurer(directory)
     return QueryEngine.from_frames(idx.semantic, idx.resource, measurer, refine)
@@ -183,7 +183,7 @@ def run_query(
     registry = tasks if tasks is not None else (load_task_registry() if spec.task is not None else None)
     result = execute(compile_query(spec, eng, registry), eng)
     if synthesized:
-        from sommelier_core.segments.hits import load_synthesized, with_synthesized
+        from sommelier_core.querying.synthesized import load_synthesized, with_synthesized
 
         directory = Path(index_dir) if index_dir is not None else default_index_dir()
         result = with_synthesized(result, eng, load_synthesized(directory))

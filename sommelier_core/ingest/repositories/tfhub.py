@@ -17,15 +17,15 @@ from typing import Any
 from urllib.parse import urlparse
 
 from sommelier_core.errors import RepositoryError
-from sommelier_core.models import FetchedModel, ModelEntry, model_id_for
-from sommelier_core.repositories.entries import (
+from sommelier_core.ingest.repositories.entries import (
     METADATA_FILE,
     make_entry,
     merged_metadata,
     read_metadata_file,
     tree_version,
 )
-from sommelier_core.repositories.network import DEFAULT_TIMEOUT_S, check_reachable, socket_timeout
+from sommelier_core.ingest.repositories.network import DEFAULT_TIMEOUT_S, check_reachable, socket_timeout
+from sommelier_core.models import FetchedModel, ModelEntry, model_id_for
 
 SAVED_MODEL_FILE = "saved_model.pb"
 SERVING_SIGNATURE = "serving_default"

@@ -95,8 +95,8 @@ def cmd_index(args: argparse.Namespace) -> int:
 
 def cmd_query(args: argparse.Namespace) -> int:
     """Answer a query — in the query language (positional text) or by flags — from the materialized index."""
-    from sommelier_core.query import run_query, spec_from_arguments
-    from sommelier_core.query_language import parse_query
+    from sommelier_core.querying.api import run_query, spec_from_arguments
+    from sommelier_core.querying.language import parse_query
 
     flag_names = (
         "ref", "within", "memory", "flops", "params", "latency_ms", "device", "order_by", "limit", "batch_size",
@@ -151,7 +151,7 @@ def cmd_query(args: argparse.Namespace) -> int:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     """Query latency, index memory and insertion time on a synthetic repository (paper Tables 3–4)."""
-    from sommelier_core.query_bench import format_scale_report, run_scale_benchmark
+    from sommelier_bench.query_bench import format_scale_report, run_scale_benchmark
 
     report = run_scale_benchmark(
         args.models,
@@ -170,20 +170,20 @@ def cmd_bench(args: argparse.Namespace) -> int:
 def cmd_profile(args: argparse.Namespace) -> int:
     """Static costs and measured latency of one ONNX file; optionally its operators, memory per setting and
     latency estimates from operator tables."""
-    from sommelier_core.convert import load_onnx
-    from sommelier_core.operator_latency import (
+    from sommelier_core.ingest.convert import load_onnx
+    from sommelier_core.profiling.operator_latency import (
         OperatorLatencyTable,
         estimate_latency,
         execution_graph,
         profile_operators,
     )
-    from sommelier_core.profile import measure_latency, memory_profile, static_profile
+    from sommelier_core.profiling.profile import measure_latency, memory_profile, static_profile
 
     path = Path(args.model)
     model = load_onnx(path)
     shapes = None
     if args.resolution is not None:
-        from sommelier_core.profile import shapes_at_resolution
+        from sommelier_core.profiling.profile import shapes_at_resolution
 
         shapes = {k: (args.batch_size, *v[1:]) for k, v in shapes_at_resolution(model, args.resolution).items()}
     static = static_profile(model, batch_size=args.batch_size, input_shapes=shapes)
@@ -243,7 +243,7 @@ def cmd_device_list(args: argparse.Namespace) -> int:
 
 def cmd_device_export(args: argparse.Namespace) -> int:
     """Copy a profiled device's operator table out, to import it on another machine."""
-    from sommelier_core.operator_latency import OperatorLatencyTable, UnknownOperatorTable
+    from sommelier_core.profiling.operator_latency import OperatorLatencyTable, UnknownOperatorTable
     from sommelier_core.store import ModelStore
 
     source = ModelStore(store_root()).index_dir / "operator_table" / f"{args.device}.parquet"
@@ -256,7 +256,7 @@ def cmd_device_export(args: argparse.Namespace) -> int:
 
 def cmd_device_import(args: argparse.Namespace) -> int:
     """Describe a device by an imported operator table; the next `sommelier index` adds its estimates."""
-    from sommelier_core.operator_latency import import_operator_table
+    from sommelier_core.profiling.operator_latency import import_operator_table
     from sommelier_core.store import ModelStore
 
     store = ModelStore(store_root())
@@ -274,14 +274,14 @@ def cmd_compare(args: argparse.Namespace) -> int:
     `--bound arora` adds the reference's architecture term (paper §4.1), its cushions measured on the
     same data; `--bound custom` is the same on a dataset the user supplies with `--data`.
     """
-    from sommelier_core.bound import ARCHITECTURE_MODES, bound_comparison
-    from sommelier_core.convert import load_onnx, onnx_signature
-    from sommelier_core.cushions import compute_cushions
-    from sommelier_core.equivalence import check_compatible, compare_outputs
+    from sommelier_core.equivalence.bound import ARCHITECTURE_MODES, bound_comparison
+    from sommelier_core.equivalence.compare import check_compatible, compare_outputs
+    from sommelier_core.equivalence.cushions import compute_cushions
     from sommelier_core.errors import IncompatibleModels
     from sommelier_core.inference import run_onnx
+    from sommelier_core.ingest.convert import load_onnx, onnx_signature
+    from sommelier_core.ingest.validation import DatasetError, validation_set_for
     from sommelier_core.segments.analysis import describe_segments, segment_summary
-    from sommelier_core.validation import DatasetError, validation_set_for
 
     if args.bound == "custom" and not args.data:
         raise DatasetError("--bound custom needs --data FILE.npz (an array 'x' of inputs and an optional 'y')")
@@ -362,7 +362,7 @@ def _at_validation_shape(
     validation inputs both models are run on — the reference's — where they fit it, so such a model compares
     with a fixed one as in the index. Unchanged when neither is symbolic or no validation shape is known (the
     compatibility check then names what differs)."""
-    from sommelier_core.validation import DatasetError, shape_fits, validation_input_shape
+    from sommelier_core.ingest.validation import DatasetError, shape_fits, validation_input_shape
 
     def symbolic(signature: Signature) -> bool:
         return any(not isinstance(d, int) for d in signature.inputs[0].shape[1:])

@@ -36,12 +36,26 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from sommelier_core.bound import PairBound
+from sommelier_core.equivalence.bound import PairBound
 from sommelier_core.errors import UnknownModel
-from sommelier_core.semantic_index import SEMANTIC_INDEX_SCHEMA
 
 PROVENANCE: tuple[str, ...] = ("identical", "measured", "transitive")
 IDENTICAL, MEASURED, TRANSITIVE = 0, 1, 2
+SEMANTIC_INDEX_SCHEMA: dict[str, pl.DataType] = {
+    "reference_id": pl.Utf8(),
+    "reference_fingerprint": pl.Utf8(),
+    "candidate_id": pl.Utf8(),
+    "candidate_fingerprint": pl.Utf8(),
+    "kind": pl.Utf8(),
+    "empirical": pl.Float64(),
+    "lower": pl.Float64(),
+    "upper": pl.Float64(),
+    "equivalence": pl.Float64(),
+    "provenance": pl.Utf8(),
+    "hops": pl.Int32(),
+    "n": pl.Int64(),
+}
+
 _TIE = 1e-12  # a path must be shorter by more than this to replace a bound (float noise)
 
 

@@ -12,7 +12,7 @@ Modes (paper §5.5):
 
       term = C · sqrt(c² · d² · max‖f(x)‖² · Σ_i 1/(μ_i² μ_{i→}²) / (γ² · n))
 
-  with the cushions of `sommelier_core.cushions`, γ the margin (below) and C `ARORA_CONSTANT`.
+  with the cushions of `sommelier_core.equivalence.cushions`, γ the margin (below) and C `ARORA_CONSTANT`.
   upper = statistical upper + term; lower = statistical lower − term (floored at 0).
 - `custom`: the same bound with the difference *and* the cushions measured on a user-supplied
   dataset (`.npz` with `x` and optional `y`) instead of the index's validation set.
@@ -35,8 +35,8 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
-from sommelier_core.cushions import Cushions, ModelCushions
-from sommelier_core.equivalence import Comparison, DifferenceKind
+from sommelier_core.equivalence.compare import Comparison, DifferenceKind
+from sommelier_core.equivalence.cushions import Cushions, ModelCushions
 
 BoundMode = Literal["off", "statistical", "arora", "custom"]
 BOUND_MODES: tuple[str, ...] = ("off", "statistical", "arora", "custom")

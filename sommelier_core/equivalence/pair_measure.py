@@ -17,14 +17,19 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from sommelier_core.bound import ARCHITECTURE_MODES, ARORA_CONSTANT, PairBound, bound_with_reference_cushions
-from sommelier_core.equivalence import Comparison, compare_outputs
+from sommelier_core.equivalence.bound import (
+    ARCHITECTURE_MODES,
+    ARORA_CONSTANT,
+    PairBound,
+    bound_with_reference_cushions,
+)
+from sommelier_core.equivalence.compare import Comparison, compare_outputs
 from sommelier_core.errors import SommelierError
 from sommelier_core.store import ModelStore
 
 if TYPE_CHECKING:  # the runtime imports pull in the model zoo (torch): queries load this module
-    from sommelier_core.cushions import ModelCushions
-    from sommelier_core.outputs import ModelOutputs
+    from sommelier_core.equivalence.cushions import ModelCushions
+    from sommelier_core.equivalence.outputs import ModelOutputs
 
 BOUND_SETTINGS_FILE = "bound_settings.json"
 
@@ -68,8 +73,8 @@ def bound_stored_pair(
         record = models.load_record("model_cushions", comparison.reference_id)
     note = None
     if mode == "custom" and record is not None and record.cushions is not None:
-        from sommelier_core.outputs import outputs_on
-        from sommelier_core.validation import resolve_dataset
+        from sommelier_core.equivalence.outputs import outputs_on
+        from sommelier_core.ingest.validation import resolve_dataset
 
         data = resolve_dataset(settings.data)
         if record.dataset == data.name:

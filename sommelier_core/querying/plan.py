@@ -33,9 +33,11 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import polars as pl
 
-from sommelier_core.bound import PairBound
+from sommelier_core.equivalence.bound import PairBound
 from sommelier_core.errors import UnknownMetric, UnknownModel
-from sommelier_core.query_language import (
+from sommelier_core.index.resource import ResourceStore
+from sommelier_core.index.semantic import MEASURED, PROVENANCE, TRANSITIVE, CandidateLists, SemanticStore
+from sommelier_core.querying.language import (
     METRIC_ALIASES,
     SIMILARITY,
     TIME_METRICS,
@@ -46,9 +48,7 @@ from sommelier_core.query_language import (
     QuerySpec,
     format_number,
 )
-from sommelier_core.resource_index import ResourceStore
-from sommelier_core.semantic_store import MEASURED, PROVENANCE, TRANSITIVE, CandidateLists, SemanticStore
-from sommelier_core.tasks import TaskRegistry
+from sommelier_core.querying.tasks import TaskRegistry
 
 NO_RELATION = "none"  # provenance of a resource-only hit: no semantic bound was asked for
 DEFAULT_REFINE_BUDGET = 64

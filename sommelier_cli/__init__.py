@@ -1,0 +1,1 @@
+"""The `sommelier` command line, apart from the library it drives."""
