@@ -1,17 +1,18 @@
-"""Stage 7: bound each measured difference (empirical + statistical term [+ the reference's architecture term])."""
+"""Bound each measured difference (empirical + statistical term [+ the reference's architecture term])."""
 
-from dagster import AssetExecutionContext, asset
+from dagster import AssetExecutionContext
 
-from assets.partitions import models_partitions
+from assets.stage_asset import stage_asset
 from resources.settings import IndexSettings
 from resources.store import ModelStoreResource
 from sommelier_core.equivalence.bound import ARCHITECTURE_MODES, PairBounds
 from sommelier_core.equivalence.compare import PairScores
 from sommelier_core.equivalence.cushions import ModelCushions
 from sommelier_core.equivalence.pair_measure import bound_stored_pair
+from sommelier_core.stages import PAIR_BOUNDS
 
 
-@asset(partitions_def=models_partitions, group_name="analysis")
+@stage_asset(PAIR_BOUNDS)
 def pair_bounds(
     context: AssetExecutionContext,
     pair_scores: PairScores,

@@ -1,15 +1,16 @@
-"""Stage 6: compare the model with its peers from stored outputs (no second inference pass)."""
+"""Compare the model with its peers from stored outputs (no second inference pass)."""
 
-from dagster import AssetExecutionContext, asset
+from dagster import AssetExecutionContext
 
-from assets.partitions import models_partitions
+from assets.stage_asset import stage_asset
 from resources.store import ModelStoreResource
 from sommelier_core.equivalence.compare import PairScores, compare_outputs
 from sommelier_core.equivalence.outputs import ModelOutputs
 from sommelier_core.equivalence.peers import PeerSample
+from sommelier_core.stages import PAIR_SCORES
 
 
-@asset(partitions_def=models_partitions, group_name="analysis")
+@stage_asset(PAIR_SCORES)
 def pair_scores(
     context: AssetExecutionContext, model_outputs: ModelOutputs, peers: PeerSample, store: ModelStoreResource
 ) -> PairScores:

@@ -1,21 +1,22 @@
-"""Stage 2: convert a fetched model to ONNX, checking numerical parity with the original."""
+"""Convert a fetched model to ONNX, checking numerical parity with the original."""
 
 import numpy as np
-from dagster import AssetExecutionContext, asset
+from dagster import AssetExecutionContext
 
-from assets.partitions import models_partitions
+from assets.stage_asset import stage_asset
 from resources.settings import IndexSettings
 from resources.store import ModelStoreResource
 from resources.validation import ValidationDataResource
 from sommelier_core.errors import ConversionError
 from sommelier_core.ingest.convert import Conversion, convert_model, load_onnx, onnx_signature
 from sommelier_core.models import FetchedModel
+from sommelier_core.stages import ONNX_MODEL
 from sommelier_core.zoo.datasets import dataset_for_input_shape, load_dataset
 
 PARITY_SAMPLES = 32
 
 
-@asset(partitions_def=models_partitions, group_name="ingest")
+@stage_asset(ONNX_MODEL)
 def onnx_model(
     context: AssetExecutionContext,
     fetched_model: FetchedModel,

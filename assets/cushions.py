@@ -1,21 +1,22 @@
-"""Stage 3b: each model's cushions on its validation set (paper §4.1), computed once and stored.
+"""Each model's cushions on its validation set (paper §4.1), computed once and stored.
 
 Every pair the model is the reference of reuses them (the architecture term of the bound is the
 reference's, paper §4.3), so they are a per-model asset, not recomputed per pair.
 """
 
-from dagster import AssetExecutionContext, asset
+from dagster import AssetExecutionContext
 
-from assets.partitions import models_partitions
+from assets.stage_asset import stage_asset
 from resources.settings import IndexSettings
 from resources.validation import ValidationDataResource
 from sommelier_core.equivalence.cushions import CushionError, ModelCushions, compute_cushions
 from sommelier_core.ingest.convert import Conversion
 from sommelier_core.ingest.validation import DatasetError, validation_set_for
 from sommelier_core.models import FetchedModel
+from sommelier_core.stages import MODEL_CUSHIONS
 
 
-@asset(partitions_def=models_partitions, group_name="analysis")
+@stage_asset(MODEL_CUSHIONS)
 def model_cushions(
     context: AssetExecutionContext,
     fetched_model: FetchedModel,

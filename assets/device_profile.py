@@ -1,44 +1,28 @@
-"""Stage 4b: latency per device — measured per model × device, and each device's per-operator latency table."""
+"""Latency per device — measured per model × device, and each device's per-operator latency table."""
 
-import warnings
 from dataclasses import replace
 
 import polars as pl
-from dagster import (
-    AssetDep,
-    AssetExecutionContext,
-    AssetIn,
-    BetaWarning,
-    MultiToSingleDimensionPartitionMapping,
-    asset,
-)
+from dagster import AssetExecutionContext
 
-from assets.partitions import devices_partitions, model_device_partitions
+from assets.partitions import DEVICE_DIMENSION, models_partitions
+from assets.stage_asset import stage_asset
 from resources.mlflow_tracker import MlflowTracker
 from resources.settings import IndexSettings
 from resources.store import ModelStoreResource
 from resources.validation import ValidationDataResource
 from sommelier_core.ingest.convert import Conversion, load_onnx
-from sommelier_core.profiling.operator_latency import (
+from sommelier_core.profiling import (
     DeviceProfile,
     ProfiledModel,
     build_operator_table,
     cached_calibration_profiles,
     profile_device,
 )
-
-DEVICE_PROFILE = "device_profile"
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore", BetaWarning)  # stable in use since Dagster 1.4
-    BY_MODEL = MultiToSingleDimensionPartitionMapping(partition_dimension_name="model")
-    BY_DEVICE = MultiToSingleDimensionPartitionMapping(partition_dimension_name="device")
+from sommelier_core.stages import DEVICE_PROFILE, OPERATOR_TABLE, device_record
 
 
-@asset(
-    partitions_def=model_device_partitions,
-    group_name="device",
-    ins={"onnx_model": AssetIn(partition_mapping=BY_MODEL)},
-)
+@stage_asset(DEVICE_PROFILE)
 def device_profile(
     context: AssetExecutionContext,
     onnx_model: Conversion,
@@ -50,7 +34,7 @@ def device_profile(
     and the kernel time of every node ONNX Runtime executes (its profiler), for the device's operator table;
     at the input shapes `model_profile` takes its static costs at (a model with symbolic H, W at the exec-spec
     resolution)."""
-    device = context.partition_key.keys_by_dimension["device"]
+    device = context.partition_key.keys_by_dimension[DEVICE_DIMENSION]
     shapes = settings.profiled_shapes(
         load_onnx(onnx_model.onnx_path),
         lambda: validation.input_shape_for(onnx_model.model_id, onnx_model.signature),
@@ -91,11 +75,7 @@ def device_profile(
     return profile
 
 
-@asset(
-    partitions_def=devices_partitions,
-    group_name="device",
-    deps=[AssetDep(device_profile, partition_mapping=BY_DEVICE)],
-)
+@stage_asset(OPERATOR_TABLE)
 def operator_table(
     context: AssetExecutionContext, store: ModelStoreResource, mlflow: MlflowTracker, settings: IndexSettings
 ) -> pl.DataFrame:
@@ -104,8 +84,8 @@ def operator_table(
     calibration sweep's kernels (`operator_sweep`), on which the kernel-class predictors that estimate unseen
     operators are fitted together with the models' entries."""
     device = context.partition_key
-    registered = sorted(context.instance.get_dynamic_partitions("models"))
-    profiles: dict[str, DeviceProfile] = store.store().records(f"{DEVICE_PROFILE}@{device}", registered)
+    registered = sorted(context.instance.get_dynamic_partitions(models_partitions.name))
+    profiles: dict[str, DeviceProfile] = store.store().records(device_record(DEVICE_PROFILE.name, device), registered)
     profiled = [
         ProfiledModel(m, ops, lat.median_ms)
         for m, p in profiles.items()

@@ -1,14 +1,15 @@
-"""Stage 1: fetch a model from its repository to local files."""
+"""Fetch a model from its repository to local files."""
 
-from dagster import AssetExecutionContext, asset
+from dagster import AssetExecutionContext
 
-from assets.partitions import models_partitions
+from assets.stage_asset import stage_asset
 from resources.repositories import RepositoriesResource
 from resources.store import ModelStoreResource
 from sommelier_core.models import FetchedModel
+from sommelier_core.stages import FETCHED_MODEL
 
 
-@asset(partitions_def=models_partitions, group_name="ingest")
+@stage_asset(FETCHED_MODEL)
 def fetched_model(
     context: AssetExecutionContext, repositories: RepositoriesResource, store: ModelStoreResource
 ) -> FetchedModel:

@@ -1,43 +1,47 @@
-"""Stage 8: the semantic index and the resource index, built from every model's stored records.
+"""The semantic index and the resource index, built from every model's stored records.
 
 Both are unpartitioned; they read the per-model records through the model store for the models
 currently registered, so a model whose stages failed is left out (and named) instead of failing
 the build, and a reader never sees half an index (parquet written to a temporary name, renamed).
-The semantic index is kept as a `SemanticStore` (pickled next to the parquet) and synced: only
+The semantic index is kept as a `SemanticStore` (saved as data next to the parquet) and synced: only
 models that are new, gone, or whose fingerprint or measured pairs changed are deleted/inserted.
 """
 
-import pickle
 import warnings
 from pathlib import Path
 
 import polars as pl
-from dagster import AssetExecutionContext, MetadataValue, asset
+from dagster import AssetExecutionContext, MetadataValue
 
-from assets.bound import pair_bounds
-from assets.convert import onnx_model
-from assets.device_profile import device_profile
-from assets.profile import model_profile
+from assets.partitions import devices_partitions, models_partitions
+from assets.stage_asset import stage_asset
 from resources.mlflow_tracker import MlflowTracker
 from resources.settings import IndexSettings
 from resources.store import ModelStoreResource
 from sommelier_core.index.resource import build_resource_index
 from sommelier_core.index.semantic import SemanticStore
-from sommelier_core.profiling.operator_latency import imported_operator_tables
-from sommelier_core.store import write_atomic
+from sommelier_core.profiling import imported_operator_tables
+from sommelier_core.stages import (
+    DEVICE_PROFILE,
+    MODEL_PROFILE,
+    ONNX_MODEL,
+    PAIR_BOUNDS,
+    RESOURCE_INDEX,
+    SEMANTIC_INDEX,
+    device_record,
+)
+from sommelier_core.store import StoreFormatError
 
-SEMANTIC_STORE_FILE = "semantic_store.pkl"
+SEMANTIC_STORE_FILE = "semantic_store.npz"
 
 
 def _load_semantic_store(path: Path) -> SemanticStore:
     """The store the last build left, or an empty one (first build, or an unreadable file)."""
     if path.exists():
         try:
-            found = pickle.loads(path.read_bytes())
-        except Exception:  # a file from another version: rebuild rather than fail the index
-            found = None
-        if isinstance(found, SemanticStore):
-            return found
+            return SemanticStore.load(path)
+        except StoreFormatError:  # a file from another version: rebuild rather than fail the index
+            pass
     return SemanticStore()
 
 
@@ -47,13 +51,10 @@ def _preview(frame: pl.DataFrame) -> MetadataValue:
 
 
 def _registered(context: AssetExecutionContext) -> list[str]:
-    return sorted(context.instance.get_dynamic_partitions("models"))
+    return sorted(context.instance.get_dynamic_partitions(models_partitions.name))
 
 
-@asset(
-    deps=[pair_bounds, onnx_model],
-    group_name="index",
-)
+@stage_asset(SEMANTIC_INDEX)
 def semantic_index(
     context: AssetExecutionContext, store: ModelStoreResource, mlflow: MlflowTracker, settings: IndexSettings
 ) -> pl.DataFrame:
@@ -64,15 +65,15 @@ def semantic_index(
     models = store.store()
     settings.bound_settings().save(models.index_dir, models)
     registered = _registered(context)
-    bounds = models.records("pair_bounds", registered)
-    conversions = models.records("onnx_model", list(bounds))
+    bounds = models.records(PAIR_BOUNDS.name, registered)
+    conversions = models.records(ONNX_MODEL.name, list(bounds))
     fingerprints = {m: c.fingerprint for m, c in conversions.items()}
     pairs = [b for record in bounds.values() for b in record.bounds]
     kinds = {p.candidate_id: p.kind for p in pairs} | {p.reference_id: p.kind for p in pairs}
     store_path = models.index_dir / SEMANTIC_STORE_FILE
     semantic = _load_semantic_store(store_path)
     inserted, deleted = semantic.sync(pairs, fingerprints, kinds)
-    write_atomic(store_path, pickle.dumps(semantic))
+    semantic.save(store_path)
     frame = semantic.to_frame()
     skipped = sorted(set(registered) - set(fingerprints))
     counts = frame.group_by("provenance").len().to_dict(as_series=False)
@@ -119,24 +120,25 @@ def semantic_index(
     return frame
 
 
-@asset(
-    deps=[model_profile, device_profile],
-    group_name="index",
-)
+@stage_asset(RESOURCE_INDEX)
 def resource_index(context: AssetExecutionContext, store: ModelStoreResource) -> pl.DataFrame:
     """One row per model per device per batch size: params, MACs, FLOPs, weight and activation bytes at that
     batch size, latency measured on profiled devices and estimated on devices known by an imported table."""
     registered = _registered(context)
     models = store.store()
-    profiles = models.records("model_profile", registered)
-    devices = sorted(context.instance.get_dynamic_partitions("devices"))
-    measured = [r for d in devices for r in models.records(f"device_profile@{d}", list(profiles)).values()]
+    profiles = models.records(MODEL_PROFILE.name, registered)
+    devices = sorted(context.instance.get_dynamic_partitions(devices_partitions.name))
+    measured = [
+        record
+        for device in devices
+        for record in models.records(device_record(DEVICE_PROFILE.name, device), list(profiles)).values()
+    ]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         tables = imported_operator_tables(models.devices_dir)
     for warning in caught:
         context.log.warning(str(warning.message))
-    frame = build_resource_index(list(profiles.values()), measured, tables)
+    frame = build_resource_index(list(profiles.values()), measured, tables, store_root=models.root)
     skipped = sorted(set(registered) - set(profiles))
     sources = frame.group_by("latency_source").len().to_dict(as_series=False)
     context.add_output_metadata(

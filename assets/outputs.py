@@ -1,16 +1,17 @@
-"""Stage 3: each model's outputs on its validation set, computed once and stored."""
+"""Each model's outputs on its validation set, computed once and stored."""
 
-from dagster import AssetExecutionContext, asset
+from dagster import AssetExecutionContext
 
-from assets.partitions import models_partitions
+from assets.stage_asset import stage_asset
 from resources.store import ModelStoreResource
 from resources.validation import ValidationDataResource
 from sommelier_core.equivalence.outputs import ModelOutputs, compute_outputs
 from sommelier_core.ingest.convert import Conversion
 from sommelier_core.models import FetchedModel
+from sommelier_core.stages import MODEL_OUTPUTS
 
 
-@asset(partitions_def=models_partitions, group_name="analysis")
+@stage_asset(MODEL_OUTPUTS)
 def model_outputs(
     context: AssetExecutionContext,
     fetched_model: FetchedModel,

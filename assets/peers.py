@@ -1,15 +1,17 @@
-"""Stage 5: sample five I/O-compatible peers to compare the model with (paper §5.2)."""
+"""Sample five I/O-compatible peers to compare the model with (paper §5.2)."""
 
-from dagster import AssetExecutionContext, asset
+from dagster import AssetExecutionContext
 
 from assets.partitions import models_partitions
+from assets.stage_asset import stage_asset
 from resources.settings import IndexSettings
 from resources.store import ModelStoreResource
 from sommelier_core.equivalence.outputs import ModelOutputs
 from sommelier_core.equivalence.peers import PeerSample, sample_peers
+from sommelier_core.stages import MODEL_OUTPUTS, PEERS
 
 
-@asset(partitions_def=models_partitions, group_name="analysis")
+@stage_asset(PEERS)
 def peers(
     context: AssetExecutionContext, model_outputs: ModelOutputs, settings: IndexSettings, store: ModelStoreResource
 ) -> PeerSample:
@@ -17,8 +19,8 @@ def peers(
 
     Pairs that are not sampled get transitive bounds in the semantic index.
     """
-    registered = set(context.instance.get_dynamic_partitions("models"))
-    stored = store.store().records("model_outputs", sorted(registered))
+    registered = set(context.instance.get_dynamic_partitions(models_partitions.name))
+    stored = store.store().records(MODEL_OUTPUTS.name, sorted(registered))
     pool = [m for m, other in stored.items() if m != model_outputs.model_id and model_outputs.comparable_with(other)]
     chosen = sample_peers(model_outputs.model_id, pool, k=settings.peers, seed=settings.seed)
     context.add_output_metadata({"Peers": ", ".join(chosen) or "none", "Compatible pool": len(pool)})

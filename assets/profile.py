@@ -1,22 +1,23 @@
-"""Stage 4: the model's static resource profile per exec-spec setting, recorded in MLflow.
+"""The model's static resource profile per exec-spec setting, recorded in MLflow.
 
 Latency is per device: `assets/device_profile.py` (partitioned by model × device).
 """
 
 import warnings
 
-from dagster import AssetExecutionContext, asset
+from dagster import AssetExecutionContext
 
-from assets.partitions import models_partitions
+from assets.stage_asset import stage_asset
 from resources.mlflow_tracker import MlflowTracker
 from resources.settings import IndexSettings
 from resources.validation import ValidationDataResource
 from sommelier_core.index.resource import InputResolution, ModelProfile
 from sommelier_core.ingest.convert import Conversion, load_onnx
-from sommelier_core.profiling.profile import UncostedOpsWarning, memory_profile, static_profile
+from sommelier_core.profiling import UncostedOpsWarning, memory_profile, static_profile
+from sommelier_core.stages import MODEL_PROFILE
 
 
-@asset(partitions_def=models_partitions, group_name="analysis")
+@stage_asset(MODEL_PROFILE)
 def model_profile(
     context: AssetExecutionContext,
     onnx_model: Conversion,

@@ -1,9 +1,10 @@
-"""Compare stage, inside the models: segment matches per sampled pair, and the synthesized candidates table."""
+"""Comparison inside the models: segment matches per sampled pair, and the synthesized candidates table."""
 
 import polars as pl
-from dagster import AssetExecutionContext, asset
+from dagster import AssetExecutionContext
 
 from assets.partitions import models_partitions
+from assets.stage_asset import stage_asset
 from resources.settings import IndexSettings
 from resources.store import ModelStoreResource
 from resources.validation import ValidationDataResource
@@ -11,9 +12,10 @@ from sommelier_core.equivalence.outputs import ModelOutputs
 from sommelier_core.equivalence.peers import PeerSample
 from sommelier_core.ingest.convert import Conversion
 from sommelier_core.segments.candidates import SegmentMatches, match_peers, synthesized_table
+from sommelier_core.stages import SEGMENT_MATCHES, SYNTHESIZED_INDEX
 
 
-@asset(partitions_def=models_partitions, group_name="analysis")
+@stage_asset(SEGMENT_MATCHES)
 def segment_matches(
     context: AssetExecutionContext,
     onnx_model: Conversion,
@@ -57,12 +59,12 @@ def segment_matches(
     return record
 
 
-@asset(group_name="index")
+@stage_asset(SYNTHESIZED_INDEX)
 def synthesized_index(context: AssetExecutionContext, store: ModelStoreResource) -> pl.DataFrame:
     """Synthesized candidates (model N with segments from M) from every indexed model's segment matches; one
     whose base or donor no repository lists any more is left out."""
-    registered = sorted(context.instance.get_dynamic_partitions("models"))
-    table = synthesized_table(store.store().records("segment_matches", registered).values())
+    registered = sorted(context.instance.get_dynamic_partitions(models_partitions.name))
+    table = synthesized_table(store.store().records(SEGMENT_MATCHES.name, registered).values())
     table = table.filter(pl.col("base_id").is_in(registered) & pl.col("donor_id").is_in(registered))
     context.add_output_metadata({"Synthesized candidates": len(table)})
     return table

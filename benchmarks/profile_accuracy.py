@@ -35,7 +35,6 @@ import argparse
 import json
 import math
 import os
-import pickle
 import sys
 import time
 import warnings
@@ -50,17 +49,21 @@ import numpy as np  # noqa: E402
 import onnx  # noqa: E402
 
 from sommelier_bench.reference_models import REFERENCE_MODELS, dynamic_resolution_model
-from sommelier_core.profiling.operator_latency import (
+from sommelier_core.profiling import (
     OperatorProfile,
     ProfiledModel,
+    UncostedOpsWarning,
     build_operator_table,
     calibration_profiles,
     estimate_latency,
+    measure_latency,
+    memory_profile,
     profile_operators,
+    static_profile,
 )
 from sommelier_core.profiling.predictor import kernel_class, parse_key
-from sommelier_core.profiling.profile import UncostedOpsWarning, measure_latency, memory_profile, static_profile
 from sommelier_core.settings import store_root  # noqa: E402
+from sommelier_core.store.codec import StorePaths, decode, encode
 
 QUICK_ARCHITECTURES = ("mobilenet_v2", "light_resnet50", "light_squeezenet", "vit_ti16", "efficientnet_b0")
 
@@ -82,6 +85,16 @@ class Measured:
     profile_s: float
     remeasured_ms: float | None = None
     """The same protocol again in a later, independent pass (the noise floor)."""
+
+
+@dataclass
+class Reuse:
+    """What `--reuse` keeps (as data, `sommelier_core.store.codec`): measurements, the load then, the sweep."""
+
+    measured: list[Measured]
+    load_before: tuple[float, float, float]
+    calibration: list[ProfiledModel]
+    sweep_s: float
 
 
 def static_report(cache: Path, names: set[str] | None) -> list[dict]:
@@ -303,7 +316,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile-runs", type=int, default=10)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--no-sweep", action="store_true", help="skip the calibration sweep (held out + sweep)")
-    parser.add_argument("--reuse", type=Path, help="pickle of measurements: written after measuring, read if present")
+    parser.add_argument("--reuse", type=Path, help="JSON of measurements: written after measuring, read if present")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "profile_accuracy.json")
     args = parser.parse_args(argv)
     root = args.store or store_root()
@@ -331,10 +344,13 @@ def main(argv: list[str] | None = None) -> int:
     zoo = store_models(root, 12 if args.quick else None)
     calibration: list[ProfiledModel] = []
     if args.reuse and args.reuse.exists():  # estimate again from saved measurements (no re-measuring)
-        saved = pickle.loads(args.reuse.read_bytes())
-        measured, load_before = saved["measured"], saved["load_before"]
-        calibration = saved.get("calibration", [])
-        sweep_s = saved.get("sweep_s", 0.0)
+        saved = decode(json.loads(args.reuse.read_bytes()), Reuse, StorePaths(root))
+        measured, load_before, calibration, sweep_s = (
+            saved.measured,
+            saved.load_before,
+            saved.calibration,
+            saved.sweep_s,
+        )
         print(f"  reusing {len(measured)} measurements from {args.reuse} (load average then {load_before[0]:.2f})")
     else:
         for ref in REFERENCE_MODELS:
@@ -354,8 +370,8 @@ def main(argv: list[str] | None = None) -> int:
         for m in measured:
             m.remeasured_ms = remeasure(m, args)
     if args.reuse:
-        saved = {"measured": measured, "load_before": load_before, "calibration": calibration, "sweep_s": sweep_s}
-        args.reuse.write_bytes(pickle.dumps(saved))
+        saved = Reuse(measured, tuple(load_before), calibration, sweep_s)
+        args.reuse.write_text(json.dumps(encode(saved, Reuse, StorePaths(root)), allow_nan=False))
     # a store model's family: every model with the same operator keys (same architecture, other weights)
     signature_family: dict[frozenset, str] = {}
     for m in measured:

@@ -7,7 +7,7 @@
 Simulated repositories of label-vector models (top-1 disagreement, a true metric) with pairwise
 differences over 0–10 %: `graded` (variants of one parent at graded distances) and `independent`
 (independent relabelling noise). Each is indexed with five sampled peers per insertion (Sommelier)
-and with every compatible pair measured (exhaustive); see `sommelier_bench.query_bench`. `index` is
+and with every compatible pair measured (exhaustive); see `sommelier_bench.query_quality`. `index` is
 the share answered ideally from the sampled index alone, `refined` with the query-time refine stage
 (it measures at most --refine-budget uncertain pairs per query; `pairs/q` is how many it did).
 Figures go to stdout and `benchmarks/results/query_quality.json`.
@@ -19,7 +19,7 @@ import argparse
 import json
 from pathlib import Path
 
-from sommelier_bench.query_bench import run_quality_benchmark, run_store_refine_benchmark
+from sommelier_bench.query_quality import run_quality_benchmark, run_store_refine_benchmark
 
 
 def main() -> None:

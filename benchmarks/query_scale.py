@@ -8,7 +8,7 @@ Each size: a synthetic index built through `SemanticStore.insert` (five sampled 
 transitive bounds, lists bounded at a 10 % ceiling), then resource-only, semantic-only and combined
 queries timed on compiled plans, every answer checked against a brute-force scan, and the same
 queries run through MLflow `search_runs` on a SQLite tracking store (see
-`sommelier_bench.query_bench`). Figures go to stdout and `benchmarks/results/query_scale.json`.
+`sommelier_bench.query_scale`). Figures go to stdout and `benchmarks/results/query_scale.json`.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import platform
 import time
 from pathlib import Path
 
-from sommelier_bench.query_bench import format_scale_report, run_scale_benchmark
+from sommelier_bench.query_scale import format_scale_report, run_scale_benchmark
 
 
 def main() -> None:

@@ -7,9 +7,9 @@ MLflow server from the environment; run Dagster with Postgres storage in its dag
 
 import os
 
-from dagster import Definitions, EnvVar, load_assets_from_modules, multiprocess_executor
+from dagster import Definitions, EnvVar, load_assets_from_package_module, multiprocess_executor
 
-from assets import bound, compare, convert, cushions, device_profile, fetch, index, outputs, peers, profile, segments
+import assets
 from pipelines.jobs import device_job, index_job, model_job, operator_table_job
 from pipelines.schedules import reindex_schedule
 from pipelines.sensors import make_repository_sensor
@@ -18,8 +18,6 @@ from resources.repositories import RepositoriesResource
 from resources.settings import IndexSettings
 from resources.store import ModelStoreResource, StoreIOManager
 from resources.validation import ValidationDataResource
-
-STAGE_MODULES = (fetch, convert, outputs, cushions, profile, device_profile, peers, compare, segments, bound, index)
 
 
 def build_resources(deployment: str = "local") -> dict:
@@ -45,7 +43,8 @@ def build_resources(deployment: str = "local") -> dict:
     raise ValueError(f"SOMMELIER_DEPLOYMENT={deployment!r}: expected 'local' or 'cluster'")
 
 
-all_assets = load_assets_from_modules(list(STAGE_MODULES))
+all_assets = load_assets_from_package_module(assets)
+"""Every stage's asset: each module of `assets/` (the stage table, `sommelier_core.stages`, names them)."""
 
 defs = Definitions(
     assets=all_assets,

@@ -28,8 +28,10 @@ from pipelines.stages import (
     stages_to_run,
     stale_devices,
 )
-from sommelier_core.profiling.profile import available_devices
+from sommelier_core.errors import SommelierError
+from sommelier_core.profiling import available_devices
 from sommelier_core.settings import dagster_home, zoo_dir
+from sommelier_core.stages import reads
 
 # Dagster's console logger prints every step event at DEBUG; the progress lines are ours.
 QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
@@ -195,19 +197,21 @@ def run_index(echo=print, instance=None, resources: dict | None = None, full: bo
     return summary
 
 
-def _stage_parents() -> dict[str, list[str]]:
-    """Each asset's upstream assets, by name (the asset graph's edges)."""
-    from pipelines.definitions import defs
-
-    graph = defs.resolve_asset_graph()
-    return {key.path[-1]: [p.path[-1] for p in graph.get(key).parent_keys] for key in graph.get_all_asset_keys()}
+def _stage_parents() -> dict[str, tuple[str, ...]]:
+    """Each stage's upstream stages, by name: the stage table's edges, which `tests/test_definitions.py` pins
+    equal to the asset graph's."""
+    return reads()
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `python -m pipelines.index_run` (what `sommelier index` runs)."""
     parser = argparse.ArgumentParser(prog="sommelier index", description=__doc__)
     parser.add_argument("--full", action="store_true", help="re-run every model, not only new or changed ones")
-    summary = run_index(full=parser.parse_args(argv).full)
+    try:
+        summary = run_index(full=parser.parse_args(argv).full)
+    except SommelierError as exc:  # e.g. a store of pickled records that cannot be migrated: say so, no traceback
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     return 1 if {"<index>", "<repositories>"} & set(summary.failures) else 0
 
 

@@ -13,7 +13,8 @@ from assets.partitions import devices_partitions, model_device_key, models_parti
 from pipelines.stages import conversion_current, is_current, stale_devices
 from resources.repositories import RepositoriesResource
 from resources.store import ModelStoreResource
-from sommelier_core.profiling.profile import available_devices
+from sommelier_core.profiling import available_devices
+from sommelier_core.stages import ONNX_MODEL
 
 
 def make_repository_sensor(
@@ -70,7 +71,7 @@ def make_repository_sensor(
             # only once the listed version is converted: a profile run before then would measure the old file
             requests += [
                 RunRequest(
-                    run_key=f"{e.model_id}@{models.load_record('onnx_model', e.model_id).fingerprint}@{device}",
+                    run_key=f"{e.model_id}@{models.load_record(ONNX_MODEL.name, e.model_id).fingerprint}@{device}",
                     partition_key=model_device_key(e.model_id, device),
                     job_name=device_job.name,
                 )

@@ -1,20 +1,39 @@
-"""Which per-model stages exist, and whether a model's stages are current for its listed version."""
+"""The waves `sommelier index` runs the stage table in, and whether a model's stages are current for its listed
+version."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 
 from sommelier_core.models import ModelEntry
+from sommelier_core.stages import (
+    DEVICE_PROFILE,
+    FETCHED_MODEL,
+    ONNX_MODEL,
+    PER_MODEL_STAGES,
+    Partitioning,
+    device_record,
+    in_wave,
+)
 from sommelier_core.store import ModelStore
 
-FIRST_WAVE = ("fetched_model", "onnx_model", "model_outputs", "model_cushions", "model_profile")
-DEVICE_WAVE = ("device_profile",)  # partitioned by model × device
-TABLE_WAVE = ("operator_table",)  # partitioned by device
-SECOND_WAVE = ("peers", "pair_scores", "segment_matches", "pair_bounds")
-INDEX_WAVE = ("semantic_index", "resource_index", "synthesized_index")
+
+def _wave(wave: int, partitioning: Partitioning) -> tuple[str, ...]:
+    return tuple(stage.name for stage in in_wave(wave) if stage.partitioning == partitioning)
 
 
-PER_MODEL_STAGES = (*FIRST_WAVE, *SECOND_WAVE)  # in dependency order
+FIRST_WAVE = _wave(1, "model")
+"""Per model, first: the stages that need no other model's records."""
+DEVICE_WAVE = _wave(2, "model×device")
+"""Per model × device: latency and operator profile."""
+TABLE_WAVE = _wave(3, "device")
+"""Per device: the operator table."""
+SECOND_WAVE = _wave(4, "model")
+"""Per model, once every model's first wave is stored: the stages that read other models' records."""
+INDEX_WAVE = _wave(5, "none")
+"""Once: the index tables."""
+WAVES = (FIRST_WAVE, DEVICE_WAVE, TABLE_WAVE, SECOND_WAVE, INDEX_WAVE)
+"""What `pipelines.index_run` runs, in order; every stage of the table is in exactly one."""
 
 
 def stages_to_run(
@@ -27,9 +46,9 @@ def stages_to_run(
     missing stages themselves are named, which is enough to tell whether a model is current.
     """
     model_id = entry.model_id
-    if not store.has_record("fetched_model", model_id):
+    if not store.has_record(FETCHED_MODEL.name, model_id):
         return PER_MODEL_STAGES
-    if store.load_record("fetched_model", model_id).entry.version != entry.version:
+    if store.load_record(FETCHED_MODEL.name, model_id).entry.version != entry.version:
         return PER_MODEL_STAGES
     stale = {stage for stage in PER_MODEL_STAGES if not store.has_record(stage, model_id)}
     for stage in PER_MODEL_STAGES:
@@ -47,17 +66,19 @@ def stale_devices(store: ModelStore, model_id: str, devices: Sequence[str]) -> l
     """The devices to (re)profile a converted model on: those without a latency profile of it, and those whose
     profile measured another ONNX file than the one converted now (a republished version with other weights,
     or a profile from before profiles recorded their file's fingerprint). None before the model is converted."""
-    if not store.has_record("onnx_model", model_id):
+    if not store.has_record(ONNX_MODEL.name, model_id):
         return []
-    fingerprint = store.load_record("onnx_model", model_id).fingerprint
-    return [
-        device
-        for device in devices
-        if not store.has_record(f"device_profile@{device}", model_id)
-        or getattr(store.load_record(f"device_profile@{device}", model_id), "onnx_fingerprint", "") != fingerprint
-    ]
+    fingerprint = store.load_record(ONNX_MODEL.name, model_id).fingerprint
+
+    def profiled_now(device: str) -> bool:
+        record = device_record(DEVICE_PROFILE.name, device)
+        if not store.has_record(record, model_id):
+            return False
+        return getattr(store.load_record(record, model_id), "onnx_fingerprint", "") == fingerprint
+
+    return [device for device in devices if not profiled_now(device)]
 
 
 def conversion_current(store: ModelStore, entry: ModelEntry) -> bool:
     """Whether the stored ONNX file is the conversion of the version the repository lists now."""
-    return "onnx_model" not in stages_to_run(store, entry)
+    return ONNX_MODEL.name not in stages_to_run(store, entry)

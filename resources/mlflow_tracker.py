@@ -3,16 +3,26 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import tempfile
 import time
 from pathlib import Path
+from urllib.parse import unquote, urlparse
 
 import polars as pl
 from dagster import ConfigurableResource
 
-from sommelier_core.settings import mlflow_artifact_root, mlflow_tracking_uri
+from sommelier_core.settings import mlflow_artifact_root, mlflow_tracking_uri, store_root
 
 EXPERIMENT = "sommelier"
+ARTIFACT_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("experiments", "artifact_location"),
+    ("runs", "artifact_uri"),
+    ("logged_models", "artifact_location"),
+    ("model_versions", "storage_location"),
+    ("model_versions", "source"),
+)
+"""The columns of MLflow's SQL tracking store that hold artifact locations (those of its tables that exist)."""
 
 
 class MlflowTracker(ConfigurableResource):
@@ -36,6 +46,10 @@ class MlflowTracker(ConfigurableResource):
         else:
             os.environ["MLFLOW_TRACKING_URI"] = exported
         found = mlflow.get_experiment_by_name(self.experiment)
+        own_database = store_root() / "mlflow" / "mlflow.db"
+        if found is not None and uri == f"sqlite:///{own_database}":  # the store's own tracking store
+            if relocate_artifacts(own_database, found.artifact_location, store_root()):
+                found = mlflow.get_experiment_by_name(self.experiment)
         if found is not None:
             return found.experiment_id
         location = mlflow_artifact_root().as_uri() if not self.tracking_uri else None
@@ -108,3 +122,43 @@ class MlflowTracker(ConfigurableResource):
                 latency.write_csv(csv)
                 mlflow.log_artifact(str(csv))
             return run.info.run_id
+
+
+def relocate_artifacts(database: Path, artifact_location: str, root: Path) -> bool:
+    """Point a copied (or moved) store's MLflow tracking store at its own artifacts; True if it had to.
+
+    The experiment Sommelier creates stores artifacts under `<store>/mlflow/artifacts`, and MLflow keeps
+    that location absolute in the SQLite tracking store (for the experiment and every run and logged model),
+    so in a `cp -a` copy new runs would write into the original store and old artifacts be read from it.
+    When the experiment's location is another store's artifact root, every location under it is rewritten
+    to this store's (`cp -a` copied the files along). A location that is no store's artifact root (set by
+    the user) is left alone. MLflow has no call to change an experiment's location, hence the SQL.
+    """
+    target = mlflow_artifact_root(root).as_uri()
+    parsed = urlparse(artifact_location)
+    if artifact_location == target or parsed.scheme != "file":
+        return False
+    source_dir = Path(unquote(parsed.path))
+    if source_dir.parts[-2:] != ("mlflow", "artifacts"):
+        return False
+    connection = sqlite3.connect(database, timeout=60)
+    try:
+        with connection:  # one transaction
+            tables = {name for (name,) in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            for table, column in ARTIFACT_COLUMNS:
+                if table not in tables:
+                    continue
+                connection.execute(
+                    f"UPDATE {table} SET {column} = ? || substr({column}, ?) "
+                    f"WHERE {column} = ? OR substr({column}, 1, ?) = ?",
+                    (
+                        target,
+                        len(artifact_location) + 1,
+                        artifact_location,
+                        len(artifact_location) + 1,
+                        artifact_location + "/",
+                    ),
+                )
+    finally:
+        connection.close()
+    return True

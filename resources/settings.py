@@ -7,44 +7,45 @@ from collections.abc import Callable, Sequence
 import onnx
 from dagster import ConfigurableResource
 
-from sommelier_core.equivalence.bound import ARORA_CONSTANT, BOUND_MODES
+from sommelier_core import defaults
+from sommelier_core.equivalence.bound import ARORA_CONSTANT, BOUND_MODE_SPECS, BOUND_MODES
 from sommelier_core.equivalence.pair_measure import BoundSettings
-from sommelier_core.profiling.profile import ProfiledShapes, profiled_shapes
+from sommelier_core.profiling import ProfiledShapes, profiled_shapes
 
 
 class IndexSettings(ConfigurableResource):
-    """How models are compared, bounded and profiled."""
+    """How models are compared, bounded and profiled (each default is `sommelier_core.defaults`')."""
 
-    peers: int = 5
+    peers: int = defaults.PEERS
     """Peers sampled per model (paper §5.2: five)."""
-    seed: int = 0
+    seed: int = defaults.SEED
     """Seed of peer sampling and profiling inputs."""
-    bound_mode: str = "statistical"
-    """`off`, `statistical`, `arora` (+ the reference's architecture term, paper §4.1) or `custom`
-    (`arora` with the difference and cushions measured on `bound_data`)."""
-    delta: float = 0.05
+    bound_mode: str = defaults.BOUND_MODE
+    """A mode of `bound.BOUND_MODE_SPECS`: `off`, `statistical`, `arora` (+ the reference's architecture term,
+    paper §4.1) or `custom` (`arora` with the difference and cushions measured on `bound_data`)."""
+    delta: float = defaults.DELTA
     """Bounds hold with confidence 1 − delta."""
     bound_constant: float = ARORA_CONSTANT
     """C of the architecture term (calibrated by benchmarks/bound_safety.py; see README)."""
     bound_data: str = ""
     """The dataset of the `custom` mode: an `.npz` with an array `x` and optional `y` (or a built-in name)."""
-    cushion_jacobian_samples: int = 32
+    cushion_jacobian_samples: int = defaults.CUSHION_JACOBIAN_SAMPLES
     """Validation samples the interlayer cushions (Jacobian norms) are measured on."""
-    cushion_projections: int = 8
+    cushion_projections: int = defaults.CUSHION_PROJECTIONS
     """Random projections per Jacobian Frobenius-norm estimate."""
-    segment_epsilon: float = 0.05
+    segment_epsilon: float = defaults.SEGMENT_EPSILON
     """ε of segment equivalence (paper §4.2): the largest estimated difference of a synthesized model from its base."""
-    segment_samples: int = 256
+    segment_samples: int = defaults.SEGMENT_SAMPLES
     """Validation samples the segment bounds and noise injection use (0: all)."""
-    parity_tolerance: float = 1e-4
+    parity_tolerance: float = defaults.PARITY_TOLERANCE
     """Largest accepted ONNX-vs-original error, relative to the output magnitude."""
-    latency_repeats: int = 30
+    latency_repeats: int = defaults.LATENCY_REPEATS
     """Timed ONNX Runtime runs per latency measurement (after warm-up)."""
-    batch_size: int = 1
+    batch_size: int = defaults.BATCH_SIZE
     """Batch size of the profile (static costs and latency)."""
     batch_sizes: list[int] = []
     """More batch sizes of the exec-spec, profiled besides `batch_size` (static costs, latency, operators)."""
-    memory_batch_sizes: list[int] = [1, 8, 32]
+    memory_batch_sizes: list[int] = list(defaults.MEMORY_BATCH_SIZES)
     """Batch sizes the memory-vs-setting table (paper Fig. 12a) is computed at (static, cheap)."""
     memory_resolutions: list[int] = []
     """Input resolutions (H = W, pixels) of that table, for models exported with symbolic spatial dimensions: the
@@ -56,7 +57,7 @@ class IndexSettings(ConfigurableResource):
     resolution their index rows are at (a query's `RESOLUTION`). 0 = the size of the validation inputs the
     model is compared on, so its profile describes the model as it was evaluated. Models with fixed spatial
     dimensions are profiled at their own, whatever this says."""
-    profile_runs: int = 10
+    profile_runs: int = defaults.PROFILE_RUNS
     """ONNX Runtime profiler runs per model and device for the per-operator latency table."""
     latency_threads: int = 0
     """Intra-op threads of latency measurement and profiling; 0 lets ONNX Runtime choose (recorded)."""
@@ -64,7 +65,7 @@ class IndexSettings(ConfigurableResource):
     """Add the calibration sweep (`calibration_sweep`: ~1 000 small graphs over sampled configurations) to each
     device's operator table: the kernels the predictors for operators no model on the device ran are fitted on.
     Profiled once per device (about a minute on one CPU thread) and kept under `<store>/calibration`."""
-    operator_sweep_rounds: int = 2
+    operator_sweep_rounds: int = defaults.OPERATOR_SWEEP_ROUNDS
     """Rounds of the calibration sweep; each graph keeps its quietest round."""
 
     def exec_batch_sizes(self) -> list[int]:
@@ -74,18 +75,21 @@ class IndexSettings(ConfigurableResource):
     def profiled_shapes(
         self, model: onnx.ModelProto, validation_shape: Callable[[], Sequence[int]], model_id: str = ""
     ) -> ProfiledShapes:
-        """The input shapes this exec-spec profiles `model` at (`profile.profiled_shapes`): `resolution`, or the
+        """The input shapes this exec-spec profiles `model` at (`profiling.profiled_shapes`): `resolution`, or the
         validation inputs' shape (`validation_shape`, asked only for a model with symbolic spatial dims)."""
         if self.resolution < 0:
             raise ValueError(f"resolution must be 0 (the validation inputs') or a positive size, got {self.resolution}")
         return profiled_shapes(model, self.resolution, validation_shape, model_id)
 
     def checked_bound_mode(self) -> str:
-        """The bound mode, validated."""
-        if self.bound_mode not in BOUND_MODES:
+        """The bound mode, validated: one of `BOUND_MODE_SPECS`, with `bound_data` where the mode needs it."""
+        spec = BOUND_MODE_SPECS.get(self.bound_mode)
+        if spec is None:
             raise ValueError(f"bound_mode {self.bound_mode!r} is not one of {', '.join(BOUND_MODES)}")
-        if self.bound_mode == "custom" and not self.bound_data:
-            raise ValueError("bound_mode 'custom' needs bound_data: an .npz with an array 'x' and optional 'y'")
+        if spec.custom_data and not self.bound_data:
+            raise ValueError(
+                f"bound_mode {self.bound_mode!r} needs bound_data: an .npz with an array 'x' and optional 'y'"
+            )
         return self.bound_mode
 
     def bound_settings(self) -> BoundSettings:

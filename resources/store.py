@@ -10,7 +10,21 @@ from dagster import ConfigurableIOManager, ConfigurableResource, InputContext, O
 
 from sommelier_core.models import safe_name
 from sommelier_core.settings import store_root
-from sommelier_core.store import ModelStore, write_parquet_atomic
+from sommelier_core.stages import device_record
+from sommelier_core.store import ModelStore, ensure_current_format, write_parquet_atomic
+
+_CURRENT: set[Path] = set()
+"""Store roots this process has checked (and migrated, if they were of the pickled format)."""
+
+
+def open_store(root: str) -> ModelStore:
+    """The model store under `root` (empty = `$SOMMELIER_HOME` or `.sommelier/`), migrated once if pickled."""
+    store = ModelStore(Path(root) if root else store_root())
+    key = store.root.absolute()
+    if key not in _CURRENT:
+        ensure_current_format(store)
+        _CURRENT.add(key)
+    return store
 
 
 class ModelStoreResource(ConfigurableResource):
@@ -19,8 +33,8 @@ class ModelStoreResource(ConfigurableResource):
     root: str = ""
 
     def store(self) -> ModelStore:
-        """The model store under the configured root."""
-        return ModelStore(Path(self.root) if self.root else store_root())
+        """The model store under the configured root (a store of pickled records is migrated on first use)."""
+        return open_store(self.root)
 
 
 class StoreIOManager(ConfigurableIOManager):
@@ -34,7 +48,7 @@ class StoreIOManager(ConfigurableIOManager):
     root: str = ""
 
     def _store(self) -> ModelStore:
-        return ModelStore(Path(self.root) if self.root else store_root())
+        return open_store(self.root)
 
     def handle_output(self, context: OutputContext, obj: Any) -> None:
         stage = context.asset_key.path[-1]
@@ -58,5 +72,5 @@ def record_location(stage: str, partition_key: Any) -> tuple[str, str]:
     """Where a per-model record is kept: a model × device partition is the model's `<stage>@<device>` record."""
     keys = getattr(partition_key, "keys_by_dimension", None)
     if keys is not None:
-        return f"{stage}@{keys['device']}", keys["model"]
+        return device_record(stage, keys["device"]), keys["model"]
     return stage, partition_key

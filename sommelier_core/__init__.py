@@ -3,7 +3,6 @@
 No Dagster import anywhere in this package; the Dagster assets are thin wrappers around it.
 """
 
-from sommelier_core.querying.api import Hit, query, run_query
-from sommelier_core.querying.plan import register_utility
+from sommelier_core.querying import Hit, query, register_utility, run_query
 
 __all__ = ["Hit", "query", "register_utility", "run_query"]

@@ -100,6 +100,21 @@ def model_id_for(repository: str, name: str, version: str = "") -> str:
     return f"{repository}/{name}@{version}" if version else f"{repository}/{name}"
 
 
+SYNTHESIZED_SEPARATOR = "+"
+"""Joins the base and the donor model id in a synthesized candidate's id: `N+M` (model N with segments from M)."""
+
+
+def synthesized_id(base_id: str, donor_id: str) -> str:
+    """The id of the synthesized candidate N+M: model `base_id` with segments from `donor_id`."""
+    return f"{base_id}{SYNTHESIZED_SEPARATOR}{donor_id}"
+
+
+def task_for_output_rank(rank: int | None) -> Task:
+    """The task a model's first output reads as when nothing declares one: `(N, classes)` (rank 2) is
+    classification; any other rank, or one not known, is regression (vector outputs, compared by relative l2)."""
+    return "classification" if rank == 2 else "regression"
+
+
 def safe_name(model_id: str) -> str:
     """A file-system-safe directory name for a model id."""
     return model_id.replace("/", "__").replace("@", "--").replace(":", "_")

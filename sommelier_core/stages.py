@@ -70,7 +70,7 @@ DEVICE_PROFILE = Stage(
     2,
     ("onnx_model",),
     "model×device",
-    "sommelier_core.profiling.operator_latency:DeviceProfile",
+    "sommelier_core.profiling.device_profile:DeviceProfile",
 )
 OPERATOR_TABLE = Stage("operator_table", DEVICE, 3, ("device_profile",), "device")
 PEERS = Stage("peers", ANALYSIS, 4, ("model_outputs",), "model", "sommelier_core.equivalence.peers:PeerSample")
@@ -143,5 +143,20 @@ def in_wave(wave: int) -> tuple[Stage, ...]:
     return tuple(s for s in STAGES if s.wave == wave)
 
 
-PER_MODEL_STAGES: tuple[str, ...] = tuple(s.name for s in STAGES if s.partitioning == "model")
+def partitioned(partitioning: Partitioning) -> tuple[str, ...]:
+    """The names of the stages partitioned one way (what one job materializes), in order."""
+    return tuple(s.name for s in STAGES if s.partitioning == partitioning)
+
+
+def reads() -> dict[str, tuple[str, ...]]:
+    """Each stage's name → the stages it reads (the asset graph's edges)."""
+    return {s.name: s.reads for s in STAGES}
+
+
+def table_file(stage_name: str) -> str:
+    """The file an unpartitioned stage's table is kept in, under the store's index dir (`semantic_index.parquet`)."""
+    return f"{stage_name}.parquet"
+
+
+PER_MODEL_STAGES: tuple[str, ...] = partitioned("model")
 """Stages with one record per model, in dependency order."""

@@ -13,7 +13,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from sommelier_cli.main import parse_batch_sizes, parse_fraction
+from sommelier_cli.arguments import parse_batch_sizes, parse_fraction
 from tests.conftest import two_class_onnx
 
 SOMMELIER = str(Path(sys.executable).parent / "sommelier")
@@ -122,9 +122,31 @@ def test_profile_of_a_corrupt_file_is_a_clear_error(tmp_path):
 def test_json_output_writes_unknown_figures_as_null_not_nan(capsys):
     import json as json_module
 
-    from sommelier_cli import main as cli
+    from sommelier_cli.output import print_json
 
-    cli._print_json({"latency_ms": float("nan"), "hits": [{"bound": float("inf"), "macs": 3}], "n": 2.5})
+    print_json({"latency_ms": float("nan"), "hits": [{"bound": float("inf"), "macs": 3}], "n": 2.5})
     text = capsys.readouterr().out
     assert "NaN" not in text and "Infinity" not in text
     assert json_module.loads(text) == {"latency_ms": None, "hits": [{"bound": None, "macs": 3}], "n": 2.5}
+
+
+def test_the_command_line_is_assembled_from_one_module_per_command_group():
+    import argparse
+
+    from sommelier_cli.main import COMMAND_GROUPS
+
+    added = {}
+    for group in COMMAND_GROUPS:
+        sub = argparse.ArgumentParser().add_subparsers()
+        group.add_commands(sub)
+        added[group.__name__.removeprefix("sommelier_cli.")] = list(sub.choices)
+    assert added == {
+        "zoo": ["zoo"],
+        "index": ["index"],
+        "query": ["query"],
+        "bench": ["bench"],
+        "profile": ["profile"],
+        "device": ["device"],
+        "compare": ["compare", "synthesize"],
+        "ui": ["ui"],
+    }

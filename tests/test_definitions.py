@@ -9,7 +9,10 @@ from pipelines.definitions import defs
 from pipelines.sensors import make_repository_sensor
 from resources.repositories import RepositoriesResource, RepositoryConfig
 from resources.store import ModelStoreResource
+from sommelier_core import stages
+from sommelier_core.models import FetchedModel
 from tests.conftest import two_class_onnx
+from tests.store_records import onnx_model
 
 
 def _lab_repository(tmp_path) -> RepositoriesResource:
@@ -45,6 +48,55 @@ def test_definitions_hold_every_stage_jobs_sensor_and_schedule():
     assert defs.resolve_job_def("build_operator_tables") is not None
     assert defs.resolve_sensor_def("repository_sensor") is not None
     assert defs.resolve_schedule_def("reindex_nightly") is not None
+
+
+def _partitioning(partitions_def) -> str:
+    """A Dagster partitions definition as the stage table spells it."""
+    from dagster import MultiPartitionsDefinition
+
+    if partitions_def is None:
+        return "none"
+    if isinstance(partitions_def, MultiPartitionsDefinition):
+        dimensions = {d.name: d.partitions_def.name for d in partitions_def.partitions_defs}
+        return "model×device" if dimensions == {"model": stages.MODELS, "device": stages.DEVICES} else str(dimensions)
+    return {stages.MODELS: "model", stages.DEVICES: "device"}[partitions_def.name]
+
+
+def test_the_asset_graph_is_the_stage_table_keys_groups_partitioning_and_reads():
+    graph = defs.resolve_asset_graph()
+    found = {}
+    for key in graph.get_all_asset_keys():
+        node = graph.get(key)
+        found[key.to_user_string()] = (
+            node.group_name,
+            _partitioning(node.partitions_def),
+            sorted(parent.to_user_string() for parent in node.parent_keys),
+        )
+    table = {s.name: (s.group, s.partitioning, sorted(s.reads)) for s in stages.STAGES}
+    assert found == table
+
+
+def test_every_stage_reads_only_stages_before_it_and_index_run_runs_each_in_one_wave():
+    from pipelines.stages import WAVES
+
+    for position, stage in enumerate(stages.STAGES):
+        for name in stage.reads:
+            upstream = stages.stage(name)
+            assert stages.STAGES.index(upstream) < position and upstream.wave <= stage.wave, (stage.name, name)
+    assert sorted(name for wave in WAVES for name in wave) == sorted(s.name for s in stages.STAGES)
+    assert {s.group for s in stages.STAGES} == set(stages.GROUPS)
+
+
+def test_each_job_selects_the_stages_partitioned_its_way():
+    expected = {
+        "index_models": stages.PER_MODEL_STAGES,
+        "profile_devices": ("device_profile",),
+        "build_operator_tables": ("operator_table",),
+        "build_index": ("semantic_index", "resource_index", "synthesized_index"),
+    }
+    for job_name, names in expected.items():
+        job = defs.resolve_job_def(job_name)
+        assert {key.to_user_string() for key in job.asset_layer.executable_asset_keys} == set(names), job_name
 
 
 def test_repository_sensor_adds_partitions_and_requests_a_run_per_new_model(tmp_path):
@@ -89,16 +141,15 @@ def test_profile_is_partitioned_by_model_and_device_so_a_new_device_is_a_new_par
 
 def test_repository_sensor_profiles_converted_models_per_device_and_again_when_the_file_changes(tmp_path):
     from dataclasses import replace
-    from types import SimpleNamespace
 
-    from sommelier_core.profiling.operator_latency import DeviceProfile
+    from sommelier_core.profiling import DeviceProfile
     from sommelier_core.store import ModelStore
 
     repositories = _lab_repository(tmp_path)
     (entry,) = repositories.list_models().entries
     store = ModelStore(tmp_path)
-    store.save_record("fetched_model", entry.model_id, SimpleNamespace(entry=entry))
-    store.save_record("onnx_model", entry.model_id, SimpleNamespace(fingerprint="file-1"))
+    store.save_record("fetched_model", entry.model_id, FetchedModel(entry, "onnx", tmp_path / "lab" / "first.onnx"))
+    store.save_record("onnx_model", entry.model_id, onnx_model(entry.model_id, tmp_path, fingerprint="file-1"))
     sensor = make_repository_sensor("index_models", profile_devices=True)
 
     def device_runs(instance):
@@ -113,12 +164,14 @@ def test_repository_sensor_profiles_converted_models_per_device_and_again_when_t
         profile = DeviceProfile(entry.model_id, "cpu", (), (), 0.0, onnx_fingerprint="file-1")
         store.save_record("device_profile@cpu", entry.model_id, profile)
         assert device_runs(instance)[1] == []
-        store.save_record("onnx_model", entry.model_id, SimpleNamespace(fingerprint="file-2"))  # republished
+        store.save_record(
+            "onnx_model", entry.model_id, onnx_model(entry.model_id, tmp_path, fingerprint="file-2")
+        )  # republished
         (run,) = device_runs(instance)[1]
         assert run.run_key == "lab/first@file-2@cpu"
         # a newer version listed but not converted yet: profiling now would measure the old file
         newer = replace(entry, version=entry.version + "-next")
-        store.save_record("fetched_model", entry.model_id, SimpleNamespace(entry=newer))
+        store.save_record("fetched_model", entry.model_id, FetchedModel(newer, "onnx", tmp_path / "lab" / "first.onnx"))
         assert device_runs(instance)[1] == []
 
 

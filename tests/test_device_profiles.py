@@ -17,7 +17,7 @@ from dagster import AssetKey, MultiPartitionKey
 
 import sommelier_core
 from sommelier_core.index.resource import ESTIMATED, MEASURED, ResourceStore, build_resource_index
-from sommelier_core.profiling.operator_latency import OperatorLatencyTable
+from sommelier_core.profiling import OperatorLatencyTable
 from sommelier_core.querying.api import Index, load_index, run_query
 from sommelier_core.store import ModelStore
 

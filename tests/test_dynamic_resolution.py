@@ -21,7 +21,7 @@ from sommelier_core.ingest.validation import (
     validation_set_for,
 )
 from sommelier_core.models import Signature, TensorSpec
-from sommelier_core.profiling.profile import UnprofilableModel, profiled_shapes, static_profile
+from sommelier_core.profiling import UnprofilableModel, profiled_shapes, static_profile
 from tests.digits_models import dynamic_digits_classifier, fixed_digits_classifier
 
 DYNAMIC_MACS_AT_8 = 8 * 8 * 4 * 9 + 4 * 10

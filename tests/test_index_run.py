@@ -10,6 +10,7 @@ from resources.repositories import RepositoriesResource, RepositoryConfig
 from resources.settings import IndexSettings
 from resources.store import ModelStoreResource, StoreIOManager
 from tests.digits_models import fixed_digits_classifier
+from tests.store_records import onnx_model, small_record
 
 
 def test_no_listed_models_leaves_the_index_untouched_and_says_why(tmp_path):
@@ -49,7 +50,7 @@ def test_a_model_lacking_only_a_new_stage_reruns_that_stage_and_what_reads_it(tm
     assert stages_to_run(store, entry, _stage_parents()) == PER_MODEL_STAGES  # never fetched
     store.save_record("fetched_model", "r/m", FetchedModel(entry, "onnx", Path("m.onnx")))
     for stage in PER_MODEL_STAGES[1:]:
-        store.save_record(stage, "r/m", object())
+        store.save_record(stage, "r/m", small_record(stage, "r/m", tmp_path))
     assert is_current(store, entry)
     store.record_path("model_cushions", "r/m").unlink()  # e.g. a stage added by an upgrade
     assert stages_to_run(store, entry, _stage_parents()) == ("model_cushions", "pair_bounds")
@@ -59,18 +60,17 @@ def test_a_model_lacking_only_a_new_stage_reruns_that_stage_and_what_reads_it(tm
 
 
 def test_a_device_profile_of_another_onnx_file_is_stale_and_a_missing_one_is_too(tmp_path):
-    from types import SimpleNamespace
-
     from pipelines.stages import stale_devices
-    from sommelier_core.profiling.operator_latency import DeviceProfile
+    from sommelier_core.profiling import DeviceProfile
     from sommelier_core.store import ModelStore
 
     store = ModelStore(tmp_path)
     assert stale_devices(store, "r/m", ["cpu"]) == []  # not converted yet: nothing to profile
-    store.save_record("onnx_model", "r/m", SimpleNamespace(fingerprint="v1-file"))
+    store.save_record("onnx_model", "r/m", onnx_model("r/m", tmp_path, fingerprint="v1-file"))
     store.save_record("device_profile@cpu", "r/m", DeviceProfile("r/m", "cpu", (), (), 0.0, "v1-file"))
     assert stale_devices(store, "r/m", ["cpu", "cuda"]) == ["cuda"]
-    store.save_record("onnx_model", "r/m", SimpleNamespace(fingerprint="v2-file"))  # republished, other weights
+    republished = onnx_model("r/m", tmp_path, fingerprint="v2-file")  # other weights
+    store.save_record("onnx_model", "r/m", republished)
     assert stale_devices(store, "r/m", ["cpu", "cuda"]) == ["cpu", "cuda"]
     store.save_record("device_profile@cpu", "r/m", DeviceProfile("r/m", "cpu", (), (), 0.0))  # before fingerprints
     assert stale_devices(store, "r/m", ["cpu"]) == ["cpu"]

@@ -7,15 +7,9 @@ import math
 import polars as pl
 import pytest
 
-from sommelier_core.profiling import operator_latency
-from sommelier_core.profiling.operator_latency import (
-    SEQUENTIAL,
-    ExecutedNode,
-    ExecutionGraph,
-    OperatorLatencyTable,
-    cached_calibration_profiles,
-    estimate_latency,
-)
+from sommelier_core.profiling import OperatorLatencyTable, cached_calibration_profiles, calibration, estimate_latency
+from sommelier_core.profiling.executed_nodes import ExecutedNode, ExecutionGraph
+from sommelier_core.profiling.operators import SEQUENTIAL
 from sommelier_core.profiling.predictor import OperatorPredictor, _broadcast_run, features, kernel_class, parse_key
 
 DENSE = "com.microsoft.nchwc.Conv|in=1x{c}x{s}x{s},{k}x{c}x3x3,{k}|out=1x{k}x{s}x{s}|activation=Relu,group=1,kernel_shape=[3 3],pads=[1 1 1 1],strides=[1 1]"  # noqa: E501
@@ -129,7 +123,7 @@ def test_calibration_profiles_are_profiled_once_per_device_and_then_read_from_th
 
     paths = calibration_models(tmp_path)
     few = [next(p for p in paths if p.stem.startswith(prefix)) for prefix in ("conv_dense", "gemm")]
-    monkeypatch.setattr(operator_latency, "calibration_models", lambda out_dir: few)
+    monkeypatch.setattr(calibration, "calibration_models", lambda out_dir: few)
     first, seconds = cached_calibration_profiles(tmp_path, runs=2, threads=1, rounds=2)
     again, cached_seconds = cached_calibration_profiles(tmp_path, runs=2, threads=1, rounds=2)
     assert [p.model_id for p in first] == [f"calibration/{p.stem}" for p in few] == [p.model_id for p in again]

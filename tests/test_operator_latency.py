@@ -12,24 +12,24 @@ import polars as pl
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from sommelier_core.profiling.operator_latency import (
-    PARALLEL,
-    SEQUENTIAL,
-    ExecutedNode,
-    ExecutionGraph,
+from sommelier_core.profiling import (
     OperatorLatencyTable,
     ProfiledModel,
     UnknownOperatorTable,
+    UnprofilableModel,
     build_operator_table,
-    critical_path_ms,
     estimate_latency,
     execution_graph,
     import_operator_table,
     imported_operator_tables,
+    memory_profile,
     profile_device,
     profile_operators,
+    static_profile,
 )
-from sommelier_core.profiling.profile import UnprofilableModel, memory_profile, static_profile
+from sommelier_core.profiling.estimate import critical_path_ms
+from sommelier_core.profiling.executed_nodes import ExecutedNode, ExecutionGraph
+from sommelier_core.profiling.operators import PARALLEL, SEQUENTIAL
 
 
 def _conv_model(path: Path, channels: int = 8, size: int = 16) -> Path:
@@ -286,7 +286,7 @@ def test_interpolation_is_monotone_in_work_within_a_class():
 
 
 def test_calibration_graphs_add_table_entries_but_not_overhead_evidence(tmp_path, conv_paths):
-    from sommelier_core.profiling.operator_latency import calibration_models
+    from sommelier_core.profiling.calibration_sweep import calibration_models
 
     paths = calibration_models(tmp_path / "calibration")
     assert len(paths) > 1000 and all(p.exists() for p in paths)

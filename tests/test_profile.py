@@ -11,7 +11,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from sommelier_core.profiling.profile import (
+from sommelier_core.profiling import (
     LatencyProfile,
     UncostedOpsWarning,
     UnknownDevice,

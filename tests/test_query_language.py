@@ -19,8 +19,9 @@ from sommelier_core.querying.language import (
     UnknownUnit,
     parse_query,
 )
-from sommelier_core.querying.plan import compile_query, register_utility, unregister_utility
+from sommelier_core.querying.plan import compile_query
 from sommelier_core.querying.tasks import TaskRegistry, UnknownTask, load_task_registry
+from sommelier_core.querying.utilities import register_utility, unregister_utility
 from tests.test_query import _index
 
 DESIGN_EXAMPLE = """FIND 3 MODELS LIKE 'zoo/resnet-w64' WITHIN 5%

@@ -11,12 +11,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sommelier_bench.query_bench import run_quality_benchmark
+from sommelier_bench.query_quality import run_quality_benchmark
 from sommelier_core.equivalence.bound import PairBound
 from sommelier_core.index.resource import STATIC_METRICS, ResourceStore
 from sommelier_core.index.semantic import SemanticStore
+from sommelier_core.querying.engine import QueryEngine
+from sommelier_core.querying.execution import execute
 from sommelier_core.querying.language import OrderBy, QuerySpec
-from sommelier_core.querying.plan import QueryEngine, compile_query, execute
+from sommelier_core.querying.plan import compile_query
 
 N = 1000
 TRUE = {("R", "P"): 10, ("P", "A"): 10, ("P", "B"): 10, ("P", "C"): 80, ("R", "A"): 10, ("R", "B"): 15, ("R", "C"): 90}

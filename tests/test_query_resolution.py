@@ -32,7 +32,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from sommelier_core.index.resource import InputResolution, ModelProfile, build_resource_index
 from sommelier_core.index.semantic import SEMANTIC_INDEX_SCHEMA
-from sommelier_core.profiling.profile import (
+from sommelier_core.profiling import (
     LatencyProfile,
     has_dynamic_resolution,
     memory_profile,

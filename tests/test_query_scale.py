@@ -16,15 +16,18 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sommelier_bench.query_bench import run_quality_benchmark, run_scale_benchmark, synthetic_repository
-from sommelier_bench.semantic_oracle import build_semantic_index
+from sommelier_bench.oracles import brute_force, build_semantic_index
+from sommelier_bench.query_quality import run_quality_benchmark
+from sommelier_bench.query_scale import run_scale_benchmark, synthetic_repository
 from sommelier_cli.main import main as cli_main
 from sommelier_core.equivalence.bound import PairBound
 from sommelier_core.equivalence.peers import sample_peers
 from sommelier_core.index.resource import ResourceStore
 from sommelier_core.index.semantic import SemanticStore
+from sommelier_core.querying.engine import QueryEngine
+from sommelier_core.querying.execution import execute
 from sommelier_core.querying.language import AllOf, AnyOf, Condition, OrderBy, QuerySpec
-from sommelier_core.querying.plan import QueryEngine, brute_force, compile_query, execute
+from sommelier_core.querying.plan import compile_query
 
 FAST = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -243,3 +246,19 @@ def test_sync_touches_only_changes_and_equals_a_fresh_build(seed, n_models, ceil
     fresh = SemanticStore.from_pairs(changed, {m: m for m in after}, ceiling=ceiling)
     _assert_same(_records(store.to_frame()), _records(fresh.to_frame()), ceiling)
     assert store.sync(changed, {m: m for m in after}) == ([], [])  # nothing changed: nothing touched
+
+
+def test_the_library_never_imports_the_benchmark_oracles():
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent / "sommelier_core"
+    importers = []
+    for path in root.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            if any(n.split(".")[0] == "sommelier_bench" for n in names):
+                importers.append(str(path.relative_to(root)))
+    assert importers == []

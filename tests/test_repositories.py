@@ -275,6 +275,13 @@ def test_onnx_folder_still_lists_an_unreadable_file(onnx_dir: Path) -> None:
     assert "broken.onnx" in entries["broken"].meta()["listing_note"]
 
 
+def test_an_undeclared_task_is_classification_for_a_rank_2_output_and_regression_otherwise() -> None:
+    from sommelier_core.models import task_for_output_rank
+
+    # (N, classes) is a classifier; (N,), (N, C, L), (N, C, H, W) and an unknown rank are compared as vectors
+    assert [task_for_output_rank(rank) for rank in (2, 1, 3, 4, None)] == ["classification"] + ["regression"] * 4
+
+
 def test_unreachable_github_ref_fails_fast_naming_the_ref(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(torchhub, "GITHUB_URL", "https://github.invalid")
     repo = TorchHubRepository("gh", "someone/models:v1", timeout_s=2)

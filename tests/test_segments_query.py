@@ -15,8 +15,10 @@ import pytest
 from sommelier_core.equivalence.bound import PairBound
 from sommelier_core.index.resource import STATIC_METRICS, ResourceStore
 from sommelier_core.index.semantic import SemanticStore
+from sommelier_core.querying.engine import QueryEngine
+from sommelier_core.querying.execution import execute
 from sommelier_core.querying.language import OrderBy, QuerySpec, parse_query
-from sommelier_core.querying.plan import QueryEngine, compile_query, execute
+from sommelier_core.querying.plan import compile_query
 from sommelier_core.querying.synthesized import with_synthesized
 from sommelier_core.segments.candidates import SYNTHESIZED_COLUMNS
 

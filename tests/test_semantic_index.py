@@ -5,7 +5,7 @@ import itertools
 import numpy as np
 import pytest
 
-from sommelier_bench.semantic_oracle import build_semantic_index
+from sommelier_bench.oracles import build_semantic_index
 from sommelier_core.equivalence.bound import PairBound
 from sommelier_core.equivalence.peers import sample_peers
 

@@ -33,15 +33,51 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
 
+from sommelier_core import defaults
 from sommelier_core.equivalence.compare import Comparison, DifferenceKind
 from sommelier_core.equivalence.cushions import Cushions, ModelCushions
 
-BoundMode = Literal["off", "statistical", "arora", "custom"]
-BOUND_MODES: tuple[str, ...] = ("off", "statistical", "arora", "custom")
-ARCHITECTURE_MODES: tuple[str, ...] = ("arora", "custom")
+
+@dataclass(frozen=True)
+class BoundModeSpec:
+    """One bound mode: what it adds to the empirical difference, and what computing it needs."""
+
+    name: str
+    summary: str
+    """One line on what the mode adds (`sommelier compare --help` lists them)."""
+    architecture_term: bool = False
+    """Adds the reference's architecture term (paper §4.1), so needs the reference model's cushions."""
+    custom_data: bool = False
+    """Measures the difference and the cushions on a dataset the user supplies (`bound_data`, `--data`)."""
+
+
+BOUND_MODE_SPECS: dict[str, BoundModeSpec] = {
+    spec.name: spec
+    for spec in (
+        BoundModeSpec("off", "empirical"),
+        BoundModeSpec("statistical", "+ Clopper–Pearson margin"),
+        BoundModeSpec("arora", "+ the reference's architecture term (paper §4.1)", architecture_term=True),
+        BoundModeSpec("custom", "arora on the --data set", architecture_term=True, custom_data=True),
+    )
+}
+"""Every bound mode, the only list of them: the index settings, the stages and the CLI read it."""
+
+BoundMode = str
+"""A key of `BOUND_MODE_SPECS`."""
+BOUND_MODES: tuple[str, ...] = tuple(BOUND_MODE_SPECS)
+ARCHITECTURE_MODES: tuple[str, ...] = tuple(m for m, spec in BOUND_MODE_SPECS.items() if spec.architecture_term)
 """Modes that add the architecture term, and so need the reference model's cushions."""
+DEFAULT_BOUND_MODE: BoundMode = defaults.BOUND_MODE
+
+
+def bound_mode_spec(mode: str) -> BoundModeSpec:
+    """The spec of bound mode `mode`; ValueError listing the modes when there is none."""
+    spec = BOUND_MODE_SPECS.get(mode)
+    if spec is None:
+        raise ValueError(f"bound mode {mode!r} is not one of {', '.join(BOUND_MODES)}")
+    return spec
+
 
 ARORA_CONSTANT = 1.3e-5
 """C of the architecture term: `benchmarks/bound_safety.py --calibrate` measured 1.21e-5 on its calibration
@@ -102,8 +138,8 @@ def architecture_term(cushions: Cushions, n: int, kind: DifferenceKind, constant
 
 def bound_comparison(
     comparison: Comparison,
-    mode: BoundMode = "statistical",
-    delta: float = 0.05,
+    mode: BoundMode = DEFAULT_BOUND_MODE,
+    delta: float = defaults.DELTA,
     cushions: Cushions | None = None,
     constant: float = ARORA_CONSTANT,
 ) -> PairBound:
@@ -112,12 +148,11 @@ def bound_comparison(
     `arora` and `custom` need `cushions`, the reference model's, measured on the same data as the
     comparison; `constant` is C.
     """
-    if mode not in BOUND_MODES:
-        raise ValueError(f"bound mode {mode!r} is not one of {', '.join(BOUND_MODES)}")
+    architecture = bound_mode_spec(mode).architecture_term
     if not 0 < delta < 1:
         raise ValueError(f"delta must lie in (0, 1), got {delta}")
     c = comparison
-    if mode in ARCHITECTURE_MODES:
+    if architecture:
         if cushions is None:
             raise ValueError(f"bound mode {mode!r} needs the cushions of the reference model {c.reference_id}")
         if cushions.model_id and cushions.model_id != c.reference_id:
@@ -135,7 +170,7 @@ def bound_comparison(
         margin = float(stats.t.ppf(1 - delta, max(c.n - 1, 1))) * c.relative_spread / max(c.n, 1) ** 0.5
         lower, upper = max(c.difference - margin, 0.0), c.difference + margin
     added = 0.0
-    if mode in ARCHITECTURE_MODES:
+    if architecture:
         term = architecture_term(cushions, c.n, c.kind, constant)
         ceiling = 1.0 if c.kind == "disagreement" else math.inf  # a rate cannot exceed 1
         bounded = min(upper + term, ceiling)

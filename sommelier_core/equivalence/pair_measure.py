@@ -1,8 +1,8 @@
 """Measuring and bounding one (reference, candidate) pair from the model store's stored outputs.
 
 The `bound` stage bounds the pairs the `compare` stage measured for the sampled peers; a query's
-refine stage (`query_plan`) measures further pairs on demand. Both go through `bound_stored_pair`,
-so a pair measured at query time gets exactly the bound the index would have given it: the same
+refine stage (`querying.refinement`) measures further pairs on demand. Both go through
+`bound_stored_pair`, so a pair measured at query time gets exactly the bound the index would have given it: the same
 mode, δ and C, the reference's cushions (the measure is asymmetric, paper §4.3), and in `custom`
 mode the difference re-measured on the custom data.
 """
@@ -25,6 +25,7 @@ from sommelier_core.equivalence.bound import (
 )
 from sommelier_core.equivalence.compare import Comparison, compare_outputs
 from sommelier_core.errors import SommelierError
+from sommelier_core.stages import MODEL_CUSHIONS, MODEL_OUTPUTS
 from sommelier_core.store import ModelStore
 
 if TYPE_CHECKING:  # the runtime imports pull in the model zoo (torch): queries load this module
@@ -69,8 +70,12 @@ def bound_stored_pair(
     """
     mode = settings.mode
     record = reference_cushions
-    if mode in ARCHITECTURE_MODES and record is None and models.has_record("model_cushions", comparison.reference_id):
-        record = models.load_record("model_cushions", comparison.reference_id)
+    if (
+        mode in ARCHITECTURE_MODES
+        and record is None
+        and models.has_record(MODEL_CUSHIONS.name, comparison.reference_id)
+    ):
+        record = models.load_record(MODEL_CUSHIONS.name, comparison.reference_id)
     note = None
     if mode == "custom" and record is not None and record.cushions is not None:
         from sommelier_core.equivalence.outputs import outputs_on
@@ -92,7 +97,7 @@ def bound_stored_pair(
 
 
 class StoredOutputsMeasurer:
-    """A `query_plan.PairMeasurer` over a model store: compares stored validation outputs, then bounds.
+    """A `querying.engine.PairMeasurer` over a model store: compares stored validation outputs, then bounds.
 
     A candidate whose outputs are missing or not comparable with the reference's gets None (the
     query keeps its index bounds). The reference's outputs are read once per reference.
@@ -112,7 +117,7 @@ class StoredOutputsMeasurer:
         bounds: list[PairBound | None] = []
         for candidate in candidate_ids:
             try:
-                theirs = self.models.load_record("model_outputs", candidate)
+                theirs = self.models.load_record(MODEL_OUTPUTS.name, candidate)
                 if not record.comparable_with(theirs):
                     bounds.append(None)
                     continue
@@ -126,10 +131,10 @@ class StoredOutputsMeasurer:
 
     def _load_reference(self, reference_id: str) -> tuple[str, ModelOutputs, np.ndarray, ModelCushions | None]:
         if self._reference is None or self._reference[0] != reference_id:
-            record = self.models.load_record("model_outputs", reference_id)
+            record = self.models.load_record(MODEL_OUTPUTS.name, reference_id)
             cushions = None
-            if self.settings.mode in ARCHITECTURE_MODES and self.models.has_record("model_cushions", reference_id):
-                cushions = self.models.load_record("model_cushions", reference_id)
+            if self.settings.mode in ARCHITECTURE_MODES and self.models.has_record(MODEL_CUSHIONS.name, reference_id):
+                cushions = self.models.load_record(MODEL_CUSHIONS.name, reference_id)
             self._reference = (reference_id, record, self.models.load_outputs(reference_id), cushions)
         return self._reference
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-DEFAULT_PEERS = 5
+from sommelier_core.defaults import PEERS as DEFAULT_PEERS
 
 
 def peer_seed(model_id: str, seed: int) -> int:

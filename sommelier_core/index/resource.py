@@ -7,7 +7,7 @@ no square spatial size), whether the model takes other resolutions (`dynamic_res
 and, for those, memory and MACs at the batch's other profiled resolutions (`memory_by_resolution`, the
 `memory_resolutions` setting), so a query `RESOLUTION r` takes them at r (`ResourceStore.at_resolution`).
 Latency is `measured` on devices the model was profiled on, and `estimated` from a device's operator
-latency table (`operator_latency.estimate_latency`) on devices known only by an imported table.
+latency table (`profiling.estimate_latency`) on devices known only by an imported table.
 Filtering is an exact scan of the table, so results equal a brute-force scan by construction.
 """
 
@@ -15,12 +15,20 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import polars as pl
 
-from sommelier_core.profiling.operator_latency import DeviceProfile, OperatorLatencyTable, estimate_latency
-from sommelier_core.profiling.profile import LatencyProfile, MemoryPoint, StaticProfile
+from sommelier_core.profiling import (
+    DeviceProfile,
+    LatencyProfile,
+    MemoryPoint,
+    OperatorLatencyTable,
+    StaticProfile,
+    estimate_latency,
+)
+from sommelier_core.store import ModelStore
 
 
 @dataclass(frozen=True)
@@ -29,9 +37,9 @@ class InputResolution:
 
     size: int | None
     """H = W (the length of a 1-D signal) of the input its static profile and latency are at; None when the
-    input has no square spatial size (`profile.native_resolution`)."""
+    input has no square spatial size (`profiling.native_resolution`)."""
     dynamic: bool
-    """True when the inputs have symbolic spatial dimensions (`profile.has_dynamic_resolution`): the model
+    """True when the inputs have symbolic spatial dimensions (`profiling.has_dynamic_resolution`): the model
     runs at any resolution, with the memory and MACs of `ModelProfile.memory` at that resolution."""
 
 
@@ -116,12 +124,15 @@ def build_resource_index(
     profiles: Sequence[ModelProfile],
     device_profiles: Sequence[DeviceProfile] = (),
     tables: Sequence[OperatorLatencyTable] = (),
+    store_root: Path | None = None,
 ) -> pl.DataFrame:
     """The resource table: a row per model per device per batch size.
 
     Measured rows come from `device_profiles` (and from the legacy `ModelProfile.latency`); for every
     table in `tables` whose device has no measurement of a model, an estimated row is added from the
-    model's executed graph (taken from any of its device profiles at that batch size).
+    model's executed graph (taken from any of its device profiles at that batch size). With `store_root`,
+    `onnx_path`s inside it are written relative to it, so the table stays true in a copied store
+    (`read_resource_index` takes them back under the root it is read from).
     """
     rows = []
     by_model: dict[str, list[DeviceProfile]] = {}
@@ -146,7 +157,25 @@ def build_resource_index(
                 if row is not None:
                     estimate = estimate_latency(graph, table).latency_ms
                     rows.append(row | _latency_row(table.device, batch_size, estimate, None, table.threads, ESTIMATED))
-    return pl.DataFrame(rows, schema=RESOURCE_INDEX_SCHEMA).sort(["model_id", "device", "batch_size"])
+    frame = pl.DataFrame(rows, schema=RESOURCE_INDEX_SCHEMA).sort(["model_id", "device", "batch_size"])
+    if store_root is None:
+        return frame
+    store = ModelStore(store_root)
+    relative = {path: store.relative_path(path) for path in frame["onnx_path"].unique().to_list()}
+    return frame.with_columns(pl.col("onnx_path").replace(relative))
+
+
+def read_resource_index(path: Path, store_root: Path | None = None) -> pl.DataFrame:
+    """The resource table of a store (`<root>/index/resource_index.parquet`), `onnx_path`s absolute under the
+    root it is read from (default: the index directory's parent); paths outside the store stay as written."""
+    path = Path(path)
+    root = ModelStore(store_root if store_root is not None else path.parent.parent).rooted_path(".")
+    frame = pl.read_parquet(path)
+    onnx_path = pl.col("onnx_path")
+    relative = ~onnx_path.str.starts_with("/") & (onnx_path != "")
+    return frame.with_columns(
+        pl.when(relative).then(pl.lit(root + "/") + onnx_path).otherwise(onnx_path).alias("onnx_path")
+    )
 
 
 def _static_row(p: ModelProfile, batch_size: int) -> dict | None:

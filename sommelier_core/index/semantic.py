@@ -29,15 +29,19 @@ upper up, lower down — so packing never makes a bound unsound); a query reads 
 from __future__ import annotations
 
 import heapq
+import io
 import math
+import zipfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import polars as pl
 
 from sommelier_core.equivalence.bound import PairBound
 from sommelier_core.errors import UnknownModel
+from sommelier_core.store import StoreFormatError, write_atomic
 
 PROVENANCE: tuple[str, ...] = ("identical", "measured", "transitive")
 IDENTICAL, MEASURED, TRANSITIVE = 0, 1, 2
@@ -55,6 +59,9 @@ SEMANTIC_INDEX_SCHEMA: dict[str, pl.DataType] = {
     "hops": pl.Int32(),
     "n": pl.Int64(),
 }
+
+SEMANTIC_STORE_SCHEMA = 1
+"""Version of the file `SemanticStore.save` writes (before it, the store was pickled)."""
 
 _TIE = 1e-12  # a path must be shorter by more than this to replace a bound (float noise)
 
@@ -311,6 +318,112 @@ class SemanticStore:
             self.insert(m, wanted[m], present, kinds.get(m, "disagreement"))
         self._signatures = signatures
         return fresh, [m for m in stale if m not in wanted]
+
+    # -- persistence -------------------------------------------------------------------------
+
+    def save(self, path: Path) -> None:
+        """Keep the store as data (`.npz` of plain arrays, `SEMANTIC_STORE_SCHEMA`), written atomically.
+
+        Models, measured edges, candidate entries and `sync`'s per-model signatures become columns; an
+        entry shared by both directions of a pair is written once and shared again by `load`.
+        """
+        edges = [(a, b, e) for a, row in enumerate(self._edges) for b, e in row.items() if a < b]
+        entries = [(a, b, entry) for a, row in enumerate(self._lists) for b, entry in row.items() if a < b]
+        signed = sorted(self._signatures)
+        pairs = [(i, pair) for i, m in enumerate(signed) for pair in self._signatures[m][1]]
+        columns = {
+            "schema": np.array(SEMANTIC_STORE_SCHEMA),
+            "ceiling": np.array(self.ceiling, dtype=np.float64),
+            "ids": np.array(self.ids, dtype=np.str_),
+            "fingerprints": np.array(self.fingerprints, dtype=np.str_),
+            "kinds": np.array(self.kinds, dtype=np.str_),
+            "alive": np.array(self.alive, dtype=bool),
+            "edge_pair": np.array([(a, b) for a, b, _ in edges], dtype=np.int64).reshape(-1, 2),
+            "edge_lower": np.array([e.lower for *_, e in edges], dtype=np.float64),
+            "edge_upper": np.array([e.upper for *_, e in edges], dtype=np.float64),
+            "edge_empirical": np.array([np.nan if e.empirical is None else e.empirical for *_, e in edges]),
+            "edge_has_empirical": np.array([e.empirical is not None for *_, e in edges], dtype=bool),
+            "edge_n": np.array([-1 if e.n is None else e.n for *_, e in edges], dtype=np.int64),
+            "edge_identical": np.array([e.identical for *_, e in edges], dtype=bool),
+            "entry_pair": np.array([(a, b) for a, b, _ in entries], dtype=np.int64).reshape(-1, 2),
+            "entry_upper": np.array([x[0] for *_, x in entries], dtype=np.float64),
+            "entry_lower": np.array([x[1] for *_, x in entries], dtype=np.float64),
+            "entry_provenance": np.array([x[2] for *_, x in entries], dtype=np.int64),
+            "entry_hops": np.array([x[3] for *_, x in entries], dtype=np.int64),
+            "signed_ids": np.array(signed, dtype=np.str_),
+            "signed_fingerprints": np.array([self._signatures[m][0] for m in signed], dtype=np.str_),
+            "signed_pair_owner": np.array([i for i, _ in pairs], dtype=np.int64),
+            "signed_pair_ids": np.array([p[:2] for _, p in pairs], dtype=np.str_).reshape(-1, 2),
+            "signed_pair_bounds": np.array([p[2:] for _, p in pairs], dtype=np.float64).reshape(-1, 2),
+        }
+        buffer = io.BytesIO()
+        np.savez(buffer, allow_pickle=False, **columns)
+        write_atomic(Path(path), buffer.getvalue())
+
+    @classmethod
+    def load(cls, path: Path) -> SemanticStore:
+        """A store saved by `save`; `StoreFormatError` if the file is not one (or is of a newer schema)."""
+        try:
+            with np.load(Path(path), allow_pickle=False) as stored:
+                columns = {name: stored[name] for name in stored.files}
+            schema = int(columns["schema"])
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+            raise StoreFormatError(f"{path} is not a saved semantic store ({exc})") from None
+        if schema != SEMANTIC_STORE_SCHEMA:
+            raise StoreFormatError(
+                f"{path} has semantic store schema {schema}; this Sommelier reads {SEMANTIC_STORE_SCHEMA}"
+            )
+        try:
+            return cls._from_columns(columns)
+        except (KeyError, ValueError, IndexError) as exc:
+            raise StoreFormatError(f"{path} does not decode as a semantic store ({exc!r})") from None
+
+    @classmethod
+    def _from_columns(cls, columns: dict[str, np.ndarray]) -> SemanticStore:
+        store = cls(float(columns["ceiling"]))
+        store.ids = columns["ids"].tolist()
+        store.pos = {m: i for i, m in enumerate(store.ids)}
+        store.fingerprints = columns["fingerprints"].tolist()
+        store.kinds = columns["kinds"].tolist()
+        store.alive = columns["alive"].tolist()
+        for i, (fingerprint, alive) in enumerate(zip(store.fingerprints, store.alive, strict=True)):
+            store._by_fingerprint.setdefault(fingerprint, set()).update({i} if alive else ())
+        store._edges = [{} for _ in store.ids]
+        store._lists = [{} for _ in store.ids]
+        empirical = columns["edge_empirical"].tolist()
+        for k, (a, b) in enumerate(columns["edge_pair"].tolist()):
+            n = int(columns["edge_n"][k])
+            edge = _Edge(
+                float(columns["edge_lower"][k]),
+                float(columns["edge_upper"][k]),
+                empirical[k] if columns["edge_has_empirical"][k] else None,
+                None if n < 0 else n,
+                bool(columns["edge_identical"][k]),
+            )
+            store._edges[a][b] = store._edges[b][a] = edge
+        values = zip(
+            columns["entry_pair"].tolist(),
+            columns["entry_upper"].tolist(),
+            columns["entry_lower"].tolist(),
+            columns["entry_provenance"].tolist(),
+            columns["entry_hops"].tolist(),
+            strict=True,
+        )
+        for (a, b), up, lo, prov, hops in values:
+            store._lists[a][b] = store._lists[b][a] = [up, lo, prov, hops]
+        pairs: list[list[tuple]] = [[] for _ in columns["signed_ids"]]
+        bounds = columns["signed_pair_bounds"].tolist()
+        for k, (owner, (ref, cand)) in enumerate(
+            zip(columns["signed_pair_owner"].tolist(), columns["signed_pair_ids"].tolist(), strict=True)
+        ):
+            pairs[owner].append((ref, cand, *bounds[k]))
+        store._signatures = {
+            m: (fp, tuple(pairs[i]))
+            for i, (m, fp) in enumerate(
+                zip(columns["signed_ids"].tolist(), columns["signed_fingerprints"].tolist(), strict=True)
+            )
+        }
+        return store
 
     # -- internals ---------------------------------------------------------------------------
 

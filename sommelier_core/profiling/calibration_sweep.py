@@ -10,9 +10,9 @@ pooling / layout ops over 10²…10⁶·⁵ elements with and without broadcasti
 exporters emit. No architecture's graph is copied: configurations are drawn, not taken from models, so an
 evaluated architecture is not in the sweep.
 
-Profiled like any model (`operator_latency.calibration_profiles`) the graphs give the executed kernels —
+Profiled like any model (`calibration.calibration_profiles`) the graphs give the executed kernels —
 after ORT's fusions and NCHWc layout rewrites, keyed the way the table keys them — that the kernel-class
-predictors (`latency_predictor`) are fitted on.
+predictors (`predictor`) are fitted on.
 """
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ from onnx import TensorProto, helper, numpy_helper
 
 SWEEP_VERSION = 7
 """Bumped when the sampled configurations change (graphs are cached by name under a versioned folder)."""
+CALIBRATION_PREFIX = "calibration/"
+"""Model id prefix of the calibration sweep's graphs in a table's `models` column."""
 MAX_MACS = 1e9
 """Largest MACs of a sampled convolution or matrix product: keeps the sweep within about a minute."""
 CONV_SAMPLES = 800

@@ -1,7 +1,7 @@
 """Per-kernel-class latency predictors for executed operators no table entry matches (nn-Meter's idea).
 
 A table key holds everything that sets a kernel's time — the executed op, its input and output shapes and
-its attributes (`operator_latency`'s key: `op | in=… | out=… | attributes`). From it this module derives
+its attributes (`executed_nodes`' key: `op | in=… | out=… | attributes`). From it this module derives
 features per **kernel class** (dense, depthwise and grouped convolutions, matrix products, pooling, the
 NCHWc layout reorders, and each remaining op type on its own) and fits, per class, a random forest on the
 table's entries — those of profiled models and of the calibration sweep's one-op graphs.
@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 MIN_ENTRIES = 8
-"""Entries a kernel class needs before a forest is fitted for it (fewer: `operator_latency`'s interpolation)."""
+"""Entries a kernel class needs before a forest is fitted for it (fewer: `node_times`' interpolation)."""
 
 _CONVS = frozenset({"Conv", "FusedConv", "NhwcConv", "NhwcFusedConv"})
 _MATMULS = frozenset({"MatMul", "FusedMatMul", "Gemm", "FusedGemm"})

@@ -2,9 +2,9 @@
 resource filter, then final selection. Dagster need not be running; the parquet files are enough.
 
 Two faces, one plan: `query(ref=..., within=..., memory=...)` (keyword API) and
-`run_query("FIND 3 MODELS LIKE 'x' WITHIN 5% WHERE …")` (the language of `query_language`) both
-build a `QuerySpec`, which `query_plan.compile_query` checks against the indexes and
-`query_plan.execute` runs.
+`run_query("FIND 3 MODELS LIKE 'x' WITHIN 5% WHERE …")` (the language of `querying.language`) both
+build a `QuerySpec`, which `querying.plan.compile_query` checks against the indexes and
+`querying.execution.execute` runs.
 """
 
 from __future__ import annotations
@@ -15,41 +15,35 @@ from pathlib import Path
 import polars as pl
 
 from sommelier_core.errors import SommelierError
+from sommelier_core.index.resource import read_resource_index
+from sommelier_core.querying.engine import DEFAULT_REFINE_BUDGET, Hit, QueryEngine
+from sommelier_core.querying.execution import QueryResult, execute
 from sommelier_core.querying.language import (
+    DEFAULT_DEVICE,
     DEFAULT_WITHIN,
+    SIMILARITY,
     AllOf,
     Condition,
     OrderBy,
     Predicate,
     QuerySpec,
+    check_within,
     parse_query,
 )
-from sommelier_core.querying.plan import (
-    DEFAULT_REFINE_BUDGET,
-    Hit,
-    QueryEngine,
-    QueryResult,
-    ResourceFigures,
-    compile_query,
-    execute,
-    register_utility,
-)
+from sommelier_core.querying.plan import compile_query
 from sommelier_core.querying.tasks import TaskRegistry, load_task_registry
 from sommelier_core.settings import index_dir as default_index_dir
+from sommelier_core.stages import RESOURCE_INDEX, SEMANTIC_INDEX, table_file
 
-SEMANTIC_INDEX_FILE = "semantic_index.parquet"
-RESOURCE_INDEX_FILE = "resource_index.parquet"
+SEMANTIC_INDEX_FILE = table_file(SEMANTIC_INDEX.name)
+RESOURCE_INDEX_FILE = table_file(RESOURCE_INDEX.name)
 
 __all__ = [
-    "Hit",
     "Index",
     "IndexNotBuilt",
-    "QueryResult",
-    "ResourceFigures",
     "load_engine",
     "load_index",
     "query",
-    "register_utility",
     "run_query",
     "spec_from_arguments",
 ]
@@ -76,7 +70,7 @@ def load_index(index_dir: Path | None = None) -> Index:
         raise IndexNotBuilt(
             f"no materialized index at {directory} (missing {', '.join(missing)}); run `sommelier index`"
         )
-    return Index(pl.read_parquet(paths[0]), pl.read_parquet(paths[1]))
+    return Index(pl.read_parquet(paths[0]), read_resource_index(paths[1]))  # `onnx_path`s under this store
 
 
 def load_engine(
@@ -104,8 +98,8 @@ def spec_from_arguments(
     flops: float | None = None,
     params: float | None = None,
     latency_ms: float | None = None,
-    device: str = "cpu",
-    order_by: str = "similarity",
+    device: str = DEFAULT_DEVICE,
+    order_by: str = SIMILARITY,
     limit: int | None = None,
     task: str | None = None,
     where: str | Predicate | None = None,
@@ -119,8 +113,8 @@ def spec_from_arguments(
     absolute `latency@device <= ms`; `where` (text in the language's WHERE syntax, or a predicate)
     is AND-ed after them. `batch_size` and `resolution` (H = W in pixels) are the exec-spec.
     """
-    if within is not None and not 0 <= within <= 1:
-        raise ValueError(f"within must be a fraction in [0, 1], got {within}")
+    if within is not None:
+        check_within(within)
     for name, value in (("batch_size", batch_size), ("resolution", resolution)):
         if value is not None and value <= 0:
             raise ValueError(f"{name} must be a positive size, got {value}")
@@ -197,8 +191,8 @@ def query(
     flops: float | None = None,
     params: float | None = None,
     latency_ms: float | None = None,
-    device: str = "cpu",
-    order_by: str = "similarity",
+    device: str = DEFAULT_DEVICE,
+    order_by: str = SIMILARITY,
     limit: int | None = None,
     index_dir: Path | None = None,
     index: Index | None = None,

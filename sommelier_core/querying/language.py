@@ -6,9 +6,9 @@
     ORDER BY similarity LIMIT 3
 
 The parser only builds a `QuerySpec`; nothing here reads an index. Resolving the reference (a task
-name → its default model), checking the model and the devices against an index and running the
-filters is `query_plan`'s job, so the Python keyword API (`sommelier_core.query`) and this
-language compile to the same plan. Errors name the line, the column and what was expected.
+name → its default model) and checking the model and the devices against an index is `querying.plan`'s
+job, running the filters `querying.execution`'s, so the Python keyword API (`sommelier_core.query`) and
+this language compile to the same plan. Errors name the line, the column and what was expected.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from functools import lru_cache
 from lark import Lark, Token, Transformer, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
 
+from sommelier_core import defaults
 from sommelier_core.errors import SommelierError, UnknownMetric
 
 GRAMMAR = r"""
@@ -133,6 +134,10 @@ COUNT_METRICS = frozenset({"params", "macs", "flops"})
 BYTE_METRICS = frozenset({"memory_bytes", "weight_bytes", "peak_activation_bytes"})
 TIME_METRICS = frozenset({"latency_ms"})
 SIMILARITY = "similarity"
+DEFAULT_WITHIN = defaults.WITHIN
+"""The equivalence threshold of a query that names a reference (or a task) without WITHIN."""
+DEFAULT_DEVICE = defaults.DEVICE
+"""The device of a query's latency figures and budgets when it names none."""
 
 _COUNT_PREFIX = {"": 1.0, "k": 1e3, "K": 1e3, "M": 1e6, "G": 1e9, "B": 1e9, "T": 1e12}
 _BYTE_UNITS = {
@@ -229,7 +234,7 @@ class QuerySpec:
     task: str | None = None
     within: float | None = None
     where: Predicate | None = None
-    device: str = "cpu"
+    device: str = DEFAULT_DEVICE
     batch_size: int | None = None
     resolution: int | None = None
     order: OrderBy = OrderBy()
@@ -415,7 +420,11 @@ class _ToSpec(Transformer):
         return QuerySpec(**fields)
 
 
-DEFAULT_WITHIN = 0.05
+def check_within(within: float) -> float:
+    """`within` itself when it is a fraction in [0, 1] (an equivalence threshold); else ValueError naming it."""
+    if not 0 <= within <= 1:
+        raise ValueError(f"within must be a fraction in [0, 1], got {within}")
+    return within
 
 
 def _order_from(metric: tuple, direction: Token | None) -> OrderBy:

@@ -20,18 +20,13 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from sommelier_core.querying.plan import (
-    Hit,
-    QueryEngine,
-    QueryResult,
-    StageReport,
-    candidates_under_exec_spec,
-    registered_utility,
-    resource_figures,
-    satisfies,
-)
+from sommelier_core.querying.engine import Hit, QueryEngine, resource_figures
+from sommelier_core.querying.execution import QueryResult, StageReport
+from sommelier_core.querying.filters import candidates_under_exec_spec, satisfies
+from sommelier_core.querying.utilities import registered_utility
+from sommelier_core.stages import SYNTHESIZED_INDEX, table_file
 
-SYNTHESIZED_INDEX_FILE = "synthesized_index.parquet"
+SYNTHESIZED_INDEX_FILE = table_file(SYNTHESIZED_INDEX.name)
 SYNTHESIZED = "synthesized"
 
 

@@ -18,7 +18,7 @@ import onnx
 from sommelier_core.equivalence.bound import bound_comparison, clopper_pearson
 from sommelier_core.equivalence.compare import compare_outputs
 from sommelier_core.inference import probe_session
-from sommelier_core.models import Task
+from sommelier_core.models import Task, synthesized_id
 from sommelier_core.segments.error_bound import SegmentBound, SegmentBounder
 from sommelier_core.segments.lcs import SegmentPair, candidate_segments, has_weights
 from sommelier_core.segments.noise_effect import NoiseInjector, estimate_effect, noise_difference, segment_macs
@@ -163,12 +163,16 @@ def analyse_pair(
         if not synthesizable:
             break
         # the synthesized model is real: measure it like any candidate (design §3 value check + bound)
-        model = synthesize(ref_view, cand_view, [m for m in matches if m.kept], name=f"{reference_id}+{candidate_id}")
+        model = synthesize(
+            ref_view, cand_view, [m for m in matches if m.kept], name=synthesized_id(reference_id, candidate_id)
+        )
         output = model.graph.output[0].name
         outputs = _run_batched(probe_session(model, [output]), ref_view.input, output, all_x)
         if all_outputs is None:
             all_outputs = _run_batched(probe_session(reference, [output]), ref_view.input, output, all_x)
-        comparison = compare_outputs(reference_id, all_outputs, f"{reference_id}+{candidate_id}", outputs, task)
+        comparison = compare_outputs(
+            reference_id, all_outputs, synthesized_id(reference_id, candidate_id), outputs, task
+        )
         bound = bound_comparison(comparison, "statistical", delta)
         measured, measured_upper = comparison.difference, bound.upper
         if measured <= epsilon:
@@ -254,7 +258,7 @@ def synthesize_pair(
 ) -> onnx.ModelProto:
     """The synthesized model of an analysis: N with its kept segments taken from M."""
     kept = [s for s in analysis.segments if s.kept]
-    label = name or f"{analysis.reference_id}+{analysis.candidate_id}"
+    label = name or synthesized_id(analysis.reference_id, analysis.candidate_id)
     return synthesize(graph_view(reference), graph_view(candidate), kept, name=label)
 
 

@@ -23,12 +23,10 @@ import polars as pl
 
 from sommelier_core.errors import SommelierError
 from sommelier_core.inference import ORT_ERRORS
-from sommelier_core.models import Task
+from sommelier_core.models import SYNTHESIZED_SEPARATOR, Task, synthesized_id
 from sommelier_core.segments.analysis import DEFAULT_EPSILON, SegmentAnalysis, analyse_pair, synthesize_pair
+from sommelier_core.stages import MODEL_OUTPUTS, ONNX_MODEL, SEGMENT_MATCHES
 from sommelier_core.store import ModelStore
-
-SEPARATOR = "+"
-"""Joins the base and the donor model id in a synthesized candidate's id: `N+M`."""
 
 SYNTHESIZED_COLUMNS = {
     "synthesized_id": pl.Utf8,
@@ -48,11 +46,6 @@ SYNTHESIZED_COLUMNS = {
 
 class UnknownSynthesizedModel(SommelierError):
     """A synthesized-candidate id that the index does not hold."""
-
-
-def synthesized_id(base_id: str, donor_id: str) -> str:
-    """The id of N with segments from M."""
-    return f"{base_id}{SEPARATOR}{donor_id}"
 
 
 @dataclass(frozen=True)
@@ -157,15 +150,17 @@ def synthesized_table(records: Iterable[SegmentMatches]) -> pl.DataFrame:
 
 def find_analysis(store: ModelStore, hit_id: str) -> SegmentAnalysis:
     """The stored analysis behind a synthesized candidate id `N+M` (from either model's record)."""
-    if SEPARATOR not in hit_id:
-        raise UnknownSynthesizedModel(f"{hit_id!r} is not a synthesized candidate id (expected BASE{SEPARATOR}DONOR)")
+    if SYNTHESIZED_SEPARATOR not in hit_id:
+        raise UnknownSynthesizedModel(
+            f"{hit_id!r} is not a synthesized candidate id (expected BASE{SYNTHESIZED_SEPARATOR}DONOR)"
+        )
     # every split at a separator: a model id may itself contain one
-    splits = [(hit_id[:i], hit_id[i + 1 :]) for i, c in enumerate(hit_id) if c == SEPARATOR]
+    splits = [(hit_id[:i], hit_id[i + 1 :]) for i, c in enumerate(hit_id) if c == SYNTHESIZED_SEPARATOR]
     for base, donor in splits:
         for owner in (base, donor):
-            if not store.has_record("segment_matches", owner):
+            if not store.has_record(SEGMENT_MATCHES.name, owner):
                 continue
-            record: SegmentMatches = store.load_record("segment_matches", owner)
+            record: SegmentMatches = store.load_record(SEGMENT_MATCHES.name, owner)
             for analysis in record.analyses:
                 if analysis.reference_id == base and analysis.candidate_id == donor and analysis.synthesizable:
                     return analysis
@@ -202,11 +197,11 @@ def measure_synthesized(store: ModelStore, analysis: SegmentAnalysis, onnx_path)
     from sommelier_core.zoo.datasets import BUILTIN_DATASETS
 
     base = analysis.reference_id
-    stored = store.load_record("model_outputs", base)
+    stored = store.load_record(MODEL_OUTPUTS.name, base)
     if stored.dataset in BUILTIN_DATASETS:
         dataset = resolve_dataset(stored.dataset, samples=stored.n)
     else:
-        dataset = validation_set_for(base, store.load_record("onnx_model", base).signature)
+        dataset = validation_set_for(base, store.load_record(ONNX_MODEL.name, base).signature)
     reference = store.load_outputs(base)
     if len(dataset.x) != len(reference):
         raise SommelierError(

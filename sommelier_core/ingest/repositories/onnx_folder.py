@@ -1,8 +1,8 @@
 """A folder of `.onnx` files as a repository.
 
-The interface is read from each graph (first input's shape and dtype); the task is guessed from
-the first output (rank 2, `(N, classes)`, reads as classification) unless `sommelier.json` in
-the folder declares it. A file that cannot be parsed is still listed, so the rest of the folder
+The interface is read from each graph (first input's shape and dtype); the task is guessed from the
+first output (`models.task_for_output_rank`: rank 2, `(N, classes)`, reads as classification) unless
+`sommelier.json` in the folder declares it. A file that cannot be parsed is still listed, so the rest of the folder
 indexes; converting it then fails with a `ConversionError` naming the file.
 """
 
@@ -14,7 +14,7 @@ from typing import Any
 
 from sommelier_core.errors import RepositoryError
 from sommelier_core.ingest.repositories.entries import make_entry, merged_metadata, read_metadata_file, short_sha256
-from sommelier_core.models import FetchedModel, ModelEntry, model_id_for
+from sommelier_core.models import FetchedModel, ModelEntry, model_id_for, task_for_output_rank
 
 ONNX_SUFFIX = ".onnx"
 
@@ -49,7 +49,7 @@ class OnnxFolderRepository:
                     "onnx",
                     meta,
                     version=short_sha256([path]),
-                    task="classification" if output_rank == 2 else "regression",
+                    task=task_for_output_rank(output_rank),
                     input_shape=input_shape,
                     input_dtype=input_dtype,
                 )

@@ -25,7 +25,7 @@ from sommelier_core.ingest.repositories.entries import (
     tree_version,
 )
 from sommelier_core.ingest.repositories.network import DEFAULT_TIMEOUT_S, check_reachable, socket_timeout
-from sommelier_core.models import FetchedModel, ModelEntry, model_id_for
+from sommelier_core.models import FetchedModel, ModelEntry, model_id_for, task_for_output_rank
 
 SAVED_MODEL_FILE = "saved_model.pb"
 SERVING_SIGNATURE = "serving_default"
@@ -101,7 +101,7 @@ class TFHubRepository:
                 f"SavedModel, or configure metadata={{{source.name!r}: {{'input_shape': [...]}}}}"
             )
         output_shape = signature.outputs[0][2] if signature.outputs else None
-        task = "classification" if output_shape is not None and len(output_shape) == 2 else "regression"
+        task = task_for_output_rank(len(output_shape) if output_shape is not None else None)
         return make_entry(
             self.name,
             source.name,

@@ -1,7 +1,8 @@
-"""A test and benchmark oracle: the semantic index rebuilt from scratch (paper §5.2, design §4).
+"""Test and benchmark oracles: answers computed the slow, direct way, that the library's fast paths must equal.
 
-`SemanticStore` (the library's incremental index) must give the same candidate lists as this direct
-computation; tests and benchmarks compare the two.
+`build_semantic_index` rebuilds the semantic index from scratch (paper §5.2, design §4): `SemanticStore`
+(the library's incremental index) must give the same candidate lists. `brute_force` answers a compiled
+query plan by scanning every model and every candidate record: `execute` must return the same ids.
 
 Only a few pairs are measured (five sampled peers per model). Every other pair of I/O-compatible
 models gets bounds from the measured ones, because the difference is a metric:
@@ -24,6 +25,10 @@ from scipy.sparse.csgraph import shortest_path
 
 from sommelier_core.equivalence.bound import PairBound
 from sommelier_core.index.semantic import SEMANTIC_INDEX_SCHEMA
+from sommelier_core.querying.engine import QueryEngine
+from sommelier_core.querying.filters import candidates_under_exec_spec, satisfies
+from sommelier_core.querying.language import SIMILARITY
+from sommelier_core.querying.plan import QueryPlan
 
 
 def _tightest_measurements(pairs: Sequence[PairBound]) -> dict[tuple[str, str], PairBound]:
@@ -135,3 +140,41 @@ def _hops(predecessors: np.ndarray, i: int, j: int) -> int:
         node = predecessors[i, node]
         hops += 1
     return hops
+
+
+def brute_force(plan: QueryPlan, engine: QueryEngine) -> list[str]:
+    """The ids a plan must return, by scanning every model and every candidate record (for checks).
+
+    No sorted columns, no early cut: every model is tested against every predicate, and the
+    semantic predicate against the whole packed candidate table, not the reference's row.
+    """
+    resource, semantic = engine.resource, engine.semantic
+    n = len(engine.ids)
+    every = np.arange(n)
+    ok = candidates_under_exec_spec(plan, resource)
+    if plan.predicate is not None:
+        ok &= satisfies(plan.predicate, every, resource)
+    upper = np.ones(n)
+    if plan.within is not None:
+        owners = np.repeat(np.arange(n), np.diff(semantic.offsets))
+        every_upper = semantic.upper_at(slice(None))
+        mine = (owners == plan.reference_pos) & (every_upper <= plan.within)
+        in_list = np.zeros(n, dtype=bool)
+        in_list[semantic.candidates[mine]] = True
+        upper[semantic.candidates[mine]] = every_upper[mine]
+        ok &= in_list
+    elif plan.reference_pos is not None:
+        ok[plan.reference_pos] = False
+    found = np.flatnonzero(ok)
+    if plan.order_key == SIMILARITY:
+        keys = -upper[found] if plan.descending else upper[found]
+    elif plan.order_key.startswith("utility:"):
+        raise ValueError("brute_force does not rank by utilities")
+    else:
+        values = resource.column(plan.order_key, plan.order_device)[found].astype(np.float64)
+        keys = -values if plan.descending else values
+    order = np.lexsort((engine.name_rank[found], upper[found], keys))
+    chosen = found[order]
+    if plan.limit is not None:
+        chosen = chosen[: plan.limit]
+    return [engine.ids[i] for i in chosen]

@@ -1,0 +1,49 @@
+"""Default values of the knobs people set, each written once: the library, the Dagster resource `IndexSettings`
+(`resources/settings.py`) and the `sommelier` command line all read them from here.
+
+Plain values and no imports, so any layer may read it; what a knob means is documented where it is used
+(`IndexSettings` for the indexing knobs, `sommelier_core.query` for the query ones).
+"""
+
+from __future__ import annotations
+
+DEVICE = "cpu"
+"""The device a query's latency figures and budgets refer to, and that `sommelier profile` measures on."""
+
+WITHIN = 0.05
+"""Equivalence threshold of a query that names a reference (or a task) without WITHIN: 5 %."""
+REFINE_BUDGET = 64
+"""Most candidate pairs one query measures from stored outputs (a few ms each on the built-in zoo)."""
+
+SEED = 0
+"""Seed of peer sampling, profiling inputs and the built-in zoo."""
+PEERS = 5
+"""Peers sampled per model (paper §5.2: five)."""
+
+BOUND_MODE = "statistical"
+"""How measured differences are bounded (the modes: `sommelier_core.equivalence.bound.BOUND_MODE_SPECS`)."""
+DELTA = 0.05
+"""Bounds hold with confidence 1 − delta."""
+CUSHION_JACOBIAN_SAMPLES = 32
+"""Validation samples the interlayer cushions (Jacobian norms) are measured on."""
+CUSHION_PROJECTIONS = 8
+"""Random projections per Jacobian Frobenius-norm estimate."""
+
+SEGMENT_EPSILON = 0.05
+"""ε of segment equivalence (paper §4.2): the largest estimated difference of a synthesized model from its base."""
+SEGMENT_SAMPLES = 256
+"""Validation samples the segment bounds and noise injection use (0: all)."""
+
+PARITY_TOLERANCE = 1e-4
+"""Largest accepted ONNX-vs-original error, relative to the output magnitude."""
+
+BATCH_SIZE = 1
+"""Batch size of the profile (static costs and latency)."""
+MEMORY_BATCH_SIZES = (1, 8, 32)
+"""Batch sizes the memory-vs-setting table (paper Fig. 12a) is computed at."""
+LATENCY_REPEATS = 30
+"""Timed ONNX Runtime runs per latency measurement (after warm-up)."""
+PROFILE_RUNS = 10
+"""ONNX Runtime profiler runs per model and device for the per-operator latency table."""
+OPERATOR_SWEEP_ROUNDS = 2
+"""Rounds of the calibration sweep; each graph keeps its quietest round."""
