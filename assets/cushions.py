@@ -9,6 +9,7 @@ from dagster import AssetExecutionContext
 from assets.stage_asset import stage_asset
 from resources.settings import IndexSettings
 from resources.validation import ValidationDataResource
+from sommelier_core.equivalence.bound import bound_mode_spec
 from sommelier_core.equivalence.cushions import CushionError, ModelCushions, compute_cushions
 from sommelier_core.ingest.convert import Conversion
 from sommelier_core.ingest.validation import DatasetError, validation_set_for
@@ -31,7 +32,7 @@ def model_cushions(
     """
     model_id = fetched_model.entry.model_id
     dataset = validation.dataset_for(model_id, onnx_model.signature)
-    if settings.checked_bound_mode() == "custom":
+    if bound_mode_spec(settings.checked_bound_mode()).custom_data:
         try:
             dataset = validation_set_for(model_id, onnx_model.signature, settings.bound_data)
         except DatasetError as exc:

@@ -52,11 +52,14 @@ class BoundModeSpec:
     """Measures the difference and the cushions on a dataset the user supplies (`bound_data`, `--data`)."""
 
 
+STATISTICAL = "statistical"
+"""The mode of the statistical term alone, which every other bound builds on."""
+
 BOUND_MODE_SPECS: dict[str, BoundModeSpec] = {
     spec.name: spec
     for spec in (
         BoundModeSpec("off", "empirical"),
-        BoundModeSpec("statistical", "+ Clopper–Pearson margin"),
+        BoundModeSpec(STATISTICAL, "+ Clopper–Pearson margin"),
         BoundModeSpec("arora", "+ the reference's architecture term (paper §4.1)", architecture_term=True),
         BoundModeSpec("custom", "arora on the --data set", architecture_term=True, custom_data=True),
     )
@@ -77,6 +80,17 @@ def bound_mode_spec(mode: str) -> BoundModeSpec:
     if spec is None:
         raise ValueError(f"bound mode {mode!r} is not one of {', '.join(BOUND_MODES)}")
     return spec
+
+
+def on_validation_set(mode: str) -> str:
+    """The mode with the same terms as `mode`, measured on the model's validation set (what a custom-data mode
+    falls back to when its data does not fit the reference)."""
+    spec = bound_mode_spec(mode)
+    if not spec.custom_data:
+        return mode
+    return next(
+        s.name for s in BOUND_MODE_SPECS.values() if s.architecture_term == spec.architecture_term and not s.custom_data
+    )
 
 
 ARORA_CONSTANT = 1.3e-5
@@ -199,7 +213,7 @@ def bound_with_reference_cushions(
     if reference is None or reference.cushions is None:
         why = reference.error if reference is not None else "not measured"
         upper = 1.0 if comparison.kind == "disagreement" else math.inf
-        statistical = bound_comparison(comparison, mode="statistical", delta=delta)
+        statistical = bound_comparison(comparison, mode=STATISTICAL, delta=delta)
         vacuous = PairBound(
             comparison.reference_id,
             comparison.candidate_id,

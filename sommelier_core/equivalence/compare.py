@@ -34,6 +34,11 @@ class Comparison:
     n: int
     relative_spread: float = 0.0
 
+    @property
+    def task(self) -> Task:
+        """The task whose measure this is: a disagreement rate compares classifiers, relative l2 vectors."""
+        return "classification" if self.kind == "disagreement" else "regression"
+
 
 def check_compatible(
     reference_id: str,

@@ -38,6 +38,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from sommelier_core import defaults
 from sommelier_core.errors import SommelierError
 from sommelier_core.inference import ORT_ERRORS, model_session, node_attribute, with_outputs
 
@@ -144,8 +145,8 @@ def compute_cushions(
     *,
     model_id: str = "",
     dataset: str = "",
-    jacobian_samples: int = 32,
-    projections: int = 8,
+    jacobian_samples: int = defaults.CUSHION_JACOBIAN_SAMPLES,
+    projections: int = defaults.CUSHION_PROJECTIONS,
     step: float = 1e-3,
     seed: int = 0,
     batch_size: int = 4096,

@@ -17,11 +17,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from sommelier_core import defaults
 from sommelier_core.equivalence.bound import (
     ARCHITECTURE_MODES,
     ARORA_CONSTANT,
     PairBound,
+    bound_mode_spec,
     bound_with_reference_cushions,
+    on_validation_set,
 )
 from sommelier_core.equivalence.compare import Comparison, compare_outputs
 from sommelier_core.errors import SommelierError
@@ -39,8 +42,8 @@ BOUND_SETTINGS_FILE = "bound_settings.json"
 class BoundSettings:
     """How the index bounds measured pairs: mode, δ, the architecture constant C, custom data."""
 
-    mode: str = "statistical"
-    delta: float = 0.05
+    mode: str = defaults.BOUND_MODE
+    delta: float = defaults.DELTA
     constant: float = ARORA_CONSTANT
     data: str = ""
 
@@ -77,21 +80,20 @@ def bound_stored_pair(
     ):
         record = models.load_record(MODEL_CUSHIONS.name, comparison.reference_id)
     note = None
-    if mode == "custom" and record is not None and record.cushions is not None:
+    if bound_mode_spec(mode).custom_data and record is not None and record.cushions is not None:
         from sommelier_core.equivalence.outputs import outputs_on
         from sommelier_core.ingest.validation import resolve_dataset
 
         data = resolve_dataset(settings.data)
         if record.dataset == data.name:
-            task = "classification" if comparison.kind == "disagreement" else "regression"
             reference_out = outputs_on(models, comparison.reference_id, data)
             candidate_out = outputs_on(models, comparison.candidate_id, data)
             comparison = compare_outputs(
-                comparison.reference_id, reference_out, comparison.candidate_id, candidate_out, task
+                comparison.reference_id, reference_out, comparison.candidate_id, candidate_out, comparison.task
             )
         else:
-            note = f"custom data does not fit {comparison.reference_id}: bounded on its validation set (arora)"
-            mode = "arora"
+            mode = on_validation_set(mode)
+            note = f"custom data does not fit {comparison.reference_id}: bounded on its validation set ({mode})"
     bound, why = bound_with_reference_cushions(comparison, mode, settings.delta, settings.constant, record)
     return bound, why or note
 

@@ -1,1 +1,20 @@
-"""The two indexes (paper §5.2–5.3): semantic candidate lists and per-device resource figures."""
+"""The two indexes (paper §5.2–5.3): semantic candidate lists and per-device resource figures.
+
+- `semantic`: `SemanticStore`, candidate lists updated incrementally as models are inserted (measured,
+  transitive and identical bounds), and `CandidateLists`, the compact form queries read.
+- `resource`: `ModelProfile` (a model's static figures), `build_resource_index` (one row per model per
+  device per batch size) and `ResourceStore`, the column store queries filter.
+"""
+
+from sommelier_core.index.resource import ModelProfile, ResourceStore, build_resource_index, read_resource_index
+from sommelier_core.index.semantic import SEMANTIC_INDEX_SCHEMA, CandidateLists, SemanticStore
+
+__all__ = [
+    "SEMANTIC_INDEX_SCHEMA",
+    "CandidateLists",
+    "ModelProfile",
+    "ResourceStore",
+    "SemanticStore",
+    "build_resource_index",
+    "read_resource_index",
+]

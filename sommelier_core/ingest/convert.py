@@ -31,6 +31,7 @@ import numpy as np
 import onnx
 from onnx.helper import tensor_dtype_to_np_dtype
 
+from sommelier_core import defaults
 from sommelier_core.errors import ConversionError, ConversionMismatch
 from sommelier_core.inference import open_session
 from sommelier_core.ingest.fingerprint import fingerprint
@@ -76,7 +77,7 @@ def convert_model(
     out_path: Path,
     *,
     parity_inputs: np.ndarray | None = None,
-    tolerance: float = 1e-4,
+    tolerance: float = defaults.PARITY_TOLERANCE,
     seed: int = 0,
 ) -> Conversion:
     """Convert a fetched model to ONNX at `out_path`, checking parity on `parity_inputs`.

@@ -7,6 +7,7 @@ import json
 import time
 from pathlib import Path
 
+from sommelier_core import defaults
 from sommelier_core.profiling.calibration_sweep import CALIBRATION_PREFIX, SWEEP_VERSION, calibration_models
 from sommelier_core.profiling.operator_table import ProfiledModel
 from sommelier_core.profiling.operators import OperatorProfile, profile_operators
@@ -19,7 +20,11 @@ CACHE_SCHEMA = 1
 
 
 def calibration_profiles(
-    out_dir: Path, device: str = "cpu", runs: int = 10, threads: int | None = None, rounds: int = 2
+    out_dir: Path,
+    device: str = defaults.DEVICE,
+    runs: int = defaults.PROFILE_RUNS,
+    threads: int | None = None,
+    rounds: int = defaults.OPERATOR_SWEEP_ROUNDS,
 ) -> list[ProfiledModel]:
     """Every calibration graph (`calibration_sweep`) profiled on a device, ready to join a table.
 
@@ -40,7 +45,11 @@ def calibration_profiles(
 
 
 def cached_calibration_profiles(
-    out_dir: Path, device: str = "cpu", runs: int = 10, threads: int | None = None, rounds: int = 2
+    out_dir: Path,
+    device: str = defaults.DEVICE,
+    runs: int = defaults.PROFILE_RUNS,
+    threads: int | None = None,
+    rounds: int = defaults.OPERATOR_SWEEP_ROUNDS,
 ) -> tuple[list[ProfiledModel], float]:
     """`calibration_profiles`, kept in `out_dir` per device, thread count and sweep version so that rebuilding a
     device's table does not profile the sweep again; (profiles, seconds spent profiling now — 0 from the cache)."""

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from sommelier_core import defaults
 from sommelier_core.profiling.latency import LatencyProfile, measure_latency
 from sommelier_core.profiling.operators import OperatorProfile, profile_operators
 from sommelier_core.profiling.shapes import ProfiledShapes
@@ -38,8 +39,8 @@ def profile_device(
     model_id: str,
     device: str = "cpu",
     batch_sizes: Sequence[int] = (1,),
-    repeats: int = 30,
-    profile_runs: int = 10,
+    repeats: int = defaults.LATENCY_REPEATS,
+    profile_runs: int = defaults.PROFILE_RUNS,
     warmup: int = 5,
     threads: int | None = None,
     seed: int = 0,

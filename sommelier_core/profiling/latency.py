@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from sommelier_core import defaults
 from sommelier_core.errors import SommelierError
 from sommelier_core.inference import open_session
 from sommelier_core.profiling.feeds import random_feeds
@@ -59,7 +60,7 @@ def measure_latency(
     device: str = "cpu",
     batch_size: int = 1,
     warmup: int = 5,
-    repeats: int = 30,
+    repeats: int = defaults.LATENCY_REPEATS,
     threads: int | None = None,
     seed: int = 0,
     input_shapes: Mapping[str, Sequence[int]] | None = None,

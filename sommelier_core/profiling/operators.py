@@ -29,6 +29,7 @@ import onnx
 import onnxruntime as ort
 from onnx.external_data_helper import load_external_data_for_model
 
+from sommelier_core import defaults
 from sommelier_core.inference import providers_for
 from sommelier_core.profiling.executed_nodes import ExecutionGraph, executed_node
 from sommelier_core.profiling.feeds import random_feeds
@@ -72,7 +73,7 @@ def profile_operators(
     onnx_path: Path,
     device: str = "cpu",
     batch_size: int = 1,
-    runs: int = 10,
+    runs: int = defaults.PROFILE_RUNS,
     warmup: int = 3,
     threads: int | None = None,
     seed: int = 0,

@@ -6,6 +6,6 @@
 - `noise_effect`: the whole-model effect by noise injection, dropping segments until within ε;
 - `synthesis`: model N with segment S_N replaced by S_M, as a runnable ONNX file;
 - `analysis`: the steps above for one (reference, candidate) pair, as one typed record;
-- `candidates`: the compare stage's per-model record and the synthesized-candidates table;
-- `hits`: synthesized candidates in query answers (provenance `synthesized`).
+- `candidates`: the compare stage's per-model record and the synthesized-candidates table (their hits
+  in query answers are `sommelier_core.querying.synthesized`).
 """

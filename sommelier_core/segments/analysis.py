@@ -15,7 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 import onnx
 
-from sommelier_core.equivalence.bound import bound_comparison, clopper_pearson
+from sommelier_core import defaults
+from sommelier_core.equivalence.bound import STATISTICAL, bound_comparison, clopper_pearson
 from sommelier_core.equivalence.compare import compare_outputs
 from sommelier_core.inference import probe_session
 from sommelier_core.models import Task, synthesized_id
@@ -25,7 +26,7 @@ from sommelier_core.segments.noise_effect import NoiseInjector, estimate_effect,
 from sommelier_core.segments.sequences import GraphView, graph_view, model_sequences
 from sommelier_core.segments.synthesis import synthesize
 
-DEFAULT_EPSILON = 0.05
+DEFAULT_EPSILON = defaults.SEGMENT_EPSILON
 """ε of the drop loop: the largest estimated QoR difference a synthesized model may have from N."""
 
 
@@ -106,7 +107,7 @@ def analyse_pair(
     task: Task,
     *,
     epsilon: float = DEFAULT_EPSILON,
-    delta: float = 0.05,
+    delta: float = defaults.DELTA,
     reference_outputs: np.ndarray | None = None,
     samples: int | None = None,
     draws: int = 2,
@@ -173,7 +174,7 @@ def analyse_pair(
         comparison = compare_outputs(
             reference_id, all_outputs, synthesized_id(reference_id, candidate_id), outputs, task
         )
-        bound = bound_comparison(comparison, "statistical", delta)
+        bound = bound_comparison(comparison, STATISTICAL, delta)
         measured, measured_upper = comparison.difference, bound.upper
         if measured <= epsilon:
             break

@@ -21,6 +21,7 @@ import numpy as np
 import onnx
 import polars as pl
 
+from sommelier_core import defaults
 from sommelier_core.errors import SommelierError
 from sommelier_core.inference import ORT_ERRORS
 from sommelier_core.models import SYNTHESIZED_SEPARATOR, Task, synthesized_id
@@ -82,8 +83,8 @@ def match_peers(
     task: Task,
     *,
     epsilon: float = DEFAULT_EPSILON,
-    delta: float = 0.05,
-    samples: int | None = 256,
+    delta: float = defaults.DELTA,
+    samples: int | None = defaults.SEGMENT_SAMPLES,
     draws: int = 1,
 ) -> SegmentMatches:
     """Analyse (model ← peer) and (peer ← model) for every peer; models and outputs read through the store.
