@@ -10,7 +10,7 @@ from dagster import ConfigurableIOManager, ConfigurableResource, InputContext, O
 
 from sommelier_core.models import safe_name
 from sommelier_core.settings import store_root
-from sommelier_core.stages import device_record
+from sommelier_core.stages import device_record, table_file
 from sommelier_core.store import ModelStore, ensure_current_format, write_parquet_atomic
 
 _CURRENT: set[Path] = set()
@@ -54,7 +54,7 @@ class StoreIOManager(ConfigurableIOManager):
         stage = context.asset_key.path[-1]
         partition = context.partition_key if context.has_partition_key else None
         if isinstance(obj, pl.DataFrame):
-            name = f"{stage}.parquet" if partition is None else f"{stage}/{safe_name(str(partition))}.parquet"
+            name = table_file(stage) if partition is None else f"{stage}/{table_file(safe_name(str(partition)))}"
             write_parquet_atomic(obj, self._store().index_dir / name)
         else:
             stage, model_id = record_location(stage, partition)
@@ -65,7 +65,7 @@ class StoreIOManager(ConfigurableIOManager):
         if context.has_asset_partitions:
             stage, model_id = record_location(stage, context.asset_partition_key)
             return self._store().load_record(stage, model_id)
-        return pl.read_parquet(self._store().index_dir / f"{stage}.parquet")
+        return pl.read_parquet(self._store().index_dir / table_file(stage))
 
 
 def record_location(stage: str, partition_key: Any) -> tuple[str, str]:

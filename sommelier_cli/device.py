@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from sommelier_core.settings import store_root
+from sommelier_core.stages import OPERATOR_TABLE, table_file
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -29,10 +30,10 @@ def cmd_device_list(args: argparse.Namespace) -> int:
     from sommelier_core.store import ModelStore
 
     store = ModelStore(store_root())
-    profiled = sorted(p.stem for p in (store.index_dir / "operator_table").glob("*.parquet"))
+    profiled = sorted(p.stem for p in (store.index_dir / OPERATOR_TABLE.name).glob("*.parquet"))
     imported = sorted(p.stem for p in store.devices_dir.glob("*.parquet"))
     for name in profiled:
-        print(f"{name:<20} measured (operator table {store.index_dir / 'operator_table' / (name + '.parquet')})")
+        print(f"{name:<20} measured (operator table {store.index_dir / OPERATOR_TABLE.name / table_file(name)})")
     for name in imported:
         print(f"{name:<20} estimated from imported table {store.devices_dir / (name + '.parquet')}")
     if not profiled and not imported:
@@ -45,7 +46,7 @@ def cmd_device_export(args: argparse.Namespace) -> int:
     from sommelier_core.profiling import OperatorLatencyTable, UnknownOperatorTable
     from sommelier_core.store import ModelStore
 
-    source = ModelStore(store_root()).index_dir / "operator_table" / f"{args.device}.parquet"
+    source = ModelStore(store_root()).index_dir / OPERATOR_TABLE.name / table_file(args.device)
     if not source.exists():
         raise UnknownOperatorTable(f"device {args.device!r} has no operator table at {source}; run `sommelier index`")
     OperatorLatencyTable.read(source).write(Path(args.out))

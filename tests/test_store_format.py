@@ -251,6 +251,8 @@ def _legacy_store(old_root: Path, root: Path) -> dict[str, object]:
         written[name] = small_record(stage, "lab/m", root)
     (root / "index").mkdir()
     (root / "index" / "semantic_store.pkl").write_bytes(b"\x80\x04old incremental state")
+    (root / "calibration").mkdir()
+    (root / "calibration" / "profiles-v7-cpu-t0-r10x2.pkl").write_bytes(b"\x80\x04old calibration cache")
     return written
 
 
@@ -260,7 +262,8 @@ def test_a_legacy_store_is_migrated_once_to_data_with_paths_under_its_new_root(t
     assert b"sommelier_core.convert" in (root / "models" / "lab__m" / "onnx_model.pkl").read_bytes()
     store = ModelStore(root)
     done = ensure_current_format(store)
-    assert done.records == len(RECORDS) and done.removed == ["index/semantic_store.pkl"]
+    assert done.records == len(RECORDS)
+    assert done.removed == ["index/semantic_store.pkl", "calibration/profiles-v7-cpu-t0-r10x2.pkl"]
     assert sorted(root.rglob("*.pkl")) == []
     for name, record in expected.items():
         assert store.load_record(name, "lab/m") == record, name

@@ -8,7 +8,7 @@ peers) and updates every bound that can change, without a rebuild:
   dist(X,Z) = min_P up(X,P) + dist(P,Z) read from the peers' candidate lists, and then every pair
   (Y,Z) of X's candidates may shorten through X: dist(Y,Z) ← min(dist(Y,Z), dist(Y,X) + dist(X,Z));
 - lower bounds are the best one hop over measured neighbours, max(lo(A,Y) − up(Y,B), 0), the same
-  rule as `semantic_index.build_semantic_index`.
+  rule as the oracle `sommelier_bench.oracles.build_semantic_index`.
 
 **Bounded lists.** A list keeps only candidates whose upper bound is ≤ `ceiling`. This is sound and,
 for any threshold ≤ ceiling, exact: every kept upper bound is the length of a real path of
@@ -22,8 +22,7 @@ Deleting a model drops its edges and recomputes, by a Dijkstra bounded at the ce
 of the models that were within the ceiling of it — the only pairs whose shortest path could have
 passed through it.
 
-`freeze()` packs the lists into `CandidateLists` (CSR arrays, float32 bounds rounded outward —
-upper up, lower down — so packing never makes a bound unsound); a query reads one row of it.
+`freeze()` packs the lists into `CandidateLists` (`candidate_lists`); a query reads one row of it.
 """
 
 from __future__ import annotations
@@ -41,10 +40,9 @@ import polars as pl
 
 from sommelier_core.equivalence.bound import PairBound
 from sommelier_core.errors import UnknownModel
+from sommelier_core.index.candidate_lists import IDENTICAL, MEASURED, PROVENANCE, TRANSITIVE, CandidateLists
 from sommelier_core.store import StoreFormatError, write_atomic
 
-PROVENANCE: tuple[str, ...] = ("identical", "measured", "transitive")
-IDENTICAL, MEASURED, TRANSITIVE = 0, 1, 2
 SEMANTIC_INDEX_SCHEMA: dict[str, pl.DataType] = {
     "reference_id": pl.Utf8(),
     "reference_fingerprint": pl.Utf8(),
@@ -519,163 +517,3 @@ class _EdgeEmpirical:
         a, b = key
         edge = self._edges[a].get(b) if a < len(self._edges) else None
         return edge.empirical if edge is not None and edge.empirical is not None else default
-
-
-_CODE_MAX = 65534  # one step of headroom so rounding up never overflows uint16
-
-
-def _outward_codes(values: np.ndarray, scale: float, up: bool) -> np.ndarray:
-    """float64 bounds in [0, ceiling] → uint16 codes whose decoded value (code · scale) is on the safe side."""
-    raw = values / scale
-    codes = np.clip(np.ceil(raw) if up else np.floor(raw), 0, _CODE_MAX).astype(np.int64)
-    decoded = codes * scale
-    if up:
-        codes = np.where(decoded < values, codes + 1, codes)
-    else:
-        codes = np.where((decoded > values) & (codes > 0), codes - 1, codes)
-    return codes.astype(np.uint16)
-
-
-def _outward_float32(values: np.ndarray, up: bool) -> np.ndarray:
-    """float64 → float32 rounded away from the true value's safe side (upper up, lower down)."""
-    packed = values.astype(np.float32)
-    back = packed.astype(np.float64)
-    wrong = back < values if up else back > values
-    if wrong.any():
-        packed[wrong] = np.nextafter(packed[wrong], np.float32(np.inf if up else -np.inf))
-    return packed
-
-
-@dataclass(frozen=True)
-class CandidateLists:
-    """Packed candidate lists (CSR): row i holds model i's candidates sorted by (upper, id).
-
-    In compact form `upper`/`lower` are rounded outward (uint16 codes or float32, see `pack`), so a
-    packed bound is never tighter than the stored one; lists read from the asset table keep float64.
-    `empirical` maps measured (reference, candidate) positions to their empirical difference; it is
-    consulted only for the hits a query returns.
-    """
-
-    ids: list[str]
-    offsets: np.ndarray  # int64, len(ids) + 1
-    candidates: np.ndarray  # int32
-    upper: np.ndarray  # float64, float32 (rounded up) or uint16 codes (× bound_scale, rounded up)
-    lower: np.ndarray  # same encoding, rounded down
-    provenance: np.ndarray  # uint8 index into PROVENANCE
-    ceiling: float
-    empirical: Mapping[tuple[int, int], float] | _EdgeEmpirical
-    present: np.ndarray  # bool per position: the model is in the semantic index
-    model_count: int
-    bound_scale: float | None = None  # set when bounds are uint16 codes
-
-    def upper_at(self, index: slice | np.ndarray) -> np.ndarray:
-        """Decoded upper bounds (float64) of some entries."""
-        values = self.upper[index]
-        return values * self.bound_scale if self.bound_scale is not None else values.astype(np.float64)
-
-    def lower_at(self, index: slice | np.ndarray) -> np.ndarray:
-        """Decoded lower bounds (float64) of some entries."""
-        values = self.lower[index]
-        return values * self.bound_scale if self.bound_scale is not None else values.astype(np.float64)
-
-    def as_stored(self, values: np.ndarray, up: bool) -> np.ndarray:
-        """Bounds measured elsewhere, rounded outward as these lists store theirs (so equal bounds compare equal)."""
-        values = np.asarray(values, dtype=np.float64)
-        if self.bound_scale is not None:
-            return _outward_codes(values, self.bound_scale, up).astype(np.float64) * self.bound_scale
-        if self.upper.dtype == np.float32:
-            return _outward_float32(values, up).astype(np.float64)
-        return values
-
-    @property
-    def nbytes(self) -> int:
-        """Bytes of the arrays a query reads (ids and the empirical map excluded)."""
-        return int(
-            self.offsets.nbytes
-            + self.candidates.nbytes
-            + self.upper.nbytes
-            + self.lower.nbytes
-            + self.provenance.nbytes
-            + self.present.nbytes
-        )
-
-    def row(self, i: int) -> slice:
-        """The slice of the packed arrays holding model i's candidates."""
-        return slice(int(self.offsets[i]), int(self.offsets[i + 1]))
-
-    @classmethod
-    def pack(
-        cls,
-        ids: list[str],
-        lists: Sequence[Mapping[int, Sequence]],
-        ceiling: float,
-        empirical: Mapping[tuple[int, int], float] | _EdgeEmpirical,
-        present: Sequence[bool] | None = None,
-        model_count: int | None = None,
-        compact: bool = True,
-    ) -> CandidateLists:
-        """Pack per-model `{candidate: (upper, lower, provenance, hops…)}` maps, sorted by (upper, id).
-
-        `compact` stores the bounds rounded outward (never tighter than the stored ones): as uint16
-        codes of ceiling/65534 when the ceiling is finite and ≤ 1 (a resolution of 1.5e-6 at a 10 %
-        ceiling), else as float32; otherwise they stay float64, bit-identical to the stored ones.
-        """
-        n = len(ids)
-        sizes = np.fromiter((len(lst) for lst in lists), dtype=np.int64, count=n)
-        offsets = np.zeros(n + 1, dtype=np.int64 if sizes.sum() >= 2**31 else np.int32)
-        np.cumsum(sizes, out=offsets[1:])
-        total = int(offsets[-1])
-        cand = np.empty(total, dtype=np.int32)
-        up = np.empty(total, dtype=np.float64)
-        lo = np.empty(total, dtype=np.float64)
-        prov = np.empty(total, dtype=np.uint8)
-        k = 0
-        for lst in lists:
-            for b, entry in lst.items():
-                cand[k], up[k], lo[k], prov[k] = b, entry[0], entry[1], entry[2]
-                k += 1
-        rank = np.empty(n, dtype=np.int64)
-        rank[np.argsort(np.array(ids, dtype=object), kind="stable")] = np.arange(n)
-        scale = None
-        if compact and 0 < ceiling <= 1:
-            scale = ceiling / _CODE_MAX
-            up32, lo32 = _outward_codes(up, scale, up=True), _outward_codes(lo, scale, up=False)
-        elif compact:
-            up32, lo32 = _outward_float32(up, up=True), _outward_float32(lo, up=False)
-        else:
-            up32, lo32 = up, lo
-        owner = np.repeat(np.arange(n), sizes)
-        order = np.lexsort((rank[cand], up32, owner))
-        flags = np.ones(n, dtype=bool) if present is None else np.asarray(present, dtype=bool)
-        return cls(
-            ids=list(ids),
-            offsets=offsets,
-            candidates=cand[order],
-            upper=up32[order],
-            lower=lo32[order],
-            provenance=prov[order],
-            ceiling=ceiling,
-            empirical=empirical,
-            present=flags,
-            model_count=int(flags.sum()) if model_count is None else model_count,
-            bound_scale=scale,
-        )
-
-    @classmethod
-    def from_frame(cls, frame: pl.DataFrame, ids: list[str]) -> CandidateLists:
-        """Pack the `semantic_index` asset's table for the models `ids` (positions = order of `ids`)."""
-        pos = {m: i for i, m in enumerate(ids)}
-        lists: list[dict[int, tuple]] = [{} for _ in ids]
-        empirical: dict[tuple[int, int], float] = {}
-        present = np.zeros(len(ids), dtype=bool)
-        codes = {p: i for i, p in enumerate(PROVENANCE)}
-        columns = ["reference_id", "candidate_id", "upper", "lower", "provenance", "empirical"]
-        for ref, cand, up, lo, prov, emp in frame.select(columns).iter_rows():
-            a, b = pos.get(ref), pos.get(cand)
-            if a is None or b is None:
-                continue
-            present[a] = True
-            lists[a][b] = (up, lo, codes.get(prov, TRANSITIVE))
-            if emp is not None:
-                empirical[(a, b)] = emp
-        return cls.pack(ids, lists, math.inf, empirical, present=present, compact=False)

@@ -15,8 +15,9 @@ import polars as pl
 
 from sommelier_core import defaults
 from sommelier_core.equivalence.bound import PairBound
+from sommelier_core.index.candidate_lists import CandidateLists
 from sommelier_core.index.resource import ResourceStore
-from sommelier_core.index.semantic import CandidateLists, SemanticStore
+from sommelier_core.index.semantic import SemanticStore
 
 NO_RELATION = "none"  # provenance of a resource-only hit: no semantic bound was asked for
 DEFAULT_REFINE_BUDGET = defaults.REFINE_BUDGET

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from sommelier_core.index.semantic import PROVENANCE, TRANSITIVE
+from sommelier_core.index.candidate_lists import PROVENANCE, TRANSITIVE
 from sommelier_core.querying.engine import NO_RELATION, Hit, QueryEngine, resource_figures
 from sommelier_core.querying.filters import candidates_under_exec_spec, positions_satisfying, satisfies
 from sommelier_core.querying.language import SIMILARITY

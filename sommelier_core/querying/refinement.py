@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from sommelier_core.index.semantic import MEASURED, TRANSITIVE
+from sommelier_core.index.candidate_lists import MEASURED, TRANSITIVE
 from sommelier_core.querying.engine import QueryEngine
 from sommelier_core.querying.language import SIMILARITY
 from sommelier_core.querying.matches import Matches

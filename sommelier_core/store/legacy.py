@@ -1,8 +1,9 @@
 """Stores from before the data format (pickled records, absolute paths): migrated once, or refused.
 
 `migrate_legacy_store` rewrites every `models/<safe id>/<stage>.pkl` as the data-only record of
-`records`, with paths inside the store relative to its root, and removes the pickles and the pickled
-semantic store (the next index build rebuilds it from the records). The pickles are read by a
+`records`, with paths inside the store relative to its root, and removes the pickles, the pickled
+semantic store (the next index build rebuilds it from the records) and the pickled calibration cache (measured
+again when a device's operator table is next built). The pickles are read by a
 restricted unpickler: it resolves only the record classes the stage table reaches (by class name —
 modules moved since those stores were written) and what `pathlib` paths and numpy arrays need; any
 other global refuses the file with a message that says to re-index, so reading an old shared store
@@ -28,6 +29,8 @@ from sommelier_core.store.records import encode_record, record_types
 
 LEGACY_SEMANTIC_STORE = Path("index") / "semantic_store.pkl"
 """The semantic index's incremental state as pickled by stores of format 1."""
+LEGACY_CACHES = "calibration/*.pkl"
+"""The calibration sweep's measured profiles as pickled by stores of format 1 (a cache: measured again when needed)."""
 
 _PATH_CLASSES = {"Path", "PosixPath", "WindowsPath", "PurePath", "PurePosixPath", "PureWindowsPath"}
 _NUMPY_GLOBALS = {
@@ -105,8 +108,10 @@ def read_legacy_record(path: Path, classes: dict[str, type] | None = None) -> An
 
 def has_legacy_files(store: ModelStore) -> bool:
     """Whether a store still holds pickles of format 1."""
-    return (store.root / LEGACY_SEMANTIC_STORE).exists() or any(
-        (store.root / "models").glob(f"*/*{LEGACY_RECORD_SUFFIX}")
+    return (
+        (store.root / LEGACY_SEMANTIC_STORE).exists()
+        or any((store.root / "models").glob(f"*/*{LEGACY_RECORD_SUFFIX}"))
+        or any(store.root.glob(LEGACY_CACHES))
     )
 
 
@@ -139,10 +144,10 @@ def migrate_legacy_store(store: ModelStore) -> LegacyMigration:
         write_atomic(path.with_suffix(".json"), data)
         path.unlink(missing_ok=True)
         done.records += 1
-    semantic = store.root / LEGACY_SEMANTIC_STORE
-    if semantic.exists():
-        semantic.unlink(missing_ok=True)
-        done.removed.append(LEGACY_SEMANTIC_STORE.as_posix())
+    for rebuilt in [store.root / LEGACY_SEMANTIC_STORE, *sorted(store.root.glob(LEGACY_CACHES))]:
+        if rebuilt.exists():
+            rebuilt.unlink(missing_ok=True)
+            done.removed.append(rebuilt.relative_to(store.root).as_posix())
     return done
 
 
@@ -166,7 +171,7 @@ def ensure_current_format(store: ModelStore) -> LegacyMigration:
             store.root,
             STORE_VERSION,
             done.records,
-            f"; removed {', '.join(done.removed)} (rebuilt by the next index build)" if done.removed else "",
+            f"; removed {', '.join(done.removed)} (rebuilt when next needed)" if done.removed else "",
         )
     write_manifest(store.root)
     return done
