@@ -2,6 +2,7 @@
 
 from dagster import AssetExecutionContext
 
+from assets.metadata import table
 from assets.stage_asset import stage_asset
 from resources.store import ModelStoreResource
 from sommelier_core.equivalence.compare import PairScores, compare_outputs
@@ -28,7 +29,25 @@ def pair_scores(
     context.add_output_metadata(
         {
             "Peers compared": len(peers.peers),
-            **{f"Difference to {c.candidate_id}": round(c.difference, 5) for c in comparisons[::2]},
+            "Differences": table(
+                [
+                    {
+                        "peer": there.candidate_id,
+                        "measure": there.kind,
+                        "this → peer": there.difference,
+                        "peer → this": back.difference,
+                        "samples": there.n,
+                    }
+                    for there, back in zip(comparisons[::2], comparisons[1::2], strict=True)
+                ],
+                {
+                    "peer": "string",
+                    "measure": "string",
+                    "this → peer": "float",
+                    "peer → this": "float",
+                    "samples": "int",
+                },
+            ),
         }
     )
     return PairScores(model_outputs.model_id, tuple(comparisons))

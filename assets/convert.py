@@ -1,13 +1,17 @@
 """Convert a fetched model to ONNX, checking numerical parity with the original."""
 
-import numpy as np
-from dagster import AssetExecutionContext
+from collections.abc import Iterator
 
+import numpy as np
+from dagster import AssetCheckResult, AssetExecutionContext, Output
+
+from assets.checks import PARITY, conversion_parity, parity_mismatch
+from assets.metadata import significant
 from assets.stage_asset import stage_asset
 from resources.settings import IndexSettings
 from resources.store import ModelStoreResource
 from resources.validation import ValidationDataResource
-from sommelier_core.errors import ConversionError
+from sommelier_core.errors import ConversionError, ConversionMismatch
 from sommelier_core.ingest.convert import Conversion, convert_model, load_onnx, onnx_signature
 from sommelier_core.models import FetchedModel
 from sommelier_core.stages import ONNX_MODEL
@@ -16,18 +20,19 @@ from sommelier_core.zoo.datasets import dataset_for_input_shape, load_dataset
 PARITY_SAMPLES = 32
 
 
-@stage_asset(ONNX_MODEL)
+@stage_asset(ONNX_MODEL, check_specs=[PARITY])
 def onnx_model(
     context: AssetExecutionContext,
     fetched_model: FetchedModel,
     settings: IndexSettings,
     store: ModelStoreResource,
     validation: ValidationDataResource,
-) -> Conversion:
+) -> Iterator[Output[Conversion] | AssetCheckResult]:
     """The model as ONNX; original and ONNX Runtime outputs agree within the parity tolerance.
 
     A mismatch beyond tolerance fails this partition (design §2): a wrong conversion is an error,
-    never a silent index entry.
+    never a silent index entry. The `conversion_parity` check records the errors against the tolerance (and
+    fails, with the step, on a mismatch).
     """
     entry = fetched_model.entry
     parity_inputs = None
@@ -36,24 +41,30 @@ def onnx_model(
         parity_inputs = load_dataset(builtin, split="val", n=PARITY_SAMPLES).x[:PARITY_SAMPLES]
     elif fetched_model.loader == "onnx" and not entry.input_shape:
         parity_inputs = _validation_inputs(fetched_model, validation)
-    conversion = convert_model(
-        fetched_model,
-        store.store().onnx_path(entry.model_id),
-        parity_inputs=parity_inputs,
-        tolerance=settings.parity_tolerance,
-        seed=settings.seed,
-    )
-    context.add_output_metadata(
-        {
+    try:
+        conversion = convert_model(
+            fetched_model,
+            store.store().onnx_path(entry.model_id),
+            parity_inputs=parity_inputs,
+            tolerance=settings.parity_tolerance,
+            seed=settings.seed,
+        )
+    except ConversionMismatch as mismatch:  # the check fails, saying by how much, and so does the partition
+        yield parity_mismatch(str(mismatch), settings.parity_tolerance)
+        raise
+    yield Output(
+        conversion,
+        metadata={
             "Converter": conversion.converter,
             "Fingerprint": conversion.fingerprint[:16],
-            "Max abs error": conversion.max_abs_error,
-            "Max rel error": conversion.max_rel_error,
+            "Max abs error": significant(conversion.max_abs_error),
+            "Max rel error": significant(conversion.max_rel_error),
+            "Parity tolerance": conversion.tolerance,
             "Parity samples": conversion.parity_samples,
             "Signature": conversion.signature.key(),
-        }
+        },
     )
-    return conversion
+    yield conversion_parity(conversion)
 
 
 def _validation_inputs(fetched_model: FetchedModel, validation: ValidationDataResource) -> np.ndarray | None:

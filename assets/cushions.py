@@ -6,6 +6,7 @@ reference's, paper §4.3), so they are a per-model asset, not recomputed per pai
 
 from dagster import AssetExecutionContext
 
+from assets.metadata import significant
 from assets.stage_asset import stage_asset
 from resources.settings import IndexSettings
 from resources.validation import ValidationDataResource
@@ -55,13 +56,13 @@ def model_cushions(
             "Dataset": dataset.name,
             "Samples": cushions.samples,
             "Depth d": cushions.depth,
-            "Activation contraction c": round(cushions.activation_contraction, 4),
-            "Max output norm": round(cushions.max_output_norm, 4),
-            "Median top-1 margin": round(cushions.median_margin, 4),
-            "Min layer cushion": round(min(layer.layer_cushion for layer in cushions.layers), 5),
-            "Min interlayer cushion": round(min(layer.interlayer_cushion for layer in cushions.layers), 5),
-            "Σ 1/(μ_i² μ_i→²)": float(f"{cushions.cushion_sum():.4g}"),
-            "Seconds": round(cushions.seconds, 3),
+            "Activation contraction c": significant(cushions.activation_contraction),
+            "Max output norm": significant(cushions.max_output_norm),
+            "Median top-1 margin": significant(cushions.median_margin),
+            "Min layer cushion": significant(min(layer.layer_cushion for layer in cushions.layers)),
+            "Min interlayer cushion": significant(min(layer.interlayer_cushion for layer in cushions.layers)),
+            "Σ 1/(μ_i² μ_i→²)": significant(cushions.cushion_sum()),
+            "Seconds": significant(cushions.seconds),
         }
     )
     return ModelCushions(model_id, dataset.name, cushions)

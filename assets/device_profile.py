@@ -5,6 +5,7 @@ from dataclasses import replace
 import polars as pl
 from dagster import AssetExecutionContext
 
+from assets.metadata import count, link, plot, significant, table
 from assets.partitions import DEVICE_DIMENSION, models_partitions
 from assets.stage_asset import stage_asset
 from resources.mlflow_tracker import MlflowTracker
@@ -12,6 +13,7 @@ from resources.settings import IndexSettings
 from resources.store import ModelStoreResource
 from resources.validation import ValidationDataResource
 from sommelier_core.ingest.convert import Conversion, load_onnx
+from sommelier_core.plots import latency_plot, png_bytes
 from sommelier_core.profiling import (
     DeviceProfile,
     ProfiledModel,
@@ -56,20 +58,34 @@ def device_profile(
     suffix = {lat.batch_size: "" if lat.batch_size == first else f"_batch{lat.batch_size}" for lat in profile.latency}
     run_id = mlflow.log_to_model_run(
         onnx_model.model_id,
-        {
+        onnx_model.fingerprint,
+        metrics={
             **{f"latency_ms_{device}{suffix[lat.batch_size]}": lat.median_ms for lat in profile.latency},
             **{f"latency_p90_ms_{device}{suffix[lat.batch_size]}": lat.p90_ms for lat in profile.latency},
         },
     )
+    latency_png = png_bytes(latency_plot(profile))
+    mlflow.log_figures(run_id, {f"latency_{device}.png": latency_png})
     context.add_output_metadata(
         {
-            "MLflow run": run_id or "none (model_profile has not run)",
-            **{f"Latency p50 batch {lat.batch_size} (ms)": lat.median_ms for lat in profile.latency},
-            **{f"Latency p90 batch {lat.batch_size} (ms)": lat.p90_ms for lat in profile.latency},
+            "Latency by batch size": table(
+                [
+                    {
+                        "batch size": lat.batch_size,
+                        "p50 (ms)": lat.median_ms,
+                        "p90 (ms)": lat.p90_ms,
+                        "timed runs": lat.repeats,
+                    }
+                    for lat in profile.latency
+                ]
+            ),
+            **{f"Latency p50 batch {lat.batch_size} (ms)": significant(lat.median_ms) for lat in profile.latency},
+            "Latency (plot)": plot(latency_png, f"{onnx_model.model_id} on {device}: latency"),
             "Threads": profile.latency[0].threads,
             "Input resolution": shapes.resolution if shapes.resolution is not None else "no square spatial size",
-            "Executed nodes": len(profile.operators[0].graph.nodes),
-            "Profiling time (s)": round(profile.seconds, 3),
+            "Executed nodes": count(len(profile.operators[0].graph.nodes)),
+            "Profiling time (s)": significant(profile.seconds),
+            "MLflow run": link(mlflow.run_url(run_id)),
         }
     )
     return profile
@@ -97,7 +113,7 @@ def operator_table(
         sweep, sweep_s = cached_calibration_profiles(
             store.store().root / "calibration", device, settings.profile_runs, threads, settings.operator_sweep_rounds
         )
-    table = build_operator_table(device, profiled, calibration=sweep)
+    built = build_operator_table(device, profiled, calibration=sweep)
     latency = pl.DataFrame(
         [
             {"model_id": m, "batch_size": lat.batch_size, "latency_ms": lat.median_ms, "latency_p90_ms": lat.p90_ms}
@@ -105,24 +121,32 @@ def operator_table(
             for lat in p.latency
         ]
     )
-    frame = table.to_frame()
+    frame = built.to_frame()
     statistics = {
         "models": float(len(profiles)),
         "keys": float(frame.height),
-        "run_overhead_us": table.run_overhead_us,
-        "node_overhead_us": table.node_overhead_us,
+        "run_overhead_us": built.run_overhead_us,
+        "node_overhead_us": built.node_overhead_us,
     }
     run_id = mlflow.log_operator_table_run(device, frame, latency, statistics)
     context.add_output_metadata(
         {
-            "Models profiled": len(profiles),
-            "Operator keys": frame.height,
-            "Run overhead (µs)": round(table.run_overhead_us, 2),
-            "Node overhead (µs)": round(table.node_overhead_us, 3),
-            "Calibration graphs": len(sweep),
-            "Calibration sweep profiled now (s)": round(sweep_s, 1),
+            "Models profiled": count(len(profiles)),
+            "Operator keys": count(frame.height),
+            "Run overhead (µs)": significant(built.run_overhead_us),
+            "Node overhead (µs)": _overhead_text(built.node_overhead_us),
+            "Calibration graphs": count(len(sweep)),
+            "Calibration sweep profiled now (s)": significant(sweep_s),
             "Models left out (not profiled)": ", ".join(sorted(set(registered) - set(profiles))) or "none",
-            "MLflow run": run_id,
+            "MLflow run": link(mlflow.run_url(run_id)),
         }
     )
     return frame
+
+
+def _overhead_text(node_overhead_us: float) -> str:
+    """The fitted per-node overhead; a fit below zero says the overhead is not separable from kernel time here
+    (shown as such, not as a negative duration)."""
+    if node_overhead_us >= 0:
+        return f"{significant(node_overhead_us):g} µs"
+    return f"not measurable (fit {significant(node_overhead_us):g} µs: within the kernels' noise)"

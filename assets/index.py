@@ -13,6 +13,8 @@ from pathlib import Path
 import polars as pl
 from dagster import AssetExecutionContext, MetadataValue
 
+from assets.index_plots import figure_files, heatmap_png, pareto_pngs, plot_metadata
+from assets.metadata import count, link, size, table
 from assets.partitions import devices_partitions, models_partitions
 from assets.stage_asset import stage_asset
 from resources.mlflow_tracker import MlflowTracker
@@ -45,9 +47,12 @@ def _load_semantic_store(path: Path) -> SemanticStore:
     return SemanticStore()
 
 
-def _preview(frame: pl.DataFrame) -> MetadataValue:
-    with pl.Config(tbl_rows=10, tbl_cols=8, fmt_str_lengths=40):
-        return MetadataValue.md(f"```\n{frame.head(10)}\n```")
+PREVIEW_ROWS = 10
+
+
+def _preview(frame: pl.DataFrame, columns: list[str]) -> MetadataValue:
+    """The first rows as a Dagster table (every listed column whole, floats to three significant digits)."""
+    return table(frame.select(columns).head(PREVIEW_ROWS).to_dicts())
 
 
 def _registered(context: AssetExecutionContext) -> list[str]:
@@ -101,20 +106,27 @@ def semantic_index(
             for b in pairs
         ]
     )
-    run_id = mlflow.log_index_run(pair_table, statistics)
+    models_now = sorted(fingerprints)
+    devices = sorted(context.instance.get_dynamic_partitions(devices_partitions.name))
+    heatmap = heatmap_png(frame, models_now)
+    pareto = pareto_pngs(frame, models, models_now, devices)
+    run_id = mlflow.log_index_run(pair_table, statistics, figures=figure_files(heatmap, pareto))
     context.add_output_metadata(
         {
-            "Models indexed": len(fingerprints),
-            "Candidate records": frame.height,
+            "Models indexed": count(len(fingerprints)),
+            "Candidate records": count(frame.height),
             "Measured / transitive / identical": (
-                f"{by_provenance.get('measured', 0)} / {by_provenance.get('transitive', 0)} / "
-                f"{by_provenance.get('identical', 0)}"
+                f"{by_provenance.get('measured', 0):,} / {by_provenance.get('transitive', 0):,} / "
+                f"{by_provenance.get('identical', 0):,}"
             ),
-            "Index size (bytes)": int(statistics["index_bytes"]),
-            "Models (re)inserted / deleted": f"{len(inserted)} / {len(deleted)}",
+            "Index size": size(int(statistics["index_bytes"])),
+            "Models (re)inserted / deleted": f"{len(inserted):,} / {len(deleted):,}",
             "Models left out (stages missing)": ", ".join(skipped) or "none",
-            "MLflow run": run_id,
-            "Preview": _preview(frame),
+            "MLflow run": link(mlflow.run_url(run_id)),
+            "Preview": _preview(
+                frame, ["reference_id", "candidate_id", "provenance", "lower", "empirical", "upper", "hops"]
+            ),
+            **plot_metadata(heatmap, pareto, len(fingerprints)),
         }
     )
     return frame
@@ -143,15 +155,18 @@ def resource_index(context: AssetExecutionContext, store: ModelStoreResource) ->
     sources = frame.group_by("latency_source").len().to_dict(as_series=False)
     context.add_output_metadata(
         {
-            "Models indexed": len(profiles),
+            "Models indexed": count(len(profiles)),
             "Latency rows measured / estimated": " / ".join(
-                str(dict(zip(sources["latency_source"], sources["len"], strict=True)).get(k, 0))
+                f"{dict(zip(sources['latency_source'], sources['len'], strict=True)).get(k, 0):,}"
                 for k in ("measured", "estimated")
             ),
             "Devices": ", ".join(sorted(frame["device"].unique().to_list())),
-            "Index size (bytes)": int(frame.estimated_size()),
+            "Index size": size(int(frame.estimated_size())),
             "Models left out (stages missing)": ", ".join(skipped) or "none",
-            "Preview": _preview(frame),
+            "Preview": _preview(
+                frame,
+                ["model_id", "device", "batch_size", "flops", "memory_bytes", "latency_ms", "latency_source"],
+            ),
         }
     )
     return frame

@@ -2,7 +2,9 @@
 
 from dagster import AssetExecutionContext
 
+from assets.metadata import count, link, percent
 from assets.stage_asset import stage_asset
+from resources.mlflow_tracker import MlflowTracker
 from resources.store import ModelStoreResource
 from resources.validation import ValidationDataResource
 from sommelier_core.equivalence.outputs import ModelOutputs, compute_outputs
@@ -18,11 +20,13 @@ def model_outputs(
     onnx_model: Conversion,
     validation: ValidationDataResource,
     store: ModelStoreResource,
+    mlflow: MlflowTracker,
 ) -> ModelOutputs:
-    """The model's outputs on the shared validation set; every pair comparison reuses them."""
+    """The model's outputs on the shared validation set; every pair comparison reuses them. The accuracy (on a
+    labelled set) goes to the model's MLflow run and registered model."""
     entry = fetched_model.entry
     dataset = validation.dataset_for(entry.model_id, onnx_model.signature)
-    outputs, accuracy = compute_outputs(onnx_model.onnx_path, dataset, entry.task)
+    outputs, accuracy = compute_outputs(onnx_model.onnx_path, dataset, entry.task, model_id=entry.model_id)
     path = store.store().save_outputs(entry.model_id, outputs)
     result = ModelOutputs(
         model_id=entry.model_id,
@@ -34,7 +38,18 @@ def model_outputs(
         labels=entry.labels,
         accuracy=accuracy,
     )
+    run_id = mlflow.log_to_model_run(
+        entry.model_id,
+        onnx_model.fingerprint,
+        metrics={"accuracy": accuracy} if accuracy is not None else {},
+        tags={"accuracy": f"{accuracy:.4f}" if accuracy is not None else "n/a (no labels)", "dataset": dataset.name},
+    )
     context.add_output_metadata(
-        {"Dataset": dataset.name, "Samples": result.n, "Accuracy": accuracy if accuracy is not None else "n/a"}
+        {
+            "Dataset": dataset.name,
+            "Samples": count(result.n),
+            "Accuracy": percent(accuracy) if accuracy is not None else "n/a (no labels)",
+            "MLflow run": link(mlflow.run_url(run_id)),
+        }
     )
     return result

@@ -7,12 +7,14 @@ import warnings
 
 from dagster import AssetExecutionContext
 
+from assets.metadata import count, link, plot, size, table
 from assets.stage_asset import stage_asset
 from resources.mlflow_tracker import MlflowTracker
 from resources.settings import IndexSettings
 from resources.validation import ValidationDataResource
 from sommelier_core.index.resource import InputResolution, ModelProfile
 from sommelier_core.ingest.convert import Conversion, load_onnx
+from sommelier_core.plots import memory_by_batch_plot, png_bytes
 from sommelier_core.profiling import UncostedOpsWarning, memory_profile, static_profile
 from sommelier_core.stages import MODEL_PROFILE
 
@@ -28,7 +30,8 @@ def model_profile(
     """Params, MACs, weight and peak activation bytes from ONNX shape inference, at every exec-spec batch size,
     and how memory moves with batch size (and resolution, for models with symbolic spatial dims), and the input
     resolution it is all at (what a query's `RESOLUTION` is matched against): a model's own, or for one exported
-    with symbolic H, W the exec-spec's `resolution` (default: its validation inputs')."""
+    with symbolic H, W the exec-spec's `resolution` (default: its validation inputs'). The model version's MLflow
+    run gets the figures, the ONNX file (registered under the model's id) and the memory-by-batch plot."""
     model = load_onnx(onnx_model.onnx_path)
     shapes = settings.profiled_shapes(
         model,
@@ -72,6 +75,7 @@ def model_profile(
     }
     run_id = mlflow.log_model_run(
         onnx_model.model_id,
+        onnx_model.fingerprint,
         onnx_model.onnx_path,
         params={
             "fingerprint": onnx_model.fingerprint,
@@ -81,19 +85,33 @@ def model_profile(
         },
         metrics=metrics,
     )
+    memory_png = png_bytes(memory_by_batch_plot(onnx_model.model_id, memory))
+    mlflow.log_figures(run_id, {"memory_by_batch.png": memory_png})
     context.add_output_metadata(
         {
-            "Params": static.params,
-            "MACs": static.macs,
-            "FLOPs": static.flops,
-            "Weight bytes": static.weight_bytes,
-            "Peak activation bytes": static.peak_activation_bytes,
-            "Memory by batch size (bytes)": ", ".join(
-                f"{p.batch_size}: {p.memory_bytes}" for p in memory if p.resolution == own
+            "Params": count(static.params),
+            "MACs": count(static.macs),
+            "FLOPs": count(static.flops),
+            "Weight memory": size(static.weight_bytes),
+            "Peak activation memory": size(static.peak_activation_bytes),
+            "Memory by batch size": table(
+                [
+                    {
+                        "batch size": p.batch_size,
+                        "resolution": "own" if p.resolution is None else f"{p.resolution}×{p.resolution}",
+                        "weights (bytes)": p.weight_bytes,
+                        "peak activations (bytes)": p.peak_activation_bytes,
+                        "total (MiB)": p.memory_bytes / 2**20,
+                        "MACs": p.macs,
+                    }
+                    for p in sorted(memory, key=lambda p: (p.resolution or 0, p.batch_size))
+                ]
             ),
+            "Memory vs batch size (plot)": plot(memory_png, f"{onnx_model.model_id}: memory by batch size"),
             "Input resolution": _resolution_text(profile.input_resolution),
             "Uncosted ops": ", ".join(static.uncosted_ops) or "none",
-            "MLflow run": run_id,
+            "MLflow run": link(mlflow.run_url(run_id)),
+            "MLflow registered model": link(mlflow.registered_model_url(onnx_model.model_id)),
         }
     )
     return profile

@@ -3,6 +3,7 @@
     python benchmarks/query_quality.py
     python benchmarks/query_quality.py --group-sizes 10 20 --repositories 5
     python benchmarks/query_quality.py --store-index .sommelier/index   # also on a real indexed store
+    python benchmarks/query_quality.py --models 1000 --group-sizes 1000 --repositories 1 --simulations independent
 
 Simulated repositories of label-vector models (top-1 disagreement, a true metric) with pairwise
 differences over 0–10 %: `graded` (variants of one parent at graded distances) and `independent`
@@ -27,6 +28,9 @@ def main() -> None:
     parser.add_argument("--repositories", type=int, default=5)
     parser.add_argument("--models", type=int, default=200)
     parser.add_argument("--group-sizes", type=int, nargs="+", default=[5, 10, 20])
+    parser.add_argument(
+        "--simulations", nargs="+", choices=["graded", "independent"], default=["graded", "independent"]
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--refine-budget", type=int, default=64, help="pairs the refine stage may measure per query")
     parser.add_argument(
@@ -40,7 +44,7 @@ def main() -> None:
         f"{'simulation':<12} {'group':>5} {'queries':>8} {'index':>7} {'refined':>8} {'by flops':>9} {'by sim.':>8} "
         f"{'pairs/q':>8} {'max':>4} {'ms/q':>6}"
     )
-    for graded in (True, False):
+    for graded in [s == "graded" for s in args.simulations]:
         for group in args.group_sizes:
             r = run_quality_benchmark(
                 repositories=args.repositories,

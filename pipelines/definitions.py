@@ -1,4 +1,4 @@
-"""The whole story in one place: assets by stage, resources per deployment, jobs, sensor, schedule.
+"""The whole story in one place: assets by stage, their checks, resources per deployment, jobs, sensor, schedule.
 
 `SOMMELIER_DEPLOYMENT` picks the resource set: `local` (default: SQLite-backed Dagster and MLflow
 under the store root, the built-in zoo, the multiprocess executor) or `cluster` (store root and
@@ -10,7 +10,8 @@ import os
 from dagster import Definitions, EnvVar, load_assets_from_package_module, multiprocess_executor
 
 import assets
-from pipelines.jobs import device_job, index_job, model_job, operator_table_job
+from assets.checks import CHECKS
+from pipelines.jobs import JOBS, model_job
 from pipelines.schedules import reindex_schedule
 from pipelines.sensors import make_repository_sensor
 from resources.mlflow_tracker import MlflowTracker
@@ -46,9 +47,13 @@ def build_resources(deployment: str = "local") -> dict:
 all_assets = load_assets_from_package_module(assets)
 """Every stage's asset: each module of `assets/` (the stage table, `sommelier_core.stages`, names them)."""
 
+all_checks = CHECKS
+"""The asset checks defined apart from their assets (the indexes'); per-model stages evaluate theirs in their step."""
+
 defs = Definitions(
     assets=all_assets,
-    jobs=[model_job, device_job, operator_table_job, index_job],
+    asset_checks=all_checks,
+    jobs=list(JOBS),
     sensors=[make_repository_sensor(model_job.name, profile_devices=True)],
     schedules=[reindex_schedule],
     resources=build_resources(os.environ.get("SOMMELIER_DEPLOYMENT", "local")),

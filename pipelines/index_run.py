@@ -6,7 +6,9 @@ and runs the per-model stages in waves — first fetch/convert/outputs/cushions/
 model, then each model's latency profile on each device (model × device partitions) and each
 device's operator table, then peers/compare/bound (peers need the other models' stored outputs) —
 and finally the two index assets. A model that fails a stage is reported and skipped; the others
-go on, and the index is built from whatever succeeded.
+go on, and the index is built from whatever succeeded. Every run is one of the named jobs of
+`pipelines.jobs` (the stages a model needs selected from it) with its asset checks, labelled with the
+workspace's code location, so the Dagster UI lists these runs under their jobs and on the Overview timeline.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 
+from pipelines.jobs import CODE_LOCATION, JOB_BY_PARTITIONING, JOBS, REPOSITORY_NAME
 from pipelines.stages import (
     DEVICE_WAVE,
     FIRST_WAVE,
@@ -31,7 +34,8 @@ from pipelines.stages import (
 from sommelier_core.errors import SommelierError
 from sommelier_core.profiling import available_devices
 from sommelier_core.settings import dagster_home, zoo_dir
-from sommelier_core.stages import reads
+from sommelier_core.stages import BY_NAME, reads
+from sommelier_core.store import FileCheck
 
 # Dagster's console logger prints every step event at DEBUG; the progress lines are ours.
 QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
@@ -70,7 +74,11 @@ def _failure_message(result) -> str:
             error = event.event_specific_data.error
             while error.cause is not None and error.cls_name.startswith("Dagster"):
                 error = error.cause  # Dagster wraps the stage's own exception; report that one
-            return f"{event.step_key}: {error.cls_name}: {error.message.strip().splitlines()[0]}"
+            message = error.message.strip().splitlines()[0]
+            qualified = message.split(": ", 1)  # Dagster's message starts with the qualified class name
+            if len(qualified) == 2 and qualified[0].rsplit(".", 1)[-1] == error.cls_name:
+                message = qualified[1]
+            return f"{event.step_key}: {error.cls_name}: {message}"
     return "run failed"
 
 
@@ -92,10 +100,10 @@ def run_index(echo=print, instance=None, resources: dict | None = None, full: bo
     Models whose stages already ran for their current version are not re-run (insertion does not
     rebuild from scratch); `full=True` re-runs every model.
     """
-    from dagster import materialize
+    from dagster import AssetKey
 
     from assets.partitions import devices_partitions, model_device_key, models_partitions
-    from pipelines.definitions import all_assets, build_resources
+    from pipelines.definitions import build_resources
 
     started = time.perf_counter()
     instance = instance or prepare_instance()
@@ -130,7 +138,11 @@ def run_index(echo=print, instance=None, resources: dict | None = None, full: bo
     summary.models = model_ids
     store = resources["store"].store()
     parents = _stage_parents()
-    plan = {e.model_id: PER_MODEL_STAGES if full else stages_to_run(store, e, parents) for e in entries}
+
+    def damaged(check: FileCheck) -> None:
+        echo(f"! damaged, its stage runs again: {check.problem}")
+
+    plan = {e.model_id: PER_MODEL_STAGES if full else stages_to_run(store, e, parents, damaged) for e in entries}
     summary.up_to_date = sorted(m for m, stages in plan.items() if not stages)
     pending = [m for m in model_ids if plan[m]]
     partial = [m for m in pending if plan[m] != PER_MODEL_STAGES]
@@ -140,15 +152,18 @@ def run_index(echo=print, instance=None, resources: dict | None = None, full: bo
         + (f"; {len(partial)} need only stages they lack" if partial else "")
     )
 
+    jobs = named_jobs(resources)
+    filed_under_location(instance)
+
     def run(stages: tuple[str, ...], partition_key: str | None = None, failure_key: str | None = None) -> bool:
-        result = materialize(
-            all_assets,
-            selection=list(stages),
-            partition_key=partition_key,
-            instance=instance,
-            resources=resources,
-            raise_on_error=False,
+        if not stages:  # a model that needs none of this wave's stages
+            return True
+        result = jobs[JOB_BY_PARTITIONING[BY_NAME[stages[0]].partitioning]].execute_in_process(
             run_config=QUIET_RUN_CONFIG,
+            instance=instance,
+            partition_key=partition_key,
+            raise_on_error=False,
+            asset_selection=[AssetKey(stage) for stage in stages],
         )
         _record_stage_times(instance, result.run_id, summary)
         if not result.success:
@@ -183,7 +198,7 @@ def run_index(echo=print, instance=None, resources: dict | None = None, full: bo
             if not run(TABLE_WAVE, device, failure_key=f"<operator table {device}>"):
                 echo(f"  operator table {device} FAILED: {summary.failures[f'<operator table {device}>']}")
     echo("Stage wave 3: peers → compare → bound")
-    wave(SECOND_WAVE, analysed, "analysis")
+    wave(SECOND_WAVE, [m for m in analysed if set(plan[m]) & set(SECOND_WAVE)], "analysis")
     echo("Stage wave 4: semantic index, resource index")
     if not run(INDEX_WAVE):
         echo(f"  index build FAILED: {summary.failures['<index>']}")
@@ -195,6 +210,39 @@ def run_index(echo=print, instance=None, resources: dict | None = None, full: bo
         + (f"; {len(summary.failures)} failed (see above)" if summary.failures else "")
     )
     return summary
+
+
+def named_jobs(resources: dict) -> dict:
+    """The jobs of `pipelines.jobs` by name, bound to `resources`, with every asset check."""
+    from dagster import Definitions
+
+    from pipelines.definitions import all_assets, all_checks
+
+    definitions = Definitions(assets=all_assets, asset_checks=all_checks, jobs=list(JOBS), resources=resources)
+    return {job.name: definitions.resolve_job_def(job.name) for job in JOBS}
+
+
+def filed_under_location(instance) -> None:
+    """Make the runs this instance creates runs of the workspace's code location (`pipelines.jobs.CODE_LOCATION`).
+
+    Dagster's Overview timeline (and a job's run list) only shows runs that carry the origin of a job in a loaded
+    code location, which a run launched from the UI gets and one executed in process does not;
+    `execute_in_process` has no parameter for it, but creates its run through the instance's public
+    `create_run_for_job`, which takes one. So this instance's `create_run_for_job` adds the origin of the job it
+    is given (the label tag `.dagster/repository` follows from it)."""
+    from dagster._core.remote_origin import RegisteredCodeLocationOrigin, RemoteRepositoryOrigin
+
+    if getattr(instance, "_sommelier_files_runs", False):
+        return
+    repository = RemoteRepositoryOrigin(RegisteredCodeLocationOrigin(CODE_LOCATION), REPOSITORY_NAME)
+    create_run_for_job = instance.create_run_for_job
+
+    def create_run_of_location_job(job_def, **kwargs):
+        kwargs.setdefault("remote_job_origin", repository.get_job_origin(job_def.name))
+        return create_run_for_job(job_def=job_def, **kwargs)
+
+    instance.create_run_for_job = create_run_of_location_job
+    instance._sommelier_files_runs = True
 
 
 def _stage_parents() -> dict[str, tuple[str, ...]]:
@@ -212,7 +260,9 @@ def main(argv: list[str] | None = None) -> int:
     except SommelierError as exc:  # e.g. a store of pickled records that cannot be migrated: say so, no traceback
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    return 1 if {"<index>", "<repositories>"} & set(summary.failures) else 0
+    failed = {m for m in summary.failures if not m.startswith("<")}
+    every_model_failed = bool(summary.models) and set(summary.models) <= failed
+    return 1 if {"<index>", "<repositories>"} & set(summary.failures) or every_model_failed else 0
 
 
 if __name__ == "__main__":

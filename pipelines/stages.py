@@ -3,7 +3,7 @@ version."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from sommelier_core.models import ModelEntry
 from sommelier_core.stages import (
@@ -15,7 +15,7 @@ from sommelier_core.stages import (
     device_record,
     in_wave,
 )
-from sommelier_core.store import ModelStore
+from sommelier_core.store import FileCheck, ModelStore
 
 
 def _wave(wave: int, partitioning: Partitioning) -> tuple[str, ...]:
@@ -37,24 +37,39 @@ WAVES = (FIRST_WAVE, DEVICE_WAVE, TABLE_WAVE, SECOND_WAVE, INDEX_WAVE)
 
 
 def stages_to_run(
-    store: ModelStore, entry: ModelEntry, parents: Mapping[str, Iterable[str]] | None = None
+    store: ModelStore,
+    entry: ModelEntry,
+    parents: Mapping[str, Iterable[str]] | None = None,
+    on_damage: Callable[[FileCheck], None] | None = None,
 ) -> tuple[str, ...]:
     """The per-model stages a model needs, in order: all of them for a new or changed version; else the
-    stages with no record (a stage added by an upgrade, one that failed) and those downstream of them.
+    stages with no record (a stage added by an upgrade, one that failed) or a damaged one (the record, or a
+    file it points to, no longer matches its checksum) and those downstream of them.
 
     `parents` maps a stage to the stages it reads (the asset graph's edges); without it only the
-    missing stages themselves are named, which is enough to tell whether a model is current.
+    missing stages themselves are named, which is enough to tell whether a model is current. `on_damage` is
+    told of each damaged record or file found (its check names the file and what is wrong).
     """
     model_id = entry.model_id
-    if not store.has_record(FETCHED_MODEL.name, model_id):
+    checks = {stage: store.check_record(stage, model_id) for stage in PER_MODEL_STAGES}
+    for check in checks.values():
+        if check.status == "damaged" and on_damage is not None:
+            on_damage(check)
+    if _needs_run(checks[FETCHED_MODEL.name]):
         return PER_MODEL_STAGES
     if store.load_record(FETCHED_MODEL.name, model_id).entry.version != entry.version:
         return PER_MODEL_STAGES
-    stale = {stage for stage in PER_MODEL_STAGES if not store.has_record(stage, model_id)}
+    stale = {stage for stage, check in checks.items() if _needs_run(check)}
     for stage in PER_MODEL_STAGES:
         if any(parent in stale for parent in (parents or {}).get(stage, ())):
             stale.add(stage)
     return tuple(stage for stage in PER_MODEL_STAGES if stage in stale)
+
+
+def _needs_run(check: FileCheck) -> bool:
+    """Whether a record's check says its stage must run: no record, or a damaged one. A record of a newer
+    Sommelier or a pickled one is kept (reading it says to upgrade or to migrate)."""
+    return check.status in ("missing", "damaged")
 
 
 def is_current(store: ModelStore, entry: ModelEntry) -> bool:
@@ -63,16 +78,17 @@ def is_current(store: ModelStore, entry: ModelEntry) -> bool:
 
 
 def stale_devices(store: ModelStore, model_id: str, devices: Sequence[str]) -> list[str]:
-    """The devices to (re)profile a converted model on: those without a latency profile of it, and those whose
-    profile measured another ONNX file than the one converted now (a republished version with other weights,
-    or a profile from before profiles recorded their file's fingerprint). None before the model is converted."""
-    if not store.has_record(ONNX_MODEL.name, model_id):
+    """The devices to (re)profile a converted model on: those without a latency profile of it, or with a damaged
+    one, and those whose profile measured another ONNX file than the one converted now (a republished version
+    with other weights, or a profile from before profiles recorded their file's fingerprint). None before the
+    model is converted (or while its conversion record is damaged: converting it again comes first)."""
+    if _needs_run(store.check_record(ONNX_MODEL.name, model_id, full=False)):
         return []
     fingerprint = store.load_record(ONNX_MODEL.name, model_id).fingerprint
 
     def profiled_now(device: str) -> bool:
         record = device_record(DEVICE_PROFILE.name, device)
-        if not store.has_record(record, model_id):
+        if _needs_run(store.check_record(record, model_id)):
             return False
         return getattr(store.load_record(record, model_id), "onnx_fingerprint", "") == fingerprint
 

@@ -1,20 +1,48 @@
-"""A small MLflow resource of our own (not dagster-mlflow): one run per model, one per index build."""
+"""A small MLflow resource of our own (not dagster-mlflow): one run per model version, one per index build.
+
+A model's run is keyed by its id and ONNX fingerprint (its version): every stage that records something about the
+model adds to that one run, so a re-materialization updates it instead of starting another. Its ONNX file is a
+logged model, registered in the Model Registry under the model's id (as far as MLflow's naming allows), with the
+accuracy, the peers and the bounds as tags. Runs are found by a digest of the id, never by the id in a filter
+string: MLflow's filter syntax cannot quote a value holding both kinds of quote.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
+import shutil
 import sqlite3
 import tempfile
 import time
 from pathlib import Path
-from urllib.parse import unquote, urlparse
+from typing import TYPE_CHECKING
+from urllib.parse import quote, unquote, urlparse
 
 import polars as pl
 from dagster import ConfigurableResource
 
-from sommelier_core.settings import mlflow_artifact_root, mlflow_tracking_uri, store_root
+from sommelier_core.settings import MLFLOW_UI_ENV, mlflow_artifact_root, mlflow_tracking_uri, store_root
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
 
 EXPERIMENT = "sommelier"
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+ML_EXPERIMENT_KIND = "custom_model_development"
+"""The experiment kind of classic ML work (runs, metrics, models), not GenAI (traces, tokens)."""
+ML_WORKFLOW_QUERY = "workflowType=machine_learning"
+"""MLflow 3's UI takes its mode from a global GenAI / Model training switch (remembered by the browser, GenAI at
+first) rather than from the experiment's kind: links carry this query so they open in Model training mode."""
+DEFAULT_UI_URL = "http://127.0.0.1:5000"
+"""Where `sommelier ui` serves MLflow's UI by default (for the links in Dagster metadata)."""
+KIND_TAG = "sommelier.kind"
+MODEL_ID_TAG = "sommelier.model_id"
+MODEL_KEY_TAG = "sommelier.model_key"
+FINGERPRINT_TAG = "sommelier.fingerprint"
+REGISTRY_TAGS = ("accuracy", "peers", "bounds")
+"""Run tags mirrored onto the registered model and its version, where the Model Registry shows them."""
 ARTIFACT_COLUMNS: tuple[tuple[str, str], ...] = (
     ("experiments", "artifact_location"),
     ("runs", "artifact_uri"),
@@ -25,103 +53,289 @@ ARTIFACT_COLUMNS: tuple[tuple[str, str], ...] = (
 """The columns of MLflow's SQL tracking store that hold artifact locations (those of its tables that exist)."""
 
 
+def model_key(model_id: str) -> str:
+    """A digest of a model id (hex only): what runs are searched by, so no id needs quoting in a filter string."""
+    return hashlib.sha256(model_id.encode()).hexdigest()[:32]
+
+
+def filter_literal(value: str) -> str:
+    """`value` as a string literal of an MLflow filter: single-quoted, or double-quoted when it holds a `'`.
+
+    MLflow's filter grammar has no escape inside a literal, so a value holding both quotes cannot be written:
+    a `ValueError` says so (search by `model_key` instead)."""
+    if "'" not in value:
+        return f"'{value}'"
+    if '"' not in value:
+        return f'"{value}"'
+    raise ValueError(f"{value!r} holds both quote characters: MLflow's filter syntax cannot express it")
+
+
+def registered_name(model_id: str) -> str:
+    """The model's name in MLflow's Model Registry and for its logged model: the id with `/` written `__` (as
+    the model store names its folders) and the characters MLflow refuses in names (`: . % " '`) as `_`."""
+    return re.sub(r"[:.%\"']", "_", model_id.replace("/", "__"))
+
+
 class MlflowTracker(ConfigurableResource):
     """Records model artifacts and scores in MLflow (empty URI = SQLite under the store root)."""
 
     tracking_uri: str = ""
     experiment: str = EXPERIMENT
+    ui_url: str = ""
+    """Base URL of the MLflow UI the links in Dagster's metadata point at; empty = `$SOMMELIER_MLFLOW_UI`, else the
+    tracking server when the URI is http(s), else `DEFAULT_UI_URL` (where `sommelier ui` starts it)."""
 
-    def _experiment_id(self) -> str:
-        import mlflow
-
+    def _uri(self) -> str:
         uri = self.tracking_uri or mlflow_tracking_uri()
         if uri.startswith("sqlite:///"):
             Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        exported = os.environ.get("MLFLOW_TRACKING_URI")
-        mlflow.set_tracking_uri(uri)
-        # MLflow exports the URI to the environment (for subprocesses), where `mlflow_tracking_uri` would take
-        # it for the user's: a later store in this process would log into this one's tracking store
-        if exported is None:
-            os.environ.pop("MLFLOW_TRACKING_URI", None)
-        else:
-            os.environ["MLFLOW_TRACKING_URI"] = exported
-        found = mlflow.get_experiment_by_name(self.experiment)
+        return uri
+
+    def client(self) -> MlflowClient:
+        """A client on this tracker's tracking store (it leaves MLflow's process-wide tracking URI alone)."""
+        from mlflow import MlflowClient
+
+        return MlflowClient(tracking_uri=self._uri())
+
+    def _experiment_id(self, client: MlflowClient | None = None) -> str:
+        """The experiment's id, created (of the ML kind, artifacts under the store root) on first use."""
+        client = client or self.client()
+        uri = self._uri()
+        found = client.get_experiment_by_name(self.experiment)
         own_database = store_root() / "mlflow" / "mlflow.db"
         if found is not None and uri == f"sqlite:///{own_database}":  # the store's own tracking store
             if relocate_artifacts(own_database, found.artifact_location, store_root()):
-                found = mlflow.get_experiment_by_name(self.experiment)
+                found = client.get_experiment_by_name(self.experiment)
         if found is not None:
+            if found.tags.get(EXPERIMENT_KIND_TAG) != ML_EXPERIMENT_KIND:  # made by an older version
+                client.set_experiment_tag(found.experiment_id, EXPERIMENT_KIND_TAG, ML_EXPERIMENT_KIND)
             return found.experiment_id
         location = mlflow_artifact_root().as_uri() if not self.tracking_uri else None
         try:
-            return mlflow.create_experiment(self.experiment, artifact_location=location)
+            return client.create_experiment(
+                self.experiment, artifact_location=location, tags={EXPERIMENT_KIND_TAG: ML_EXPERIMENT_KIND}
+            )
         except Exception:  # another process created it first
-            return mlflow.get_experiment_by_name(self.experiment).experiment_id
+            return client.get_experiment_by_name(self.experiment).experiment_id
 
-    def log_model_run(self, model_id: str, onnx_path: Path, params: dict[str, str], metrics: dict[str, float]) -> str:
-        """A run for one model: its ONNX artifact (`mlflow.onnx`), profile metrics and conversion error."""
-        import mlflow
-        import onnx
+    # -- links ------------------------------------------------------------------------------------------------
 
-        experiment_id = self._experiment_id()
-        with mlflow.start_run(experiment_id=experiment_id, run_name=model_id) as run:
-            mlflow.set_tags({"sommelier.kind": "model", "sommelier.model_id": model_id})
-            mlflow.log_params(params)
-            mlflow.log_metrics(metrics)
-            mlflow.onnx.log_model(onnx.load(str(onnx_path)), name="model")
-            return run.info.run_id
+    def _ui_base(self) -> str:
+        configured = self.ui_url or os.environ.get(MLFLOW_UI_ENV, "")
+        if configured:
+            return configured.rstrip("/")
+        uri = self._uri()
+        return uri.rstrip("/") if uri.startswith(("http://", "https://")) else DEFAULT_UI_URL
 
-    def log_index_run(self, pairs: pl.DataFrame, statistics: dict[str, float]) -> str:
-        """A run for one index build: the pair-scores table and index statistics."""
-        import mlflow
+    def run_url(self, run_id: str, experiment_id: str | None = None) -> str:
+        """The MLflow UI's page of a run (in Model training mode)."""
+        experiment_id = experiment_id or self._experiment_id()
+        return f"{self._ui_base()}/#/experiments/{experiment_id}/runs/{run_id}?{ML_WORKFLOW_QUERY}"
 
-        experiment_id = self._experiment_id()
-        with mlflow.start_run(experiment_id=experiment_id, run_name="index-build") as run:
-            mlflow.set_tags({"sommelier.kind": "index"})
-            mlflow.log_metrics(statistics)
-            with tempfile.TemporaryDirectory() as tmp:
-                path = Path(tmp) / "pair_scores.csv"
-                pairs.write_csv(path)
-                mlflow.log_artifact(str(path))
-            return run.info.run_id
+    def experiment_url(self) -> str:
+        """The MLflow UI's list of the experiment's runs (in Model training mode)."""
+        return f"{self._ui_base()}/#/experiments/{self._experiment_id()}/runs?{ML_WORKFLOW_QUERY}"
 
-    def log_to_model_run(self, model_id: str, metrics: dict[str, float]) -> str | None:
-        """Add metrics (e.g. latency on a device) to the model's latest run; None when it has no run yet."""
-        import mlflow
-        from mlflow.entities import Metric
+    def registered_model_url(self, model_id: str) -> str:
+        """The MLflow UI's Model Registry page of a model (in Model training mode)."""
+        return f"{self._ui_base()}/#/models/{quote(registered_name(model_id), safe='')}?{ML_WORKFLOW_QUERY}"
 
-        experiment_id = self._experiment_id()
-        runs = mlflow.search_runs(
+    # -- one run per model version ----------------------------------------------------------------------------
+
+    def _model_runs(self, client: MlflowClient, experiment_id: str, model_id: str, fingerprint: str) -> list:
+        return client.search_runs(
             [experiment_id],
-            filter_string=f"tags.`sommelier.kind` = 'model' and tags.`sommelier.model_id` = '{model_id}'",
-            order_by=["attributes.start_time DESC"],
-            max_results=1,
-            output_format="list",
+            filter_string=f"tags.`{MODEL_KEY_TAG}` = '{model_key(model_id)}' and tags.`{FINGERPRINT_TAG}` = "
+            + filter_literal(fingerprint),
+            order_by=["attributes.start_time ASC"],
         )
-        if not runs:
-            return None
-        run_id = runs[0].info.run_id
-        now = int(time.time() * 1000)
-        mlflow.MlflowClient().log_batch(run_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()])
+
+    def model_run(self, model_id: str, fingerprint: str) -> tuple[str, bool]:
+        """The run of this model version (id, fingerprint), created on first use; and whether it was created now.
+
+        Two stages of one model running at once may both create one: the earliest stays, the other is deleted,
+        so a version keeps one run."""
+        client = self.client()
+        experiment_id = self._experiment_id(client)
+        found = sorted(
+            self._model_runs(client, experiment_id, model_id, fingerprint),
+            key=lambda r: (r.info.start_time, r.info.run_id),
+        )
+        if found:
+            return found[0].info.run_id, False
+        created = client.create_run(
+            experiment_id,
+            run_name=model_id,
+            tags={
+                KIND_TAG: "model",
+                MODEL_ID_TAG: model_id,
+                MODEL_KEY_TAG: model_key(model_id),
+                FINGERPRINT_TAG: fingerprint,
+            },
+        )
+        client.set_terminated(created.info.run_id)
+        runs = sorted(
+            self._model_runs(client, experiment_id, model_id, fingerprint),
+            key=lambda r: (r.info.start_time, r.info.run_id),
+        )
+        first = runs[0].info.run_id if runs else created.info.run_id
+        if first != created.info.run_id:
+            client.delete_run(created.info.run_id)
+        return first, first == created.info.run_id
+
+    def log_model_run(
+        self, model_id: str, fingerprint: str, onnx_path: Path, params: dict[str, str], metrics: dict[str, float]
+    ) -> str:
+        """Record a model version: its run's params (on creation; MLflow keeps params immutable) and metrics, its
+        ONNX file as a logged model named after it, and a Model Registry version of it — each once per version,
+        so a re-run updates the same run."""
+        run_id, _ = self.model_run(model_id, fingerprint)
+        client = self.client()
+        run = client.get_run(run_id)
+        new_params = {k: str(v) for k, v in params.items() if k not in run.data.params}
+        changed = {k: str(v) for k, v in params.items() if k in run.data.params and run.data.params[k] != str(v)}
+        self._log(
+            client, run_id, metrics=metrics, params=new_params, tags={f"sommelier.{k}": v for k, v in changed.items()}
+        )
+        self._register(client, run, model_id, onnx_path)
         return run_id
+
+    def log_to_model_run(
+        self,
+        model_id: str,
+        fingerprint: str,
+        metrics: dict[str, float] | None = None,
+        tags: dict[str, str] | None = None,
+    ) -> str:
+        """Add metrics (e.g. latency on a device) and tags (accuracy, peers, bounds) to the model version's run,
+        creating it if no stage recorded it yet; the registry tags are mirrored onto its registered model."""
+        run_id, _ = self.model_run(model_id, fingerprint)
+        client = self.client()
+        self._log(client, run_id, metrics=metrics or {}, tags=tags or {})
+        shown = {k: v for k, v in (tags or {}).items() if k in REGISTRY_TAGS}
+        if shown:
+            self._tag_registered(client, model_id, run_id, shown)
+        return run_id
+
+    def _log(
+        self, client: MlflowClient, run_id: str, metrics: dict, params: dict | None = None, tags: dict | None = None
+    ) -> None:
+        from mlflow.entities import Metric, Param, RunTag
+
+        now = int(time.time() * 1000)
+        client.log_batch(
+            run_id,
+            metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()],
+            params=[Param(k, v) for k, v in (params or {}).items()],
+            tags=[RunTag(k, str(v)[:5000]) for k, v in (tags or {}).items()],
+        )
+
+    def _register(self, client: MlflowClient, run, model_id: str, onnx_path: Path) -> None:
+        """Log the ONNX file as the run's logged model and register it, unless this run already has both. A plain
+        artifact copy (milliseconds), not `mlflow.onnx.log_model` (about a second: it infers pip requirements)."""
+        from mlflow.entities import LoggedModelStatus
+        from mlflow.exceptions import MlflowException
+
+        name = registered_name(model_id)
+        logged = client.search_logged_models(
+            [run.info.experiment_id], filter_string=f"source_run_id = '{run.info.run_id}'"
+        )
+        if logged:
+            model = logged[0]
+        else:
+            model = client.create_logged_model(
+                run.info.experiment_id,
+                name=name,
+                source_run_id=run.info.run_id,
+                model_type="onnx",
+                tags={MODEL_ID_TAG: model_id},
+            )
+            with tempfile.TemporaryDirectory() as tmp:
+                shutil.copyfile(onnx_path, Path(tmp) / "model.onnx")
+                client.log_model_artifacts(model.model_id, tmp)
+            client.finalize_logged_model(model.model_id, LoggedModelStatus.READY)
+        try:
+            client.create_registered_model(name, tags={MODEL_ID_TAG: model_id})
+        except MlflowException:  # registered by an earlier version (or a concurrent stage)
+            pass
+        versions = client.search_model_versions(f"name = {filter_literal(name)} and run_id = '{run.info.run_id}'")
+        if not versions:
+            version = client.create_model_version(
+                name,
+                source=model.artifact_location,
+                run_id=run.info.run_id,
+                model_id=model.model_id,
+                tags={MODEL_ID_TAG: model_id, FINGERPRINT_TAG: run.data.tags.get(FINGERPRINT_TAG, "")},
+            )
+            versions = [version]
+        tags = {k: v for k, v in run.data.tags.items() if k in REGISTRY_TAGS}
+        if tags:
+            self._tag_registered(client, model_id, run.info.run_id, tags, versions)
+
+    def _tag_registered(self, client: MlflowClient, model_id: str, run_id: str, tags: dict, versions=None) -> None:
+        """Set `tags` on the registered model and on the version made from `run_id` (when it is registered)."""
+        from mlflow.exceptions import MlflowException
+
+        name = registered_name(model_id)
+        try:
+            for key, value in tags.items():
+                client.set_registered_model_tag(name, key, str(value)[:5000])
+        except MlflowException:  # not registered yet: `_register` copies the run's tags when it is
+            return
+        if versions is None:
+            versions = client.search_model_versions(f"name = {filter_literal(name)} and run_id = '{run_id}'")
+        for version in versions:
+            for key, value in tags.items():
+                client.set_model_version_tag(name, version.version, key, str(value)[:5000])
+
+    # -- index builds and operator tables -------------------------------------------------------------------
+
+    def log_index_run(
+        self, pairs: pl.DataFrame, statistics: dict[str, float], figures: dict[str, bytes] | None = None
+    ) -> str:
+        """A run for one index build: the pair-scores table, index statistics and the build's plots (PNG)."""
+        client = self.client()
+        experiment_id = self._experiment_id(client)
+        run = client.create_run(experiment_id, run_name="index-build", tags={KIND_TAG: "index"})
+        self._log(client, run.info.run_id, metrics=statistics)
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "pair_scores.csv"
+            pairs.write_csv(path)
+            client.log_artifact(run.info.run_id, str(path))
+            for name, png in (figures or {}).items():
+                (Path(tmp) / name).write_bytes(png)
+                client.log_artifact(run.info.run_id, str(Path(tmp) / name), artifact_path="plots")
+        client.set_terminated(run.info.run_id)
+        return run.info.run_id
+
+    def log_figures(self, run_id: str, figures: dict[str, bytes]) -> None:
+        """Add plots (PNG bytes by file name) to a run, under `plots/`; a re-run replaces files of the same name."""
+        client = self.client()
+        with tempfile.TemporaryDirectory() as tmp:
+            for name, png in figures.items():
+                (Path(tmp) / name).write_bytes(png)
+                client.log_artifact(run_id, str(Path(tmp) / name), artifact_path="plots")
 
     def log_operator_table_run(self, device: str, table: pl.DataFrame, latency: pl.DataFrame, statistics: dict) -> str:
         """A run for one device's per-operator latency table: the table (parquet, importable elsewhere),
         the measured latency per model and batch size (CSV), and the table's overheads and size."""
-        import mlflow
-
-        experiment_id = self._experiment_id()
-        with mlflow.start_run(experiment_id=experiment_id, run_name=f"operator-table-{device}") as run:
-            mlflow.set_tags({"sommelier.kind": "operator_table", "sommelier.device": device})
-            mlflow.log_metrics(statistics)
-            with tempfile.TemporaryDirectory() as tmp:
-                path = Path(tmp) / f"operator_table_{device}.parquet"
-                table.write_parquet(path)
-                mlflow.log_artifact(str(path))
-                csv = Path(tmp) / f"latency_{device}.csv"
-                latency.write_csv(csv)
-                mlflow.log_artifact(str(csv))
-            return run.info.run_id
+        client = self.client()
+        experiment_id = self._experiment_id(client)
+        run = client.create_run(
+            experiment_id,
+            run_name=f"operator-table-{device}",
+            tags={KIND_TAG: "operator_table", "sommelier.device": device},
+        )
+        self._log(client, run.info.run_id, metrics=statistics)
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / f"operator_table_{device}.parquet"
+            table.write_parquet(path)
+            client.log_artifact(run.info.run_id, str(path))
+            csv = Path(tmp) / f"latency_{device}.csv"
+            latency.write_csv(csv)
+            client.log_artifact(run.info.run_id, str(csv))
+        client.set_terminated(run.info.run_id)
+        return run.info.run_id
 
 
 def relocate_artifacts(database: Path, artifact_location: str, root: Path) -> bool:

@@ -11,7 +11,7 @@ from dagster import ConfigurableIOManager, ConfigurableResource, InputContext, O
 from sommelier_core.models import safe_name
 from sommelier_core.settings import store_root
 from sommelier_core.stages import device_record, table_file
-from sommelier_core.store import ModelStore, ensure_current_format, write_parquet_atomic
+from sommelier_core.store import ModelStore, ensure_current_format, read_parquet_checked, write_parquet_atomic
 
 _CURRENT: set[Path] = set()
 """Store roots this process has checked (and migrated, if they were of the pickled format)."""
@@ -42,7 +42,8 @@ class StoreIOManager(ConfigurableIOManager):
 
     Per-model records live beside the model's artifacts (so other partitions and the query module
     read them by model id); unpartitioned polars frames become `<index dir>/<asset>.parquet`,
-    written through a temporary name and a rename.
+    written through a temporary name and a rename with their checksum in the manifest beside them
+    (`checksums.json`), and are read back verified (a damaged table raises `DamagedArtifact` naming it).
     """
 
     root: str = ""
@@ -65,7 +66,7 @@ class StoreIOManager(ConfigurableIOManager):
         if context.has_asset_partitions:
             stage, model_id = record_location(stage, context.asset_partition_key)
             return self._store().load_record(stage, model_id)
-        return pl.read_parquet(self._store().index_dir / table_file(stage))
+        return read_parquet_checked(self._store().index_dir / table_file(stage))
 
 
 def record_location(stage: str, partition_key: Any) -> tuple[str, str]:

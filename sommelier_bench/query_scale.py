@@ -1,11 +1,21 @@
-"""Benchmark of the query engine at repository scale (paper §7.4, Tables 3–4).
+"""Benchmark of the query engine at repository scale (paper §7.4, Tables 3–4), on two repository shapes.
 
-`synthetic_repository(n)` builds an index of `n` models through the project's own
-insertion API (`SemanticStore.insert`, five sampled peers per model, incremental transitive
-bounds). Models come in compatibility groups (a task/architecture family of `group_size` models;
-peers are sampled within the group, as the type check allows), each model a point on a line so
-the true difference |x − y| is a metric, spread uniformly over 0–`spread`; a measured pair gets
-bounds [d − margin, d + margin] (the statistical term). Profiles are drawn per family (params
+Both build an index of `n` models through the project's own insertion API (`SemanticStore.insert`, five
+peers per model sampled among the models of its compatibility group inserted before it, as the type check
+allows); a measured pair gets bounds [d − margin, d + margin] around its true difference d (the
+statistical term), so every bound holds and a hit beyond its threshold is an index error (`violations`).
+
+- `hub_repository(n, largest_group)` — the shape of a real hub: compatibility groups heavy-tailed (one of
+  `largest_group` models, five of a tenth of it, the rest small, Pareto-sized), each model a vector of
+  1 024 binary outputs (right/wrong on a shared input set) = its group's family parent with its own flips,
+  so the true difference is the disagreement rate of two vectors (Hamming distance / 1 024), a metric in
+  high dimension where the triangle inequality is loose. Families (fine-tunes and variants of one parent,
+  Pareto-sized) differ by 0–6 % inside and by ≈ 6–22 % across, as ImageNet classifiers of different
+  architectures do.
+- `synthetic_repository(n, group_size=16)` — the shape of the earlier benchmark: groups of 16, each model a
+  point on a line (true difference |x − y| over 0–`spread`), where the triangle inequality is nearly tight.
+
+Profiles are drawn per group (params
 log-uniform, MACs a multiple of params, memory = 4·params + activations, latency ∝ MACs).
 `run_scale_benchmark(n)` then times, on compiled plans, resource-only, semantic-only and combined
 queries; checks every answer against `oracles.brute_force`; and runs the same queries through
@@ -34,7 +44,7 @@ import numpy as np
 
 from sommelier_bench.oracles import brute_force
 from sommelier_core.equivalence.bound import PairBound
-from sommelier_core.equivalence.peers import sample_peers
+from sommelier_core.equivalence.peers import peer_seed, sample_peers
 from sommelier_core.index.resource import STATIC_METRICS, ResourceStore
 from sommelier_core.index.semantic import SemanticStore
 from sommelier_core.querying.engine import QueryEngine
@@ -44,6 +54,11 @@ from sommelier_core.querying.plan import QueryPlan, ResolvedCondition, compile_q
 
 DEFAULT_CEILING = 0.10
 DEFAULT_GROUP_SIZE = 16
+SHAPES = ("hub", "line")
+"""Repository shapes: `hub` (heavy-tailed groups, high-dimensional differences) and `line` (groups of 16 on a line)."""
+OUTPUT_BITS = 1024
+"""Binary outputs per model in the hub shape (the dimension of the difference model)."""
+_POPCOUNT = np.array([bin(i).count("1") for i in range(256)], dtype=np.int64)
 
 
 @dataclass
@@ -52,10 +67,17 @@ class SyntheticRepository:
 
     semantic: SemanticStore
     resource: ResourceStore
-    positions: np.ndarray  # each model's latent point (true difference = |x − y|)
+    positions: np.ndarray  # line shape: each model's point (true difference |x − y|); hub: packed output bits
     groups: np.ndarray  # compatibility group of each model
     insert_seconds: float
     freeze_seconds: float
+    shape: str = "line"
+
+    def true_difference(self, a: int, b: int) -> float:
+        """The true difference of the models at store positions a and b (what every bound must contain)."""
+        if self.shape == "line":
+            return abs(float(self.positions[a]) - float(self.positions[b]))
+        return float(_POPCOUNT[self.positions[a] ^ self.positions[b]].sum()) / OUTPUT_BITS
 
 
 def synthetic_repository(
@@ -89,6 +111,21 @@ def synthetic_repository(
         store.insert(model, f"fp-{model}", pairs)
         elapsed += time.perf_counter() - t0
         pool.append(model)
+    return _finish(rng, ids, groups, points, store, elapsed, "line")
+
+
+def _finish(
+    rng: np.random.Generator,
+    ids: list[str],
+    groups: np.ndarray,
+    truth: np.ndarray,
+    store: SemanticStore,
+    elapsed: float,
+    shape: str,
+) -> tuple[SyntheticRepository, QueryEngine]:
+    """Resource profiles per group, aligned with the store's positions, and the packed engine."""
+    n_models = len(ids)
+    position_of = {m: i for i, m in enumerate(ids)}
     # Profiles per family: a base size per group, models within ±60 % of it.
     base = np.exp(rng.uniform(np.log(1e4), np.log(1e8), size=int(groups.max()) + 1 if n_models else 0))
     params = np.maximum((base[groups] * rng.uniform(0.4, 1.6, size=n_models)).astype(np.int64), 1)
@@ -110,8 +147,102 @@ def synthetic_repository(
     t0 = time.perf_counter()
     engine = QueryEngine.from_store(store, resource)
     freeze = time.perf_counter() - t0
-    repo = SyntheticRepository(store, resource, points[perm], groups[perm], elapsed, freeze)
+    repo = SyntheticRepository(store, resource, truth[perm], groups[perm], elapsed, freeze, shape)
     return repo, engine
+
+
+def hub_group_sizes(n_models: int, largest_group: int, rng: np.random.Generator) -> list[int]:
+    """Heavy-tailed group sizes summing to `n_models`: one of `largest_group`, five of a tenth of it, the rest
+    Pareto-sized (α = 1.2, 1 to a tenth of the largest), the last cut to fit."""
+    largest = max(1, min(largest_group, n_models))
+    sizes = [largest] + [max(largest // 10, 1)] * 5
+    small_cap = max(largest // 10, 1)
+    while sum(sizes) < n_models:
+        sizes.append(int(min(small_cap, np.floor(rng.pareto(1.2) + 1))))
+    total, out = 0, []
+    for size in sizes:
+        size = min(size, n_models - total)
+        if size <= 0:
+            break
+        out.append(size)
+        total += size
+    return out
+
+
+def _draw_peers(model: str, pool: list[str], k: int, seed: int) -> list[str]:
+    """Up to `k` of the pool, uniformly without replacement, seeded by the model id (`sample_peers`' rule,
+    drawn from the pool in insertion order instead of sorting it: the same distribution, O(k) per model)."""
+    if len(pool) <= k:
+        return list(pool)
+    rng = np.random.default_rng(peer_seed(model, seed))
+    return [pool[i] for i in rng.choice(len(pool), size=k, replace=False)]
+
+
+def _hub_outputs(group_sizes: list[int], rng: np.random.Generator) -> np.ndarray:
+    """Packed output bits per model: within each group, Pareto-sized families each with a parent flipping
+    3–12 % of the outputs, and each model flipping 0–3 % more of its parent's."""
+    rows = []
+    for size in group_sizes:
+        left = size
+        while left > 0:
+            family = int(min(left, np.floor(rng.pareto(1.0) + 1), max(size // 20, 1) if size >= 20 else size))
+            parent = rng.random(OUTPUT_BITS) < rng.uniform(0.03, 0.12)
+            own = rng.random((family, OUTPUT_BITS)) < rng.uniform(0.0, 0.03, size=(family, 1))
+            rows.append(np.packbits(parent[None, :] ^ own, axis=1))
+            left -= family
+    return np.concatenate(rows) if rows else np.zeros((0, OUTPUT_BITS // 8), dtype=np.uint8)
+
+
+def hub_repository(
+    n_models: int,
+    largest_group: int | None = None,
+    seed: int = 0,
+    margin: float = 0.005,
+    peers: int = 5,
+    ceiling: float = DEFAULT_CEILING,
+) -> tuple[SyntheticRepository, QueryEngine]:
+    """Insert `n_models` models of the hub shape (module docstring) one by one, in random order across groups.
+
+    `largest_group` defaults to a tenth of the models (10 000 of 100 000).
+    """
+    rng = np.random.default_rng(seed)
+    largest = largest_group if largest_group is not None else max(n_models // 10, 1)
+    sizes = hub_group_sizes(n_models, largest, rng)
+    groups = np.repeat(np.arange(len(sizes)), sizes)
+    bits = _hub_outputs(sizes, rng)
+    ids = [f"hub/g{g:05d}/m{i:05d}" for g, size in enumerate(sizes) for i in range(size)]
+    store = SemanticStore(ceiling=ceiling)
+    members: dict[int, list[str]] = {}
+    position_of = {m: i for i, m in enumerate(ids)}
+    elapsed = 0.0
+    for i in rng.permutation(n_models):
+        model = ids[i]
+        pool = members.setdefault(int(groups[i]), [])
+        chosen = _draw_peers(model, pool, peers, seed)
+        pairs = []
+        if chosen:
+            others = np.array([position_of[p] for p in chosen])
+            differences = _POPCOUNT[bits[others] ^ bits[i]].sum(axis=1) / OUTPUT_BITS
+            for peer, d in zip(chosen, differences.tolist(), strict=True):
+                pairs.append(
+                    PairBound(model, peer, "disagreement", d, max(d - margin, 0.0), d + margin, 5000, "sim", 0.05)
+                )
+        t0 = time.perf_counter()
+        store.insert(model, f"fp-{model}", pairs)
+        elapsed += time.perf_counter() - t0
+        pool.append(model)
+    return _finish(rng, ids, groups, bits, store, elapsed, "hub")
+
+
+def build_repository(
+    shape: str, n_models: int, largest_group: int | None = None, seed: int = 0
+) -> tuple[SyntheticRepository, QueryEngine]:
+    """A repository of `shape` (`SHAPES`); for `line`, `largest_group` is the group size (default 16)."""
+    if shape == "hub":
+        return hub_repository(n_models, largest_group, seed=seed)
+    if shape == "line":
+        return synthetic_repository(n_models, seed=seed, group_size=largest_group or DEFAULT_GROUP_SIZE)
+    raise ValueError(f"repository shape {shape!r} is not one of {', '.join(SHAPES)}")
 
 
 @dataclass(frozen=True)
@@ -221,13 +352,12 @@ def _log_to_mlflow(engine: QueryEngine, model_positions: np.ndarray, references:
         client.log_batch(run.info.run_id, metrics=metrics_of(int(p)))
         runs += 1
     for r in sorted(set(references)):
-        row = sem.row(r)
-        for e in range(row.start, row.stop):
-            c = int(sem.candidates[e])
+        row = sem.reference_row(r, sem.ceiling)
+        for c, up, lo in zip(row.positions.tolist(), row.upper.tolist(), row.lower.tolist(), strict=True):
             run = client.create_run(
                 experiment, tags={"kind": "pair", "reference": engine.ids[r], "candidate": engine.ids[c]}
             )
-            extra = [Metric("upper", float(sem.upper_at(e)), 0, 0), Metric("lower", float(sem.lower_at(e)), 0, 0)]
+            extra = [Metric("upper", up, 0, 0), Metric("lower", lo, 0, 0)]
             client.log_batch(run.info.run_id, metrics=metrics_of(c) + extra, tags=[RunTag("pair", "1")])
             runs += 1
     return client, experiment, time.perf_counter() - t0, runs
@@ -240,18 +370,28 @@ def run_scale_benchmark(
     mlflow_queries: int = 50,
     seed: int = 0,
     echo: Callable[[str], None] | None = None,
+    shape: str = "hub",
+    largest_group: int | None = None,
 ) -> dict:
-    """Build a synthetic index of `n_models` and measure it; returns the figures as a JSON-able dict."""
+    """Build a synthetic index of `n_models` of `shape` and measure it; returns the figures as a JSON-able dict.
+
+    `build_seconds` is the whole build (drawing the repository, measuring peers, inserting, packing);
+    `insert_ms_per_model` the insertion alone. Every hit of a semantic query is checked against the
+    generator's true difference (`violations`: hits beyond their threshold; 0 when the index is sound).
+    """
     say = echo or (lambda _line: None)
     t0 = time.perf_counter()
-    repo, engine = synthetic_repository(n_models, seed=seed)
+    repo, engine = build_repository(shape, n_models, largest_group, seed)
     build_s = time.perf_counter() - t0
-    say(f"[{n_models}] built in {build_s:.1f}s (insert {repo.insert_seconds:.1f}s, pack {repo.freeze_seconds:.2f}s)")
+    say(
+        f"[{shape} {n_models}] built in {build_s:.1f}s (insert {repo.insert_seconds:.1f}s, "
+        f"pack {repo.freeze_seconds:.2f}s)"
+    )
     bench = benchmark_queries(engine, queries, seed)
 
     parse_times = [_time(lambda q=q: compile_query(parse_query(q.text), engine)) for q in bench[: 3 * min(queries, 50)]]
     results: dict[str, dict] = {}
-    mismatches = 0
+    mismatches = violations = 0
     for kind in ("resource", "semantic", "both"):
         mine = [q for q in bench if q.kind == kind]
         for q in mine[:5]:  # warm-up: sorted column copies, caches
@@ -267,6 +407,11 @@ def run_scale_benchmark(
             got = [h.model_id for h in result.hits]
             mismatches += got != expected
             sizes.append(len(got))
+            if q.plan.within is not None:
+                ref = q.plan.reference_pos
+                violations += sum(
+                    repo.true_difference(ref, engine.pos[h.model_id]) > q.plan.within for h in result.hits
+                )
         results[kind] = {
             "engine": _percentiles(engine_times),
             "brute_force": _percentiles(scan_times),
@@ -274,23 +419,29 @@ def run_scale_benchmark(
             "mean_hits": float(np.mean(sizes)),
         }
     mem = engine.nbytes
+    records = int(engine.semantic.entry_count)
     report: dict = {
         "models": n_models,
+        "shape": shape,
+        "largest_group": int(np.bincount(repo.groups).max()) if n_models else 0,
+        "groups": int(len(np.unique(repo.groups))),
         "queries_per_kind": queries,
-        "candidate_records": int(engine.semantic.candidates.size),
-        "mean_candidates_per_model": float(engine.semantic.candidates.size / max(n_models, 1)),
+        "candidate_records": records,  # what the semantic index stores: directed measured entries
+        "mean_candidates_per_model": float(records / max(n_models, 1)),
         "ceiling": engine.semantic.ceiling,
         "semantic_index_bytes": mem["semantic"],
         "resource_index_bytes": mem["resource"],
         "index_bytes": mem["semantic"] + mem["resource"],
+        "build_seconds": build_s,
         "insert_ms_per_model": repo.insert_seconds / max(n_models, 1) * 1e3,
         "pack_seconds": repo.freeze_seconds,
         "parse_compile_ms_median": float(np.median(parse_times) * 1e3),
         "results_identical_to_brute_force": mismatches == 0,
         "mismatches": mismatches,
+        "violations": int(violations),
         "latency": results,
     }
-    say(f"[{n_models}] engine vs scan done; mismatches {mismatches}")
+    say(f"[{shape} {n_models}] engine vs scan done; mismatches {mismatches}, violations {violations}")
     if mlflow_models > 0:
         report["mlflow"] = _mlflow_comparison(engine, bench, mlflow_models, mlflow_queries, results, seed, say)
     return report
@@ -354,6 +505,10 @@ def format_scale_report(reports: list[dict]) -> str:
         f"{'models':>8} {'kind':<9} {'median ms':>10} {'p99 ms':>9} {'scan ×':>8} {'MLflow ms':>10} {'MLflow ×':>9}"
     ]
     for r in reports:
+        lines.append(
+            f"{r['models']:>8} shape {r.get('shape', 'line')}: {r.get('groups', '?')} groups, largest "
+            f"{r.get('largest_group', '?')}; built in {r.get('build_seconds', float('nan')):.1f} s"
+        )
         for kind in ("resource", "semantic", "both"):
             e = r["latency"][kind]
             ml = r.get("mlflow", {}).get(kind)
@@ -365,19 +520,20 @@ def format_scale_report(reports: list[dict]) -> str:
         lines.append(
             f"{'':>8} index {r['index_bytes'] / 2**20:.2f} MiB (semantic {r['semantic_index_bytes'] / 2**20:.2f}, "
             f"resource {r['resource_index_bytes'] / 2**20:.2f}); insert {r['insert_ms_per_model']:.3f} ms/model; "
-            f"identical to brute force: {r['results_identical_to_brute_force']}"
+            f"identical to brute force: {r['results_identical_to_brute_force']}; "
+            f"hits beyond their threshold: {r.get('violations', '?')}"
         )
     return "\n".join(lines)
 
 
-# -- query quality (paper Fig. 9a) ------------------------------------------------------------
-
-
 __all__ = [
+    "SHAPES",
     "BenchQuery",
     "SyntheticRepository",
     "benchmark_queries",
+    "build_repository",
     "format_scale_report",
+    "hub_repository",
     "run_scale_benchmark",
     "synthetic_repository",
 ]

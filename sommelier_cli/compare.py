@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sommelier_cli.arguments import parse_fraction, percent
+from sommelier_cli.arguments import output_file, parse_fraction, percent, writing
 from sommelier_cli.output import print_json
 from sommelier_core import defaults
 from sommelier_core.equivalence.bound import BOUND_MODE_SPECS, BOUND_MODES
@@ -50,7 +50,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         "synthesize", help="write a synthesized candidate (model N with segments from M, id N+M) as an ONNX file"
     )
     syn.add_argument("hit_id", metavar="HIT_ID", help="a synthesized hit's model id, BASE+DONOR")
-    syn.add_argument("--out", required=True, help="where to write the .onnx file")
+    syn.add_argument("--out", type=output_file, required=True, help="where to write the .onnx file")
     syn.add_argument("--json", action="store_true")
     syn.set_defaults(func=cmd_synthesize)
 
@@ -205,8 +205,9 @@ def cmd_synthesize(args: argparse.Namespace) -> int:
 
     store = ModelStore(store_root())
     model, analysis = materialize(store, args.hit_id)
-    out = Path(args.out)
-    write_atomic(out, model.SerializeToString())
+    out = args.out
+    with writing(out, "--out"):
+        write_atomic(out, model.SerializeToString())
     check = measure_synthesized(store, analysis, out)
     payload = {
         "synthesized_id": args.hit_id,

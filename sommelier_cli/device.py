@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from sommelier_cli.arguments import device_name, output_file, writing
 from sommelier_core.settings import store_root
 from sommelier_core.stages import OPERATOR_TABLE, table_file
 
@@ -16,12 +17,14 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     dl = devsub.add_parser("list", help="devices with measured profiles and devices known by an imported table")
     dl.set_defaults(func=cmd_device_list)
     de = devsub.add_parser("export", help="write a profiled device's operator latency table to a parquet file")
-    de.add_argument("device")
-    de.add_argument("--out", required=True)
+    de.add_argument("device", type=device_name)
+    de.add_argument("--out", type=output_file, required=True, help="the parquet file to write")
     de.set_defaults(func=cmd_device_export)
     di = devsub.add_parser("import", help="describe a device by an operator table measured elsewhere")
     di.add_argument("table", help="a parquet file written by `sommelier device export`")
-    di.add_argument("--name", required=True, help="the device name queries use (latency@NAME, --device NAME)")
+    di.add_argument(
+        "--name", type=device_name, required=True, help="the device name queries use (latency@NAME, --device NAME)"
+    )
     di.set_defaults(func=cmd_device_import)
 
 
@@ -49,7 +52,9 @@ def cmd_device_export(args: argparse.Namespace) -> int:
     source = ModelStore(store_root()).index_dir / OPERATOR_TABLE.name / table_file(args.device)
     if not source.exists():
         raise UnknownOperatorTable(f"device {args.device!r} has no operator table at {source}; run `sommelier index`")
-    OperatorLatencyTable.read(source).write(Path(args.out))
+    table = OperatorLatencyTable.read(source)
+    with writing(args.out, "--out"):
+        table.write(args.out)
     print(f"wrote the {args.device} operator table to {args.out}")
     return 0
 
@@ -60,7 +65,8 @@ def cmd_device_import(args: argparse.Namespace) -> int:
     from sommelier_core.store import ModelStore
 
     store = ModelStore(store_root())
-    table = import_operator_table(Path(args.table), args.name, store.devices_dir)
+    with writing(store.devices_dir, "the store's devices directory"):
+        table = import_operator_table(Path(args.table), args.name, store.devices_dir)
     print(
         f"device {table.device}: {table.entries.height} operator keys imported to {store.devices_dir}; "
         "run `sommelier index` to add its estimated latencies to the resource index"

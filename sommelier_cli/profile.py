@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from sommelier_cli.arguments import parse_batch_sizes
+from sommelier_cli.arguments import non_negative_int, parse_batch_sizes, positive_int
 from sommelier_cli.output import print_json
 from sommelier_core import defaults
 
@@ -15,12 +15,16 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("profile", help="static costs and latency of an ONNX file (FLOPs = 2 × MACs)")
     p.add_argument("model")
     p.add_argument("--device", default=defaults.DEVICE)
-    p.add_argument("--batch-size", type=int, default=defaults.BATCH_SIZE)
-    p.add_argument("--resolution", type=int, help="size of the symbolic spatial dims (models with dynamic H, W)")
+    p.add_argument("--batch-size", type=positive_int, default=defaults.BATCH_SIZE)
+    p.add_argument(
+        "--resolution", type=positive_int, help="size of the symbolic spatial dims (models with dynamic H, W)"
+    )
     p.add_argument(
         "--memory", type=parse_batch_sizes, metavar="B1,B2,…", help="memory and MACs at these batch sizes (Fig. 12a)"
     )
-    p.add_argument("--operators", type=int, default=0, metavar="N", help="the N slowest executed operators")
+    p.add_argument(
+        "--operators", type=non_negative_int, default=0, metavar="N", help="the N slowest executed operators"
+    )
     p.add_argument(
         "--estimate", action="append", metavar="TABLE.parquet", help="estimated latency from an operator table"
     )

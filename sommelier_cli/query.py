@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from sommelier_cli.arguments import parse_fraction, percent, positive_int
+from sommelier_cli.arguments import non_negative_int, parse_fraction, percent, positive_int
 from sommelier_cli.output import print_json
 from sommelier_core import defaults
 from sommelier_core.errors import SommelierError
@@ -33,13 +33,13 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         choices=["similarity", "flops", "macs", "params", "memory", "latency"],
         help=f"final ranking (default {SIMILARITY})",
     )
-    q.add_argument("--limit", type=int)
+    q.add_argument("--limit", type=non_negative_int, help="at most this many hits")
     q.add_argument("--batch-size", type=positive_int, help="exec-spec batch size (as BATCH n)")
     q.add_argument("--resolution", type=positive_int, help="exec-spec input resolution H = W (as RESOLUTION r)")
     q.add_argument("--explain", action="store_true", help="print the plan with how many models each stage kept")
     q.add_argument(
         "--refine",
-        type=int,
+        type=non_negative_int,
         default=defaults.REFINE_BUDGET,
         metavar="N",
         help="measure up to N uncertain candidate pairs from stored outputs "
@@ -81,8 +81,6 @@ def cmd_query(args: argparse.Namespace) -> int:
         )
     else:
         raise SommelierError("give a query text (FIND … LIKE 'model' …) or --ref MODEL")
-    if args.refine < 0:
-        raise SommelierError(f"--refine must be ≥ 0, got {args.refine}")
     result = run_query(spec, refine=args.refine, synthesized=args.synthesized)
     hits, plan = result.hits, result.plan
     if args.json:

@@ -1,4 +1,4 @@
-"""`sommelier ui`: the Dagster UI on the workspace, and how to open MLflow's."""
+"""`sommelier ui`: Dagster's UI (with its daemon: sensor and schedule) and MLflow's UI, both from this venv."""
 
 from __future__ import annotations
 
@@ -8,26 +8,68 @@ import subprocess
 import sys
 from pathlib import Path
 
-from sommelier_core.settings import dagster_home, mlflow_tracking_uri
+from sommelier_core.settings import MLFLOW_UI_ENV, dagster_home, mlflow_tracking_uri
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
     """Add `ui`."""
-    ui = sub.add_parser("ui", help="start dagster dev on the workspace and say how to open MLflow's UI")
-    ui.add_argument("--port", type=int, default=3000)
+    ui = sub.add_parser(
+        "ui",
+        help="start Dagster's UI and daemon (dagster dev) and MLflow's UI on the store",
+        description="Start `dagster dev` on the workspace (the UI, and the daemon that runs the repository sensor "
+        "and the nightly re-index schedule while it is up) and `mlflow ui` on the store's tracking store, both "
+        "with this Python. Ctrl-C stops both.",
+    )
+    ui.add_argument("--port", type=int, default=3000, help="Dagster UI port (default 3000)")
+    ui.add_argument("--mlflow-port", type=int, default=5000, help="MLflow UI port (default 5000)")
+    ui.add_argument("--no-mlflow", action="store_true", help="start only Dagster's UI")
+    ui.add_argument("--host", default="127.0.0.1", help="address both listen on (default 127.0.0.1)")
     ui.set_defaults(func=cmd_ui)
 
 
+MLFLOW_WORKERS = 1
+"""Worker processes of the MLflow UI: one person browsing needs one (MLflow's default, 4, quadruples start-up)."""
+
+
+def mlflow_command(port: int, host: str = "127.0.0.1", tracking_uri: str | None = None) -> list[str]:
+    """`mlflow ui` on the store's tracking store, run by this interpreter (`python -m mlflow`), so it works whether
+    or not the venv's `bin/` is on PATH."""
+    uri = tracking_uri or mlflow_tracking_uri()
+    command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", host, "--port", str(port)]
+    return [*command, "--workers", str(MLFLOW_WORKERS)]
+
+
+def dagster_command(port: int, host: str = "127.0.0.1") -> list[str]:
+    """`dagster dev` on the workspace, run by this interpreter."""
+    workspace = Path(__file__).resolve().parent.parent / "workspace.yaml"
+    return [sys.executable, "-m", "dagster", "dev", "-w", str(workspace), "-h", host, "-p", str(port)]
+
+
 def cmd_ui(args: argparse.Namespace) -> int:
-    """Start `dagster dev` on the workspace, with the Dagster instance under the store root."""
+    """Start MLflow's UI in the background and `dagster dev` in the foreground, with the Dagster instance under
+    the store root; stop MLflow's when Dagster's exits."""
     home = dagster_home()
     home.mkdir(parents=True, exist_ok=True)
     if not (home / "dagster.yaml").exists():
         (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
-    workspace = Path(__file__).resolve().parent.parent / "workspace.yaml"
-    print(f"Dagster UI on http://127.0.0.1:{args.port} (instance in {home})")
-    print(f"MLflow UI: mlflow ui --backend-store-uri {mlflow_tracking_uri()}")
-    env = {**os.environ, "DAGSTER_HOME": str(home)}
-    dagster = Path(sys.executable).with_name("dagster")  # the venv's dagster, whether or not it is on PATH
-    cmd = [str(dagster) if dagster.exists() else "dagster", "dev", "-w", str(workspace), "-p", str(args.port)]
-    return subprocess.call(cmd, env=env, cwd=workspace.parent)
+    mlflow_url = f"http://{args.host}:{args.mlflow_port}"
+    env = {**os.environ, "DAGSTER_HOME": str(home), MLFLOW_UI_ENV: mlflow_url}
+    mlflow = None
+    if not args.no_mlflow:
+        mlflow = subprocess.Popen(mlflow_command(args.mlflow_port, args.host), env=env)
+        # MLflow 3 opens in GenAI mode unless told otherwise; the query switches it to Model training
+        print(f"MLflow UI on {mlflow_url}/#/?workflowType=machine_learning (tracking store {mlflow_tracking_uri()})")
+    print(f"Dagster UI on http://{args.host}:{args.port} (instance in {home})")
+    print("While this runs, the repository sensor indexes new models and the nightly schedule rebuilds the indexes.")
+    workspace_dir = Path(__file__).resolve().parent.parent
+    try:
+        return subprocess.call(dagster_command(args.port, args.host), env=env, cwd=workspace_dir)
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        if mlflow is not None:
+            mlflow.terminate()
+            try:
+                mlflow.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                mlflow.kill()

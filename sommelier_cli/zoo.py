@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
+from sommelier_cli.arguments import output_dir, writing
 from sommelier_core import defaults
 from sommelier_core.settings import zoo_dir
 
@@ -13,7 +13,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     """Add `zoo build`."""
     zoo = sub.add_parser("zoo", help="the built-in model zoo").add_subparsers(dest="zoo_command", required=True)
     build = zoo.add_parser("build", help="generate the built-in model zoo (offline, seeded)")
-    build.add_argument("--out", help="output directory (default: <store>/zoo)")
+    build.add_argument("--out", type=output_dir, help="output directory (default: <store>/zoo)")
     build.add_argument("--small", action="store_true", help="about 8 models, for tests")
     build.add_argument("--seed", type=int, default=defaults.SEED)
     build.set_defaults(func=cmd_zoo_build)
@@ -26,7 +26,9 @@ def cmd_zoo_build(args: argparse.Namespace) -> int:
     from sommelier_core.zoo import build_zoo
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    out = Path(args.out) if args.out else zoo_dir()
+    out = args.out or zoo_dir()
+    with writing(out, "--out"):
+        out.mkdir(parents=True, exist_ok=True)  # a directory that cannot be made fails here, before any training
     manifest = build_zoo(out, small=args.small, seed=args.seed)
     print(f"Built {len(manifest.models)} models in {out}")
     return 0

@@ -47,3 +47,8 @@ PROFILE_RUNS = 10
 """ONNX Runtime profiler runs per model and device for the per-operator latency table."""
 OPERATOR_SWEEP_ROUNDS = 2
 """Rounds of the calibration sweep; each graph keeps its quietest round."""
+
+INPUT_BUDGET_BYTES = 256 * 1024**2
+"""Most bytes of inputs Sommelier generates to run a model once (parity inputs, profiling feeds), computed from the
+declared shape before anything is allocated: a file of a few KB declaring an input of (N, 1, 10⁶, 8) is refused
+instead of taking gigabytes. `$SOMMELIER_INPUT_BUDGET_BYTES` overrides it (`ingest.validation.input_budget_bytes`)."""

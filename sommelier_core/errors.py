@@ -31,3 +31,18 @@ class UnknownMetric(SommelierError):
 
 class MissingStageOutput(SommelierError):
     """A stage needs another model's stored output that has not been materialized yet."""
+
+
+class InvalidValue(SommelierError, ValueError):
+    """A number, name or path given by the user that is non-finite, out of range or unusable; the message names
+    the field and what was expected. Also a `ValueError`, so callers of the Python API that catch it keep working."""
+
+
+class NonFiniteValues(SommelierError):
+    """A model's outputs, or a dataset's inputs, hold NaN or ±inf where finite numbers are expected: compared as
+    they are they would give a silent wrong answer (a disagreement of 0 between models that differ)."""
+
+
+class InputTooLarge(SommelierError):
+    """The inputs a model's declared shape asks for would take more memory than the input budget; refused before
+    anything is allocated."""

@@ -6,6 +6,8 @@ import os
 from pathlib import Path
 
 STORE_ROOT_ENV = "SOMMELIER_HOME"
+MLFLOW_UI_ENV = "SOMMELIER_MLFLOW_UI"
+"""The MLflow UI's base URL when not the default: `sommelier ui` sets it, the MLflow resource links to it."""
 DEFAULT_STORE_DIR = ".sommelier"
 
 

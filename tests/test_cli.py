@@ -112,6 +112,15 @@ def test_compare_of_incompatible_models_says_why(indexed_store, tmp_path):
     assert payload["compatible"] is False and "outputs" in payload["reason"]
 
 
+def test_the_console_script_answers_a_bad_value_with_one_error_line_and_exit_status_2(tmp_path):
+    bad_value = ["query", "--ref", "R", "--latency-ms", "nan"]  # refused by the query API
+    bad_flag = ["profile", str(tmp_path / "m.onnx"), "--batch-size", "0"]  # refused by argparse
+    for args in (bad_value, bad_flag):
+        result = run_cli(*args, root=tmp_path)
+        assert result.returncode == 2 and result.stdout == ""
+        assert len(result.stderr.splitlines()) == 1 and result.stderr.startswith("error: "), result.stderr
+
+
 def test_profile_of_a_corrupt_file_is_a_clear_error(tmp_path):
     bad = tmp_path / "bad.onnx"
     bad.write_bytes(b"garbage")

@@ -190,3 +190,51 @@ def test_repository_sensor_deletes_the_partition_of_a_model_its_repository_no_lo
         result = make_repository_sensor("index_models")(build_sensor_context(instance=instance, resources=resources))
     deletions = [r for r in result.dynamic_partitions_requests if isinstance(r, DeleteDynamicPartitionsRequest)]
     assert [(r.partitions_def_name, list(r.partition_keys)) for r in deletions] == [("models", ["lab/gone"])]
+
+
+def test_metadata_reads_with_three_significant_digits_separators_and_units():
+    from assets.metadata import byte_size, count, percent, significant, size, table
+
+    assert significant(0.028558499934661086) == 0.0286
+    assert significant(1234.5) == 1230.0 and significant(-6.714) == -6.71 and significant(0.0) == 0.0
+    assert count(96848, "MACs").value == "96,848 MACs"
+    assert byte_size(512) == "512 B" and byte_size(1541120) == "1.47 MiB"
+    assert size(1541120).value == "1.47 MiB (1,541,120 bytes)"
+    assert percent(0.01234) == "1.23 %"
+    rows = table([{"model": "a", "upper": None, "MACs": 108544}, {"model": "b", "upper": 0.123456, "MACs": 7}])
+    assert [c.type for c in rows.schema.columns] == ["string", "float", "int"]
+    assert [r.data for r in rows.records] == [
+        {"model": "a", "upper": None, "MACs": "108,544"},
+        {"model": "b", "upper": 0.123, "MACs": "7"},
+    ]
+
+
+# -- the small zoo indexed end to end by `sommelier index` (tests/conftest.py) ---------------------------------
+
+
+def test_index_runs_are_named_jobs_of_the_workspace_location_not_ephemeral_ones(indexed_store):
+    from pipelines.jobs import JOBS, REPOSITORY_LABEL
+
+    runs = indexed_store.instance.get_runs()
+    assert runs and {r.job_name for r in runs} <= {job.name for job in JOBS}
+    assert {r.job_name for r in runs} >= {"index_models", "build_index", "profile_devices"}
+    # the origin of a job of the workspace's code location: what the Overview timeline files runs under
+    assert {r.remote_job_origin.repository_origin.get_label() for r in runs} == {REPOSITORY_LABEL}
+
+
+def test_index_runs_evaluate_the_asset_checks_of_every_model_and_index(indexed_store):
+    from dagster import AssetCheckKey, AssetKey
+    from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus as Status
+
+    storage = indexed_store.instance.event_log_storage
+    for asset_name, check_name in [
+        ("onnx_model", "conversion_parity"),
+        ("pair_bounds", "lower_within_upper"),
+        ("pair_bounds", "bound_covers_measured"),
+        ("semantic_index", "semantic_index_consistency"),
+        ("semantic_index", "semantic_index_bounds"),
+        ("resource_index", "resource_index_consistency"),
+    ]:
+        history = storage.get_asset_check_execution_history(AssetCheckKey(AssetKey(asset_name), check_name), limit=100)
+        statuses = {record.status for record in history}
+        assert Status.SUCCEEDED in statuses and Status.FAILED not in statuses, (asset_name, check_name, statuses)

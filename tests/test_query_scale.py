@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from sommelier_bench.oracles import brute_force, build_semantic_index
 from sommelier_bench.query_quality import run_quality_benchmark
-from sommelier_bench.query_scale import run_scale_benchmark, synthetic_repository
+from sommelier_bench.query_scale import hub_group_sizes, hub_repository, run_scale_benchmark, synthetic_repository
 from sommelier_cli.main import main as cli_main
 from sommelier_core.equivalence.bound import PairBound
 from sommelier_core.equivalence.peers import sample_peers
@@ -131,10 +131,11 @@ def test_packed_bounds_are_rounded_outward():
     store = SemanticStore(ceiling=0.1)
     store.insert("a", "a")
     store.insert("b", "b", [PairBound("b", "a", "disagreement", 0.0333, 0.0123456789, 0.0345678912, 1, "t", 0.05)])
-    lists = store.freeze()
-    assert lists.upper.dtype == np.uint16
-    assert 0.0345678912 <= lists.upper_at(0) <= 0.0345678912 + 2e-6
-    assert 0.0123456789 - 2e-6 <= lists.lower_at(0) <= 0.0123456789
+    graph = store.freeze()
+    assert graph.upper.dtype == np.uint16
+    row = graph.search(store.pos["a"], 0.1)
+    assert 0.0345678912 <= row.upper[0] <= 0.0345678912 + 2e-6
+    assert 0.0123456789 - 2e-6 <= row.lower[0] <= 0.0123456789
 
 
 # -- exact resource filtering on random repositories --------------------------------------------
@@ -223,6 +224,44 @@ def test_cli_bench_query_prints_the_figures_as_json(capsys):
     payload = json.loads(capsys.readouterr().out)
     assert payload["models"] == 200 and payload["results_identical_to_brute_force"]
     assert {"median_ms", "p99_ms"} <= set(payload["latency"]["both"]["engine"])
+    assert payload["build_seconds"] > 0 and payload["index_bytes"] > 0 and payload["violations"] == 0
+
+
+def test_cli_bench_query_builds_the_hub_shape_with_the_largest_group_asked(capsys):
+    args = ["bench", "query", "--models", "400", "--largest-group", "150", "--queries", "10", "--mlflow-models", "0"]
+    assert cli_main([*args, "--json"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert payload["shape"] == "hub" and payload["largest_group"] == 150
+    assert payload["results_identical_to_brute_force"] and payload["violations"] == 0
+
+
+@pytest.mark.parametrize(
+    ("flag", "value"), [("--models", "0"), ("--queries", "-1"), ("--largest-group", "0"), ("--models", "ten")]
+)
+def test_cli_bench_query_refuses_a_size_below_one_with_a_usage_error(flag, value, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        cli_main(["bench", "query", flag, value, "--json"])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument {flag}:" in err and "Traceback" not in err
+
+
+def test_hub_groups_are_heavy_tailed_and_sum_to_the_models():
+    sizes = hub_group_sizes(100_000, 10_000, np.random.default_rng(0))
+    assert sum(sizes) == 100_000
+    assert sizes[:6] == [10_000] + [1_000] * 5
+    assert max(sizes[6:]) <= 1_000 and np.median(sizes) <= 5  # the rest small
+
+
+def test_hub_repository_differences_come_from_output_vectors_and_every_hit_is_sound():
+    repo, engine = hub_repository(600, largest_group=200, seed=1)
+    # A measured pair's bounds contain the disagreement of the two models' output vectors.
+    store = repo.semantic
+    a = next(i for i, row in enumerate(store._out) if row)
+    b, measured = next(iter(store._out[a].items()))
+    assert measured.lower <= repo.true_difference(a, b) <= measured.upper
+    report = run_scale_benchmark(600, queries=20, mlflow_models=0, shape="hub", largest_group=200, seed=1)
+    assert report["results_identical_to_brute_force"] and report["violations"] == 0
 
 
 @FAST

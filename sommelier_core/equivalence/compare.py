@@ -11,7 +11,7 @@ from typing import Literal
 
 import numpy as np
 
-from sommelier_core.errors import IncompatibleModels
+from sommelier_core.errors import IncompatibleModels, NonFiniteValues
 from sommelier_core.models import Signature, Task
 
 DifferenceKind = Literal["disagreement", "relative_l2"]
@@ -68,6 +68,22 @@ def check_compatible(
         )
 
 
+def check_finite_outputs(model_id: str, outputs: np.ndarray, dataset: str = "") -> None:
+    """Raise `NonFiniteValues` naming the model when any of its outputs is NaN or ±inf (how many samples, the
+    first one), since nothing computed from them — a disagreement, a distance, a bound — would mean anything."""
+    values = np.asarray(outputs)
+    if values.size == 0 or not np.issubdtype(values.dtype, np.floating):
+        return  # integer or boolean outputs are always finite
+    rows = values.reshape(len(values), -1) if values.ndim else values.reshape(1, 1)
+    bad = ~np.isfinite(rows).all(axis=1)
+    if bad.any():
+        on = f" on {dataset}" if dataset else ""
+        raise NonFiniteValues(
+            f"{model_id}: {int(bad.sum())} of {len(rows)} outputs{on} hold NaN or ±inf (first: sample "
+            f"{int(np.argmax(bad))}); expected finite outputs"
+        )
+
+
 def disagreement_rate(reference_outputs: np.ndarray, candidate_outputs: np.ndarray) -> float:
     """Fraction of inputs whose top-1 class differs (label-free)."""
     return float(np.mean(np.argmax(reference_outputs, axis=1) != np.argmax(candidate_outputs, axis=1)))
@@ -85,12 +101,23 @@ def compare_outputs(
     candidate_outputs: np.ndarray,
     task: Task,
 ) -> Comparison:
-    """The empirical difference of two models' outputs on the same inputs, by task."""
+    """The empirical difference of two models' outputs on the same inputs, by task.
+
+    Outputs holding NaN or ±inf raise `NonFiniteValues` naming the model: their difference would be a silent
+    wrong answer (NaN rows tie under argmax, so two models that disagree could score 0). So do empty outputs.
+    """
     if reference_outputs.shape != candidate_outputs.shape:
         raise IncompatibleModels(
             f"{reference_id} produced outputs {reference_outputs.shape}; "
             f"{candidate_id} produced {candidate_outputs.shape} on the same inputs"
         )
+    if reference_outputs.ndim == 0 or len(reference_outputs) == 0:
+        raise IncompatibleModels(
+            f"{reference_id} and {candidate_id} produced outputs of shape {reference_outputs.shape}; "
+            "expected at least one sample to compare on"
+        )
+    check_finite_outputs(reference_id, reference_outputs)
+    check_finite_outputs(candidate_id, candidate_outputs)
     n = int(reference_outputs.shape[0])
     if task == "classification":
         rate = disagreement_rate(reference_outputs, candidate_outputs)

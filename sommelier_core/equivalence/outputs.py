@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sommelier_core.equivalence.compare import accuracy
+from sommelier_core.equivalence.compare import accuracy, check_finite_outputs
 from sommelier_core.inference import run_onnx
 from sommelier_core.models import Task
 from sommelier_core.store import ModelStore
@@ -45,9 +45,16 @@ class ModelOutputs:
         )
 
 
-def compute_outputs(onnx_path: Path, dataset: Dataset, task: Task) -> tuple[np.ndarray, float | None]:
-    """The model's outputs on the dataset (ONNX Runtime, batched) and its accuracy when labels exist."""
+def compute_outputs(
+    onnx_path: Path, dataset: Dataset, task: Task, model_id: str | None = None
+) -> tuple[np.ndarray, float | None]:
+    """The model's outputs on the dataset (ONNX Runtime, batched) and its accuracy when labels exist.
+
+    Outputs holding NaN or ±inf raise `NonFiniteValues` naming the model (`model_id`, else the file): stored,
+    they would make every comparison with the model a silent wrong answer, so its outputs stage fails instead.
+    """
     outputs = run_onnx(onnx_path, dataset.x)
+    check_finite_outputs(model_id or str(onnx_path), outputs, dataset.name)
     acc = accuracy(outputs, dataset.y) if task == "classification" and dataset.y is not None else None
     return outputs, acc
 
@@ -56,7 +63,7 @@ def outputs_on(store: ModelStore, model_id: str, dataset: Dataset) -> np.ndarray
     """A model's outputs on a named extra dataset (e.g. the `custom` bound data), computed once and kept.
 
     Kept beside the validation outputs as `outputs-<dataset>.npy`, so every pair that needs them reads
-    them instead of running the model again.
+    them instead of running the model again. Non-finite outputs raise `NonFiniteValues` and are not kept.
     """
     path = store.model_dir(model_id) / f"outputs-{dataset.name}.npy"
     if path.exists():
@@ -64,6 +71,7 @@ def outputs_on(store: ModelStore, model_id: str, dataset: Dataset) -> np.ndarray
         if len(cached) == len(dataset.x):
             return cached
     outputs = run_onnx(store.onnx_path(model_id), dataset.x)
+    check_finite_outputs(model_id, outputs, dataset.name)
     tmp = path.with_name(f".{path.stem}.tmp.npy")
     np.save(tmp, outputs)
     tmp.replace(path)

@@ -10,6 +10,7 @@ mode the difference re-measured on the custom data.
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -29,7 +30,14 @@ from sommelier_core.equivalence.bound import (
 from sommelier_core.equivalence.compare import Comparison, compare_outputs
 from sommelier_core.errors import SommelierError
 from sommelier_core.stages import MODEL_CUSHIONS, MODEL_OUTPUTS
-from sommelier_core.store import ModelStore
+from sommelier_core.store import (
+    DamagedArtifact,
+    DamagedArtifactWarning,
+    ModelStore,
+    damaged_index_file,
+    read_checked,
+    write_checked,
+)
 
 if TYPE_CHECKING:  # the runtime imports pull in the model zoo (torch): queries load this module
     from sommelier_core.equivalence.cushions import ModelCushions
@@ -48,16 +56,31 @@ class BoundSettings:
     data: str = ""
 
     def save(self, index_dir: Path, models: ModelStore) -> None:
-        """Record the settings beside the index, so queries bound new pairs the same way."""
-        models.write_json(Path(index_dir) / BOUND_SETTINGS_FILE, asdict(self))
+        """Record the settings beside the index (with their checksum), so queries bound new pairs the same way."""
+        text = json.dumps(asdict(self), indent=2, sort_keys=True, allow_nan=False)
+        write_checked(Path(index_dir) / BOUND_SETTINGS_FILE, text.encode())
 
     @classmethod
     def load(cls, index_dir: Path) -> BoundSettings | None:
-        """The settings the index was built with, or None for an index that did not record them."""
+        """The settings the index was built with, or None for an index that did not record them;
+        `DamagedArtifact` naming the file (and saying to run `sommelier index`) if it is damaged."""
         path = Path(index_dir) / BOUND_SETTINGS_FILE
-        if not path.exists():
+        try:
+            data = read_checked(path)
+        except FileNotFoundError:
             return None
-        return cls(**json.loads(path.read_text()))
+        try:
+            payload = json.loads(data)
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+            raise damaged_index_file(path, f"not JSON ({exc})") from None
+        kinds = {"mode": str, "delta": float, "constant": float, "data": str}
+        if not isinstance(payload, dict) or set(payload) - set(kinds):
+            raise damaged_index_file(path, f"not bound settings (expected an object with {', '.join(kinds)})")
+        for name, value in payload.items():
+            expected = (int, float) if kinds[name] is float else kinds[name]
+            if isinstance(value, bool) or not isinstance(value, expected):
+                raise damaged_index_file(path, f"{name} is {value!r}, not a {kinds[name].__name__}")
+        return cls(**payload)
 
 
 def bound_stored_pair(
@@ -102,18 +125,25 @@ class StoredOutputsMeasurer:
     """A `querying.engine.PairMeasurer` over a model store: compares stored validation outputs, then bounds.
 
     A candidate whose outputs are missing or not comparable with the reference's gets None (the
-    query keeps its index bounds). The reference's outputs are read once per reference.
+    query keeps its index bounds). The reference's outputs are read once per reference. Damaged stored
+    outputs or records (`DamagedArtifact`: truncated, bit-flipped, replaced) are never measured: the pair
+    keeps its index bound and a `DamagedArtifactWarning` names the file (once per file), so an answer is
+    never changed, or left unrefined, without a word.
     """
 
     def __init__(self, models: ModelStore, settings: BoundSettings) -> None:
         self.models = models
         self.settings = settings
         self._reference: tuple[str, ModelOutputs, np.ndarray, ModelCushions | None] | None = None
+        self._warned: set[Path] = set()
 
     def __call__(self, reference_id: str, candidate_ids: Sequence[str]) -> list[PairBound | None]:
         """One bound per candidate (reference → candidate), None where the pair cannot be measured."""
         try:
             _, record, outputs, cushions = self._load_reference(reference_id)
+        except DamagedArtifact as exc:
+            self._warn(exc, f"not refining candidates of {reference_id}; their index bounds are kept")
+            return [None] * len(candidate_ids)
         except (OSError, SommelierError):
             return [None] * len(candidate_ids)
         bounds: list[PairBound | None] = []
@@ -127,9 +157,17 @@ class StoredOutputsMeasurer:
                     reference_id, outputs, candidate, self.models.load_outputs(candidate), record.task
                 )
                 bounds.append(bound_stored_pair(comparison, self.settings, self.models, cushions)[0])
+            except DamagedArtifact as exc:
+                self._warn(exc, f"not refining {reference_id} → {candidate}; its index bound is kept")
+                bounds.append(None)
             except (OSError, ValueError, SommelierError):
                 bounds.append(None)
         return bounds
+
+    def _warn(self, exc: DamagedArtifact, consequence: str) -> None:
+        if exc.path not in self._warned:
+            self._warned.add(exc.path)
+            warnings.warn(f"{consequence}: {exc}", DamagedArtifactWarning, stacklevel=3)
 
     def _load_reference(self, reference_id: str) -> tuple[str, ModelOutputs, np.ndarray, ModelCushions | None]:
         if self._reference is None or self._reference[0] != reference_id:

@@ -52,6 +52,40 @@ def _outward_float32(values: np.ndarray, up: bool) -> np.ndarray:
 
 
 @dataclass(frozen=True)
+class CandidateRow:
+    """A reference's candidates up to some bound, sorted by (upper bound, id): what a query's semantic stage reads.
+
+    Positions are model positions; `hops` is the number of measured pairs on the path (None where the
+    source keeps no hop count).
+    """
+
+    positions: np.ndarray  # int64
+    upper: np.ndarray  # float64
+    lower: np.ndarray  # float64
+    provenance: np.ndarray  # int64 codes into candidate_lists.PROVENANCE
+    hops: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.positions)
+
+    @classmethod
+    def sorted(
+        cls,
+        positions: np.ndarray,
+        upper: np.ndarray,
+        lower: np.ndarray,
+        provenance: np.ndarray,
+        hops: np.ndarray | None,
+        rank: np.ndarray,
+    ) -> CandidateRow:
+        """The row sorted by (upper bound, id rank)."""
+        order = np.lexsort((rank[positions], upper))
+        return cls(
+            positions[order], upper[order], lower[order], provenance[order], hops[order] if hops is not None else None
+        )
+
+
+@dataclass(frozen=True)
 class CandidateLists:
     """Packed candidate lists (CSR): row i holds model i's candidates sorted by (upper, id).
 
@@ -102,6 +136,17 @@ class CandidateLists:
             + self.lower.nbytes
             + self.provenance.nbytes
             + self.present.nbytes
+        )
+
+    def reference_row(self, reference: int, bound: float) -> CandidateRow:
+        """The reference's candidates, sorted: its whole precomputed list (every entry ≤ `bound` is in it, and the
+        query engine's filters read the list's length as what the semantic stage considered)."""
+        row = self.row(reference)
+        return CandidateRow(
+            self.candidates[row].astype(np.int64),
+            self.upper_at(row),
+            self.lower_at(row),
+            self.provenance[row].astype(np.int64),
         )
 
     def row(self, i: int) -> slice:

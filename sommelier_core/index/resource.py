@@ -28,7 +28,7 @@ from sommelier_core.profiling import (
     StaticProfile,
     estimate_latency,
 )
-from sommelier_core.store import ModelStore
+from sommelier_core.store import ModelStore, read_parquet_checked
 
 
 @dataclass(frozen=True)
@@ -170,7 +170,7 @@ def read_resource_index(path: Path, store_root: Path | None = None) -> pl.DataFr
     root it is read from (default: the index directory's parent); paths outside the store stay as written."""
     path = Path(path)
     root = ModelStore(store_root if store_root is not None else path.parent.parent).rooted_path(".")
-    frame = pl.read_parquet(path)
+    frame = read_parquet_checked(path)
     onnx_path = pl.col("onnx_path")
     relative = ~onnx_path.str.starts_with("/") & (onnx_path != "")
     return frame.with_columns(

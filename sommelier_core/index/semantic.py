@@ -1,33 +1,29 @@
-"""The semantic index at repository scale (paper §5.2, design §4): incremental candidate lists.
+"""The semantic index at repository scale (paper §5.2, design §4): the measured pairs, kept per direction.
 
-`SemanticStore` is the mutable index. Inserting a model adds its measured pairs (five sampled
-peers) and updates every bound that can change, without a rebuild:
+`SemanticStore` is the mutable index. Inserting a model adds its measured pairs (five sampled peers), each
+in the direction it was measured (reference → candidate): O(peers), nothing else is recomputed. Bounds on
+every other pair are computed when a query asks, by a search from its reference over the measured graph
+(`measured_graph.MeasuredGraph`, which `freeze()` packs):
 
-- upper bounds are shortest paths over the measured-pair graph (each edge weighted by its upper
-  bound; d(X,Z) ≤ d(X,Y) + d(Y,Z) along the path). For a new model X with peers P,
-  dist(X,Z) = min_P up(X,P) + dist(P,Z) read from the peers' candidate lists, and then every pair
-  (Y,Z) of X's candidates may shorten through X: dist(Y,Z) ← min(dist(Y,Z), dist(Y,X) + dist(X,Z));
-- lower bounds are the best one hop over measured neighbours, max(lo(A,Y) − up(Y,B), 0), the same
-  rule as the oracle `sommelier_bench.oracles.build_semantic_index`.
+- upper bounds are shortest paths over the measured pairs, hops composed by `bound_rules.compose`
+  (d(a→c) ≤ d(a→b) + d(b→c) for a disagreement rate; for relative l2, normalised by the reference,
+  d(a→c) ≤ d(a→b) + d(b→c)·(1 + d(a→b)));
+- lower bounds are the best one hop through a common measured neighbour (`bound_rules.hop_lower`);
+- a pair measured in one direction bounds the other (`bound_rules.directed_bounds`: the same bounds for
+  a symmetric measure, rescaled for relative l2), so a relative-l2 pair keeps two entries, never merged.
 
-**Bounded lists.** A list keeps only candidates whose upper bound is ≤ `ceiling`. This is sound and,
-for any threshold ≤ ceiling, exact: every kept upper bound is the length of a real path of
-measured bounds (never below the true difference, whatever was dropped), and a pair whose shortest
-path is ≤ ceiling has every sub-path ≤ ceiling (edge weights are ≥ 0), so the updates above, run
-over truncated lists, reach exactly the pairs the full graph would, with the same values
-(`tests/test_query_scale.py` checks this against the full rebuild). A query with WITHIN above the
-ceiling is refused rather than answered incompletely.
+Candidate lists precomputed for every pair under a ceiling (the design before this one) grew with
+models × the size of their compatible group: 286 MB and 810 s at 100 000 models in groups of 1 000.
+The measured graph grows with models × peers; a query's search stops at its threshold, so it touches
+only the models within it (docs/index.md has the design and the figures). `ceiling` still caps what a
+query may ask (WITHIN above it is refused) and bounds the search of the refine stage and `to_frame`.
 
-Deleting a model drops its edges and recomputes, by a Dijkstra bounded at the ceiling, the lists
-of the models that were within the ceiling of it — the only pairs whose shortest path could have
-passed through it.
-
-`freeze()` packs the lists into `CandidateLists` (`candidate_lists`); a query reads one row of it.
+Deleting a model drops its measured pairs; nothing derived from them is stored, so nothing else changes.
+`to_frame()` writes every model's candidates up to the ceiling as the `semantic_index` asset's table.
 """
 
 from __future__ import annotations
 
-import heapq
 import io
 import math
 import zipfile
@@ -40,8 +36,10 @@ import polars as pl
 
 from sommelier_core.equivalence.bound import PairBound
 from sommelier_core.errors import UnknownModel
-from sommelier_core.index.candidate_lists import IDENTICAL, MEASURED, PROVENANCE, TRANSITIVE, CandidateLists
-from sommelier_core.store import StoreFormatError, write_atomic
+from sommelier_core.index import bound_rules
+from sommelier_core.index.candidate_lists import PROVENANCE
+from sommelier_core.index.measured_graph import ASYMMETRIC_FLAG, IDENTICAL_FLAG, MeasuredGraph
+from sommelier_core.store import StoreFormatError, read_checked, write_checked
 
 SEMANTIC_INDEX_SCHEMA: dict[str, pl.DataType] = {
     "reference_id": pl.Utf8(),
@@ -58,21 +56,20 @@ SEMANTIC_INDEX_SCHEMA: dict[str, pl.DataType] = {
     "n": pl.Int64(),
 }
 
-SEMANTIC_STORE_SCHEMA = 1
-"""Version of the file `SemanticStore.save` writes (before it, the store was pickled)."""
-
-_TIE = 1e-12  # a path must be shorter by more than this to replace a bound (float noise)
+SEMANTIC_STORE_SCHEMA = 2
+"""Version of the file `SemanticStore.save` writes: 2 keeps measured pairs per direction and no derived lists
+(1 kept merged, undirected edges and every candidate list; such a file is refused and the asset rebuilds)."""
 
 
 @dataclass
-class _Edge:
-    """The tightest measurement of one unordered pair (or an identical-fingerprint link)."""
+class _Measured:
+    """The tightest measurement of one direction of a pair (reference → candidate)."""
 
     lower: float
     upper: float
     empirical: float | None
     n: int | None
-    identical: bool = False
+    kind: str
 
 
 @dataclass(frozen=True)
@@ -88,9 +85,10 @@ class CandidateRecord:
 
 
 class SemanticStore:
-    """Candidate lists updated incrementally on insertion and deletion of models.
+    """The measured pairs of the indexed models, per direction, updated on insertion and deletion.
 
-    `ceiling` bounds the lists (see the module docstring); `math.inf` keeps every connected pair.
+    `ceiling` caps the thresholds queries may ask and bounds the searches of `to_frame` and refinement;
+    `math.inf` allows any threshold.
     """
 
     def __init__(self, ceiling: float = math.inf) -> None:
@@ -101,9 +99,8 @@ class SemanticStore:
         self.kinds: list[str] = []
         self.alive: list[bool] = []
         self._by_fingerprint: dict[str, set[int]] = {}
-        self._edges: list[dict[int, _Edge]] = []
-        # lists[a][b] = [upper, lower, provenance, hops]; the same list object is stored under [b][a].
-        self._lists: list[dict[int, list]] = []
+        self._out: list[dict[int, _Measured]] = []  # _out[a][b]: measurement with reference a, candidate b
+        self._adjacent: list[set[int]] = []  # models measured against each model, either direction
         self._signatures: dict[str, tuple] = {}  # per model, what `sync` last inserted it from
 
     # -- reading ---------------------------------------------------------------------------
@@ -116,18 +113,26 @@ class SemanticStore:
         return i is not None and self.alive[i]
 
     def candidates(self, model_id: str) -> list[CandidateRecord]:
-        """A model's candidate list, most equivalent first (upper bound, then id)."""
+        """A model's candidates up to the ceiling, most equivalent first (upper bound, then id)."""
         a = self._index(model_id)
-        out = []
-        for b, (up, lo, prov, hops) in self._lists[a].items():
-            edge = self._edges[a].get(b)
-            emp = edge.empirical if edge is not None else None
-            out.append(CandidateRecord(self.ids[b], lo, up, PROVENANCE[prov], hops, emp))
-        return sorted(out, key=lambda r: (r.upper, r.candidate_id))
+        graph = self.freeze(compact=False)
+        row = graph.search(a, self.ceiling)
+        hops = row.hops if row.hops is not None else np.ones(len(row), dtype=np.int64)
+        return [
+            CandidateRecord(self.ids[b], lo, up, PROVENANCE[prov], hop, graph.empirical.get((a, b)))
+            for b, lo, up, prov, hop in zip(
+                row.positions.tolist(),
+                row.lower.tolist(),
+                row.upper.tolist(),
+                row.provenance.tolist(),
+                hops.tolist(),
+                strict=True,
+            )
+        ]
 
     def entries(self) -> int:
-        """Number of (reference, candidate) records over all lists."""
-        return sum(len(lst) for lst, ok in zip(self._lists, self.alive, strict=True) if ok)
+        """Number of directed measured entries (a pair measured either way, or identical, is two)."""
+        return sum(len(self._neighbours(a)) for a in range(len(self.ids)) if self.alive[a])
 
     # -- insertion and deletion ------------------------------------------------------------
 
@@ -140,109 +145,104 @@ class SemanticStore:
     ) -> int:
         """Add a model with its measured pairs (each naming an indexed peer); returns its position.
 
-        Pairs may name the new model as reference or candidate. Models with the same fingerprint are
-        linked with difference 0 (`identical`).
+        Pairs may name the new model as reference or candidate; each is kept in its direction, the tightest
+        (smallest upper bound; largest lower bound) where a direction was measured twice. Models with the
+        same fingerprint are linked with difference 0 (`identical`).
         """
         if model_id in self:
             raise ValueError(f"{model_id} is already indexed; delete it first to re-insert")
-        x = self._allocate(model_id, fingerprint, kind)
-        edges_x = self._edges[x]
-        for pair in measured:
+        pairs = list(measured)
+        for pair in pairs:
             peer = pair.candidate_id if pair.reference_id == model_id else pair.reference_id
             p = self.pos.get(peer)
-            if p is None or not self.alive[p] or p == x:
+            if p is None or not self.alive[p] or peer == model_id:
                 raise UnknownModel(f"{model_id} was measured against {peer!r}, which is not in the semantic index")
-            edge = edges_x.get(p)
-            if edge is None:
-                edges_x[p] = _Edge(pair.lower, pair.upper, pair.empirical, pair.n)
-            elif not edge.identical:
-                if pair.upper < edge.upper:
-                    edge.upper, edge.empirical, edge.n = pair.upper, pair.empirical, pair.n
-                edge.lower = max(edge.lower, pair.lower)
-        for q in self._by_fingerprint.get(fingerprint, ()):
-            if q != x:
-                edges_x[q] = _Edge(0.0, 0.0, None, None, identical=True)
+        x = self._allocate(model_id, fingerprint, kind)
+        for pair in pairs:
+            a, b = self.pos[pair.reference_id], self.pos[pair.candidate_id]
+            current = self._out[a].get(b)
+            if current is None:
+                self._out[a][b] = _Measured(pair.lower, pair.upper, pair.empirical, pair.n, pair.kind)
+            else:
+                if pair.upper < current.upper:
+                    current.upper, current.empirical, current.n = pair.upper, pair.empirical, pair.n
+                current.lower = max(current.lower, pair.lower)
+            self._adjacent[a].add(b)
+            self._adjacent[b].add(a)
         self._by_fingerprint.setdefault(fingerprint, set()).add(x)
-        for p, edge in edges_x.items():
-            self._edges[p][x] = edge
-
-        dist: dict[int, tuple[float, int]] = {}
-        for p, edge in edges_x.items():
-            w = edge.upper
-            if w <= self.ceiling and (p not in dist or w < dist[p][0] - _TIE):
-                dist[p] = (w, 1)
-            for z, entry in self._lists[p].items():
-                d = w + entry[0]
-                if z != x and d <= self.ceiling and (z not in dist or d < dist[z][0] - _TIE):
-                    dist[z] = (d, 1 + entry[3])
-        for z, (d, hops) in dist.items():
-            self._set_pair(x, z, d, hops)
-        items = list(dist.items())
-        for i, (y, (dy, hy)) in enumerate(items):
-            list_y = self._lists[y]
-            for z, (dz, hz) in items[i + 1 :]:
-                d = dy + dz
-                if d > self.ceiling:
-                    continue
-                current = list_y.get(z)
-                if current is None or d < current[0] - _TIE:
-                    self._set_pair(y, z, d, hy + hz)
-        self._refresh_lower_around(x)
         return x
 
     def delete(self, model_id: str) -> None:
-        """Remove a model and every bound that relied on it."""
+        """Remove a model and its measured pairs."""
         x = self._index(model_id)
-        affected = set(self._lists[x])
-        neighbours = set(self._edges[x])
-        for b in list(self._lists[x]):
-            del self._lists[b][x]
-        for p in neighbours:
-            del self._edges[p][x]
-        self._lists[x] = {}
-        self._edges[x] = {}
+        for p in self._adjacent[x]:
+            self._adjacent[p].discard(x)
+            self._out[p].pop(x, None)
+        self._out[x] = {}
+        self._adjacent[x] = set()
         self.alive[x] = False
         self._by_fingerprint[self.fingerprints[x]].discard(x)
-        for y in affected:
-            reach = self._bounded_dijkstra(y)
-            for z in affected:
-                if z == y:
-                    continue
-                if z in reach:
-                    d, hops = reach[z]
-                    current = self._lists[y].get(z)
-                    if current is None or abs(current[0] - d) > _TIE or current[3] != hops:
-                        self._set_pair(y, z, d, hops)
-                elif z in self._lists[y]:
-                    del self._lists[y][z]
-                    del self._lists[z][y]
-        for p in neighbours:  # x was a common neighbour of these: their one-hop lower bounds may drop
-            for q, entry in self._lists[p].items():
-                if q in neighbours:
-                    self._set_lower(p, q, entry)
 
     # -- packing -----------------------------------------------------------------------------
 
-    def freeze(self) -> CandidateLists:
-        """The read-only packed lists a query reads (see `CandidateLists`)."""
-        alive_ids = [self.ids[i] for i in range(len(self.ids)) if self.alive[i]]
-        return CandidateLists.pack(
+    def freeze(self, compact: bool = True) -> MeasuredGraph:
+        """The read-only measured graph a query searches (`MeasuredGraph`).
+
+        `compact` stores bounds rounded outward (uint16 codes when the ceiling is finite and ≤ 1, else
+        float32); otherwise they stay float64, bit-identical to the measured ones.
+        """
+        source: list[int] = []
+        target: list[int] = []
+        lower: list[float] = []
+        upper: list[float] = []
+        flags: list[int] = []
+        for a in range(len(self.ids)):
+            if not self.alive[a]:
+                continue
+            twins = self._twins(a)
+            for b in self._neighbours(a):
+                source.append(a)
+                target.append(b)
+                if b in twins:
+                    lower.append(0.0)
+                    upper.append(0.0)
+                    flags.append(IDENTICAL_FLAG)
+                    continue
+                lo, up, asymmetric = self._directed(a, b)
+                lower.append(lo)
+                upper.append(up)
+                flags.append(ASYMMETRIC_FLAG if asymmetric else 0)
+        return MeasuredGraph.pack(
             self.ids,
-            [self._lists[i] if self.alive[i] else {} for i in range(len(self.ids))],
+            source,
+            target,
+            lower,
+            upper,
+            flags,
             self.ceiling,
-            _EdgeEmpirical(self._edges),
-            present=[self.alive[i] for i in range(len(self.ids))],
-            model_count=len(alive_ids),
+            _Empirical(self._out),
+            present=self.alive,
+            compact=compact,
         )
 
     def to_frame(self) -> pl.DataFrame:
-        """The lists as the `semantic_index` asset's table (`SEMANTIC_INDEX_SCHEMA`)."""
+        """Every model's candidates up to the ceiling: the `semantic_index` asset's table (`SEMANTIC_INDEX_SCHEMA`)."""
+        graph = self.freeze(compact=False)
         records = []
         for a, model in enumerate(self.ids):
             if not self.alive[a]:
                 continue
-            for b, (up, lo, prov, hops) in self._lists[a].items():
-                edge = self._edges[a].get(b)
+            row = graph.search(a, self.ceiling)
+            hops = row.hops if row.hops is not None else np.ones(len(row), dtype=np.int64)
+            for b, lo, up, prov, hop in zip(
+                row.positions.tolist(),
+                row.lower.tolist(),
+                row.upper.tolist(),
+                row.provenance.tolist(),
+                hops.tolist(),
+                strict=True,
+            ):
+                measurement = self._measurement(a, b)
                 records.append(
                     {
                         "reference_id": model,
@@ -250,13 +250,13 @@ class SemanticStore:
                         "candidate_id": self.ids[b],
                         "candidate_fingerprint": self.fingerprints[b],
                         "kind": self.kinds[a],
-                        "empirical": edge.empirical if edge is not None else None,
+                        "empirical": measurement.empirical if measurement is not None else None,
                         "lower": lo,
                         "upper": up,
                         "equivalence": 1.0 - up,
                         "provenance": PROVENANCE[prov],
-                        "hops": hops,
-                        "n": edge.n if edge is not None else None,
+                        "hops": hop,
+                        "n": measurement.n if measurement is not None else None,
                     }
                 )
         frame = pl.DataFrame(records, schema=SEMANTIC_INDEX_SCHEMA)
@@ -322,11 +322,10 @@ class SemanticStore:
     def save(self, path: Path) -> None:
         """Keep the store as data (`.npz` of plain arrays, `SEMANTIC_STORE_SCHEMA`), written atomically.
 
-        Models, measured edges, candidate entries and `sync`'s per-model signatures become columns; an
-        entry shared by both directions of a pair is written once and shared again by `load`.
+        Models, directed measurements and `sync`'s per-model signatures become columns; identical links
+        are not written (they follow from the fingerprints).
         """
-        edges = [(a, b, e) for a, row in enumerate(self._edges) for b, e in row.items() if a < b]
-        entries = [(a, b, entry) for a, row in enumerate(self._lists) for b, entry in row.items() if a < b]
+        measured = [(a, b, m) for a, row in enumerate(self._out) for b, m in row.items()]
         signed = sorted(self._signatures)
         pairs = [(i, pair) for i, m in enumerate(signed) for pair in self._signatures[m][1]]
         columns = {
@@ -336,18 +335,13 @@ class SemanticStore:
             "fingerprints": np.array(self.fingerprints, dtype=np.str_),
             "kinds": np.array(self.kinds, dtype=np.str_),
             "alive": np.array(self.alive, dtype=bool),
-            "edge_pair": np.array([(a, b) for a, b, _ in edges], dtype=np.int64).reshape(-1, 2),
-            "edge_lower": np.array([e.lower for *_, e in edges], dtype=np.float64),
-            "edge_upper": np.array([e.upper for *_, e in edges], dtype=np.float64),
-            "edge_empirical": np.array([np.nan if e.empirical is None else e.empirical for *_, e in edges]),
-            "edge_has_empirical": np.array([e.empirical is not None for *_, e in edges], dtype=bool),
-            "edge_n": np.array([-1 if e.n is None else e.n for *_, e in edges], dtype=np.int64),
-            "edge_identical": np.array([e.identical for *_, e in edges], dtype=bool),
-            "entry_pair": np.array([(a, b) for a, b, _ in entries], dtype=np.int64).reshape(-1, 2),
-            "entry_upper": np.array([x[0] for *_, x in entries], dtype=np.float64),
-            "entry_lower": np.array([x[1] for *_, x in entries], dtype=np.float64),
-            "entry_provenance": np.array([x[2] for *_, x in entries], dtype=np.int64),
-            "entry_hops": np.array([x[3] for *_, x in entries], dtype=np.int64),
+            "measured_pair": np.array([(a, b) for a, b, _ in measured], dtype=np.int64).reshape(-1, 2),
+            "measured_lower": np.array([m.lower for *_, m in measured], dtype=np.float64),
+            "measured_upper": np.array([m.upper for *_, m in measured], dtype=np.float64),
+            "measured_empirical": np.array([np.nan if m.empirical is None else m.empirical for *_, m in measured]),
+            "measured_has_empirical": np.array([m.empirical is not None for *_, m in measured], dtype=bool),
+            "measured_n": np.array([-1 if m.n is None else m.n for *_, m in measured], dtype=np.int64),
+            "measured_kind": np.array([m.kind for *_, m in measured], dtype=np.str_),
             "signed_ids": np.array(signed, dtype=np.str_),
             "signed_fingerprints": np.array([self._signatures[m][0] for m in signed], dtype=np.str_),
             "signed_pair_owner": np.array([i for i, _ in pairs], dtype=np.int64),
@@ -356,13 +350,13 @@ class SemanticStore:
         }
         buffer = io.BytesIO()
         np.savez(buffer, allow_pickle=False, **columns)
-        write_atomic(Path(path), buffer.getvalue())
+        write_checked(Path(path), buffer.getvalue())
 
     @classmethod
     def load(cls, path: Path) -> SemanticStore:
         """A store saved by `save`; `StoreFormatError` if the file is not one (or is of a newer schema)."""
         try:
-            with np.load(Path(path), allow_pickle=False) as stored:
+            with np.load(io.BytesIO(read_checked(Path(path))), allow_pickle=False) as stored:
                 columns = {name: stored[name] for name in stored.files}
             schema = int(columns["schema"])
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
@@ -386,29 +380,22 @@ class SemanticStore:
         store.alive = columns["alive"].tolist()
         for i, (fingerprint, alive) in enumerate(zip(store.fingerprints, store.alive, strict=True)):
             store._by_fingerprint.setdefault(fingerprint, set()).update({i} if alive else ())
-        store._edges = [{} for _ in store.ids]
-        store._lists = [{} for _ in store.ids]
-        empirical = columns["edge_empirical"].tolist()
-        for k, (a, b) in enumerate(columns["edge_pair"].tolist()):
-            n = int(columns["edge_n"][k])
-            edge = _Edge(
-                float(columns["edge_lower"][k]),
-                float(columns["edge_upper"][k]),
-                empirical[k] if columns["edge_has_empirical"][k] else None,
-                None if n < 0 else n,
-                bool(columns["edge_identical"][k]),
-            )
-            store._edges[a][b] = store._edges[b][a] = edge
+        store._out = [{} for _ in store.ids]
+        store._adjacent = [set() for _ in store.ids]
+        empirical = columns["measured_empirical"].tolist()
         values = zip(
-            columns["entry_pair"].tolist(),
-            columns["entry_upper"].tolist(),
-            columns["entry_lower"].tolist(),
-            columns["entry_provenance"].tolist(),
-            columns["entry_hops"].tolist(),
+            columns["measured_pair"].tolist(),
+            columns["measured_lower"].tolist(),
+            columns["measured_upper"].tolist(),
+            columns["measured_has_empirical"].tolist(),
+            columns["measured_n"].tolist(),
+            columns["measured_kind"].tolist(),
             strict=True,
         )
-        for (a, b), up, lo, prov, hops in values:
-            store._lists[a][b] = store._lists[b][a] = [up, lo, prov, hops]
+        for k, ((a, b), lo, up, has_empirical, n, kind) in enumerate(values):
+            store._out[a][b] = _Measured(lo, up, empirical[k] if has_empirical else None, None if n < 0 else n, kind)
+            store._adjacent[a].add(b)
+            store._adjacent[b].add(a)
         pairs: list[list[tuple]] = [[] for _ in columns["signed_ids"]]
         bounds = columns["signed_pair_bounds"].tolist()
         for k, (owner, (ref, cand)) in enumerate(
@@ -440,80 +427,59 @@ class SemanticStore:
             self.fingerprints.append(fingerprint)
             self.kinds.append(kind)
             self.alive.append(True)
-            self._edges.append({})
-            self._lists.append({})
+            self._out.append({})
+            self._adjacent.append(set())
         else:  # re-insertion after a deletion reuses the slot
             self.fingerprints[i], self.kinds[i], self.alive[i] = fingerprint, kind, True
         return i
 
-    def _one_hop_lower(self, a: int, b: int) -> float:
-        ea, eb = self._edges[a], self._edges[b]
-        if len(eb) < len(ea):
-            ea, eb = eb, ea
-        best = 0.0
-        for y, e1 in ea.items():
-            e2 = eb.get(y)
-            if e2 is not None:
-                best = max(best, e1.lower - e2.upper, e2.lower - e1.upper)
-        return best
+    def _twins(self, a: int) -> set[int]:
+        """Other indexed models with a's fingerprint."""
+        same = self._by_fingerprint.get(self.fingerprints[a], set())
+        return same - {a} if len(same) > 1 else set()
 
-    def _set_pair(self, a: int, b: int, up: float, hops: int) -> None:
-        """Record the shortest-path upper bound of (a, b) with its provenance and lower bound."""
-        edge = self._edges[a].get(b)
-        if edge is not None and edge.identical:
-            entry = [0.0, 0.0, IDENTICAL, 1]
-        elif edge is not None and edge.upper <= up + _TIE:
-            entry = [edge.upper, max(edge.lower, self._one_hop_lower(a, b)), MEASURED, 1]
-        else:
-            entry = [up, min(self._one_hop_lower(a, b), up), TRANSITIVE, hops]
-        self._lists[a][b] = entry
-        self._lists[b][a] = entry
+    def _neighbours(self, a: int) -> set[int]:
+        """Models with an entry in a's row: measured against a (either direction) or identical to it."""
+        twins = self._twins(a)
+        return self._adjacent[a] | twins if twins else self._adjacent[a]
 
-    def _set_lower(self, a: int, b: int, entry: list) -> None:
-        if entry[2] == IDENTICAL:
-            return
-        hop = self._one_hop_lower(a, b)
-        if entry[2] == MEASURED:
-            entry[1] = max(self._edges[a][b].lower, hop)
-        else:
-            entry[1] = min(hop, entry[0])
+    def _measurement(self, a: int, b: int) -> _Measured | None:
+        """The measurement that speaks for d(a→b): a→b, or b→a when the measure is symmetric."""
+        measured = self._out[a].get(b)
+        if measured is None:
+            other = self._out[b].get(a)
+            if other is not None and not bound_rules.is_asymmetric(other.kind):
+                return other
+        return measured
 
-    def _refresh_lower_around(self, x: int) -> None:
-        """A new model is a new common neighbour of its peers: their pairs' one-hop lower bounds may rise."""
-        peers = list(self._edges[x])
-        for i, p in enumerate(peers):
-            list_p = self._lists[p]
-            for q in peers[i + 1 :]:
-                entry = list_p.get(q)
-                if entry is not None:
-                    self._set_lower(p, q, entry)
-
-    def _bounded_dijkstra(self, source: int) -> dict[int, tuple[float, int]]:
-        """Shortest-path upper bounds from `source` to every model within the ceiling (hops on the path)."""
-        best: dict[int, tuple[float, int]] = {}
-        heap = [(0.0, 0, source)]
-        done: set[int] = set()
-        while heap:
-            d, hops, node = heapq.heappop(heap)
-            if node in done:
-                continue
-            done.add(node)
-            if node != source:
-                best[node] = (d, hops)
-            for nxt, edge in self._edges[node].items():
-                nd = d + edge.upper
-                if nxt not in done and nd <= self.ceiling:
-                    heapq.heappush(heap, (nd, hops + 1, nxt))
-        return best
+    def _directed(self, a: int, b: int) -> tuple[float, float, bool]:
+        """(lower, upper, asymmetric) on d(a→b) from the measurements of a→b and b→a."""
+        forward, backward = self._out[a].get(b), self._out[b].get(a)
+        asymmetric = any(m is not None and bound_rules.is_asymmetric(m.kind) for m in (forward, backward))
+        lo, up = bound_rules.directed_bounds(
+            (forward.lower, forward.upper) if forward is not None else None,
+            (backward.lower, backward.upper) if backward is not None else None,
+            asymmetric,
+        )
+        return lo, up, asymmetric
 
 
-class _EdgeEmpirical:
-    """`(reference, candidate) → empirical difference` of measured pairs, read from the store's edges."""
+class _Empirical:
+    """`(reference, candidate) → empirical difference` of measured pairs, read from the store's measurements.
 
-    def __init__(self, edges: list[dict[int, _Edge]]) -> None:
-        self._edges = edges
+    A pair measured only the other way answers with that measurement when the measure is symmetric.
+    """
+
+    def __init__(self, out: list[dict[int, _Measured]]) -> None:
+        self._out = out
 
     def get(self, key: tuple[int, int], default: float | None = None) -> float | None:
         a, b = key
-        edge = self._edges[a].get(b) if a < len(self._edges) else None
-        return edge.empirical if edge is not None and edge.empirical is not None else default
+        if a >= len(self._out) or b >= len(self._out):
+            return default
+        measured = self._out[a].get(b)
+        if measured is None:
+            other = self._out[b].get(a)
+            if other is not None and not bound_rules.is_asymmetric(other.kind):
+                measured = other
+        return measured.empirical if measured is not None and measured.empirical is not None else default

@@ -35,6 +35,7 @@ from sommelier_core import defaults
 from sommelier_core.errors import ConversionError, ConversionMismatch
 from sommelier_core.inference import open_session
 from sommelier_core.ingest.fingerprint import fingerprint
+from sommelier_core.ingest.validation import check_input_budget
 from sommelier_core.models import FetchedModel, ModelEntry, Signature, TensorSpec
 
 OPSET = 17
@@ -71,6 +72,16 @@ class Conversion:
     tolerance: float
     """The tolerance the errors were checked against (see the module's parity rule)."""
 
+    @property
+    def parity_holds(self) -> bool:
+        """Whether the stored errors meet the parity rule (a passed-through ONNX file has no original to differ)."""
+        return self.parity_samples == 0 or within_parity(self.max_abs_error, self.max_rel_error, self.tolerance)
+
+
+def within_parity(max_abs_error: float, max_rel_error: float, tolerance: float) -> bool:
+    """The module docstring's parity rule: the smaller of the max absolute and max relative error within tolerance."""
+    return min(max_abs_error, max_rel_error) <= tolerance
+
 
 def convert_model(
     fetched: FetchedModel,
@@ -95,7 +106,7 @@ def convert_model(
         converter, x, expected, notes = _write_onnx(fetched, tmp_path, parity_inputs, seed)
         observed = _run_onnx(tmp_path, x, entry.model_id)
         max_abs, max_rel = (0.0, 0.0) if expected is None else parity_errors(expected, observed, entry.model_id)
-        if min(max_abs, max_rel) > tolerance:
+        if not within_parity(max_abs, max_rel, tolerance):
             raise ConversionMismatch(
                 f"{entry.model_id}: {converter} output differs from the original on {len(x)} inputs: "
                 f"max abs error {max_abs:.3g}, max rel error {max_rel:.3g}, tolerance {tolerance:g}"
@@ -386,7 +397,8 @@ def _parity_inputs(
     input_shape: Sequence[int] | None,
     samples: int = PARITY_SAMPLES,
 ) -> np.ndarray:
-    """`given` as an array of the entry's dtype, else seeded random inputs of `input_shape`."""
+    """`given` as an array of the entry's dtype, else seeded random inputs of `input_shape` — refused with
+    `InputTooLarge` before anything is allocated when `samples` of that shape exceed the input budget."""
     if given is not None:
         x = np.asarray(given).astype(entry.input_dtype, copy=False)
         if len(x) == 0 or (input_shape is not None and tuple(x.shape[1:]) != tuple(input_shape)):
@@ -400,9 +412,10 @@ def _parity_inputs(
             f"{entry.model_id}: no input shape known to generate parity inputs; declare input_shape in the "
             "repository metadata or pass parity_inputs"
         )
-    rng = np.random.default_rng(seed)
     shape = (samples, *input_shape)
     dtype = np.dtype(entry.input_dtype)
+    check_input_budget(entry.model_id, {INPUT_NAME: (shape, dtype)})  # before allocating: declared dims can be huge
+    rng = np.random.default_rng(seed)
     if dtype.kind == "f":
         return rng.standard_normal(shape).astype(dtype)
     if dtype.kind == "b":

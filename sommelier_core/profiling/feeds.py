@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import onnxruntime as ort
 
+from sommelier_core.ingest.validation import check_input_budget
 from sommelier_core.profiling.shapes import UnprofilableModel, resolve_input_shapes
 
 _ORT_INPUT_DTYPES = {
@@ -33,17 +34,21 @@ def random_feeds(
     (valid as indices).
 
     Shapes are resolved as in `measure_latency` (symbolic batch → `batch_size`, other symbolic dims from
-    `input_shapes`); `label` names the model in errors. Shared by `measure_latency` and
-    `operators.profile_operators` so a measured and a profiled run see the same inputs.
+    `input_shapes`); `label` names the model in errors. Inputs over the input budget are refused with
+    `InputTooLarge` before anything is allocated (`ingest.validation.check_input_budget`). Shared by
+    `measure_latency` and `operators.profile_operators` so a measured and a profiled run see the same inputs.
     """
     declared = {arg.name: [dim if isinstance(dim, int) else None for dim in arg.shape] for arg in session.get_inputs()}
     shapes = resolve_input_shapes(declared, batch_size, input_shapes, label)
+    dtypes = {}
+    for arg in session.get_inputs():
+        dtypes[arg.name] = _ORT_INPUT_DTYPES.get(arg.type)
+        if dtypes[arg.name] is None:
+            raise UnprofilableModel(f"{label}: cannot generate random values for input {arg.name!r} of type {arg.type}")
+    check_input_budget(label, {name: (shapes[name], dtype) for name, dtype in dtypes.items()})
     feeds = {}
     for arg in session.get_inputs():
-        shape = shapes[arg.name]
-        dtype = _ORT_INPUT_DTYPES.get(arg.type)
-        if dtype is None:
-            raise UnprofilableModel(f"{label}: cannot generate random values for input {arg.name!r} of type {arg.type}")
+        shape, dtype = shapes[arg.name], dtypes[arg.name]
         if np.issubdtype(dtype, np.floating):
             feeds[arg.name] = rng.standard_normal(shape).astype(dtype)
         else:

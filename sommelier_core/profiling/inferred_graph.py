@@ -14,6 +14,7 @@ import onnx
 import onnxruntime as ort
 from onnx import TensorProto, shape_inference
 
+from sommelier_core.ingest.validation import check_input_budget
 from sommelier_core.profiling.shapes import Shape, UnprofilableModel, resolve_input_shapes
 
 # Initializers above this many elements lose their payload in the copy given to shape inference: only
@@ -86,11 +87,13 @@ def _complete_shapes_by_execution(
     for name in typed:
         if name not in known_outputs:
             runnable.graph.output.append(onnx.helper.make_tensor_value_info(name, types[name][0], None))
-    feeds = {}
-    for vi in runnable.graph.input:
-        if vi.name in shapes:
-            dtype = onnx.helper.tensor_dtype_to_np_dtype(vi.type.tensor_type.elem_type)
-            feeds[vi.name] = np.zeros(shapes[vi.name], dtype=dtype)
+    declared = {
+        vi.name: (shapes[vi.name], onnx.helper.tensor_dtype_to_np_dtype(vi.type.tensor_type.elem_type))
+        for vi in runnable.graph.input
+        if vi.name in shapes
+    }
+    check_input_budget(label, declared)  # refuse before allocating inputs a hostile declared shape would need
+    feeds = {name: np.zeros(shape, dtype=dtype) for name, (shape, dtype) in declared.items()}
     try:
         options = ort.SessionOptions()
         options.log_severity_level = 3

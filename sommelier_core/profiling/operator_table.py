@@ -21,6 +21,7 @@ from sommelier_core.errors import SommelierError
 from sommelier_core.profiling.executed_nodes import ExecutedNode
 from sommelier_core.profiling.node_times import NodeTimes
 from sommelier_core.profiling.operators import SEQUENTIAL, OperatorProfile
+from sommelier_core.store import read_parquet_checked
 
 OPERATOR_TABLE_SCHEMA: dict[str, pl.DataType] = {
     "device": pl.Utf8(),
@@ -102,14 +103,18 @@ class OperatorLatencyTable:
         """Store the table as parquet (the form `read`/`sommelier device import` take)."""
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.tmp")
-        self.to_frame().write_parquet(tmp)
-        tmp.replace(path)
+        try:
+            self.to_frame().write_parquet(tmp)
+            tmp.replace(path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)  # a failed write leaves nothing behind
+            raise
 
     @classmethod
     def read(cls, path: Path, device: str | None = None) -> OperatorLatencyTable:
         """A table from a parquet file written by `write`."""
         try:
-            frame = pl.read_parquet(path)
+            frame = read_parquet_checked(path)
         except Exception as error:  # polars raises several error types for non-parquet files
             raise UnknownOperatorTable(f"{path}: not a parquet operator latency table ({error})") from error
         return cls.from_frame(frame, device)

@@ -9,12 +9,13 @@ build a `QuerySpec`, which `querying.plan.compile_query` checks against the inde
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
 
-from sommelier_core.errors import SommelierError
+from sommelier_core.errors import InvalidValue, SommelierError
 from sommelier_core.index.resource import read_resource_index
 from sommelier_core.querying.engine import DEFAULT_REFINE_BUDGET, Hit, QueryEngine
 from sommelier_core.querying.execution import QueryResult, execute
@@ -34,6 +35,7 @@ from sommelier_core.querying.plan import compile_query
 from sommelier_core.querying.tasks import TaskRegistry, load_task_registry
 from sommelier_core.settings import index_dir as default_index_dir
 from sommelier_core.stages import RESOURCE_INDEX, SEMANTIC_INDEX, table_file
+from sommelier_core.store import read_parquet_checked
 
 SEMANTIC_INDEX_FILE = table_file(SEMANTIC_INDEX.name)
 RESOURCE_INDEX_FILE = table_file(RESOURCE_INDEX.name)
@@ -70,7 +72,7 @@ def load_index(index_dir: Path | None = None) -> Index:
         raise IndexNotBuilt(
             f"no materialized index at {directory} (missing {', '.join(missing)}); run `sommelier index`"
         )
-    return Index(pl.read_parquet(paths[0]), read_resource_index(paths[1]))  # `onnx_path`s under this store
+    return Index(read_parquet_checked(paths[0]), read_resource_index(paths[1]))  # `onnx_path`s under this store
 
 
 def load_engine(
@@ -112,26 +114,29 @@ def spec_from_arguments(
     `memory`, `flops`, `params` become `metric <= fraction` relative conditions, `latency_ms` an
     absolute `latency@device <= ms`; `where` (text in the language's WHERE syntax, or a predicate)
     is AND-ed after them. `batch_size` and `resolution` (H = W in pixels) are the exec-spec.
+    A budget that is not a positive finite number, a `within` outside [0, 1] (NaN included), a negative
+    `limit` or a size below 1 raise `InvalidValue` (a `ValueError`) naming the argument.
     """
     if within is not None:
         check_within(within)
-    for name, value in (("batch_size", batch_size), ("resolution", resolution)):
-        if value is not None and value <= 0:
-            raise ValueError(f"{name} must be a positive size, got {value}")
     terms: list[Predicate] = []
-    for column, value in (("memory_bytes", memory), ("flops", flops), ("params", params)):
+    for name, column, value in (
+        ("memory", "memory_bytes", memory),
+        ("flops", "flops", flops),
+        ("params", "params", params),
+    ):
         if value is not None:
-            if value <= 0:
-                raise ValueError(f"{column.removesuffix('_bytes')} budget must be positive, got {value}")
-            terms.append(Condition(column, "<=", float(value), relative=True))
+            fraction = _positive_budget(name, value, "a fraction of the reference's")
+            terms.append(Condition(column, "<=", fraction, relative=True))
     if latency_ms is not None:
-        if latency_ms <= 0:
-            raise ValueError(f"latency_ms budget must be positive, got {latency_ms}")
-        terms.append(Condition("latency_ms", "<=", float(latency_ms), device=device))
+        budget_ms = _positive_budget("latency_ms", latency_ms, "milliseconds")
+        terms.append(Condition("latency_ms", "<=", budget_ms, device=device))
     if isinstance(where, str):
-        parsed = parse_query(f"FIND MODELS WHERE {where}").where
-        if parsed is not None:
-            terms.append(parsed)
+        parsed = parse_query(f"FIND MODELS WHERE {where}")
+        if parsed != QuerySpec(where=parsed.where):  # `where` went on into ON, ORDER BY, LIMIT …: not a condition
+            raise InvalidValue(f"where={where!r}: expected conditions only (the other clauses are keyword arguments)")
+        if parsed.where is not None:
+            terms.append(parsed.where)
     elif where is not None:
         terms.append(where)
     predicate: Predicate | None = None
@@ -151,6 +156,17 @@ def spec_from_arguments(
         order=OrderBy(order_by, None, descending),
         limit=limit,
     )
+
+
+def _positive_budget(name: str, value: object, unit: str) -> float:
+    """A budget as a float when it is a positive finite number; else `InvalidValue` naming the argument."""
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        number = math.nan
+    if not (math.isfinite(number) and number > 0):
+        raise InvalidValue(f"{name} budget must be a positive finite number ({unit}), got {value!r}")
+    return number
 
 
 def run_query(

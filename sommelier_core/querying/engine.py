@@ -1,7 +1,8 @@
 """The query engine and its answers: the two indexes aligned by model position, and the hits a query returns.
 
-`QueryEngine` holds the packed candidate lists (semantic index) and the resource columns, in the same
-model order; a `PairMeasurer` lets it refine uncertain candidates at query time (`querying.refinement`).
+`QueryEngine` holds the semantic index (a measured graph searched per query, or packed candidate lists)
+and the resource columns, in the same model order; a `PairMeasurer` lets it refine uncertain candidates at
+query time (`querying.refinement`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import polars as pl
 from sommelier_core import defaults
 from sommelier_core.equivalence.bound import PairBound
 from sommelier_core.index.candidate_lists import CandidateLists
+from sommelier_core.index.measured_graph import MeasuredGraph
 from sommelier_core.index.resource import ResourceStore
 from sommelier_core.index.semantic import SemanticStore
 
@@ -64,7 +66,11 @@ class Hit:
 
 
 class QueryEngine:
-    """The two indexes aligned by model position: packed candidate lists and resource columns.
+    """The two indexes aligned by model position: the semantic index and resource columns.
+
+    The semantic index is either the measured graph a query searches (`MeasuredGraph`, from a
+    `SemanticStore`) or candidate lists precomputed per reference (`CandidateLists`, read from the asset's
+    table); both answer `reference_row(reference, bound)`.
 
     With a `measurer`, semantic queries refine uncertain candidates by measuring them, at most
     `refine_budget` pairs per query (0 answers from the index alone).
@@ -72,7 +78,7 @@ class QueryEngine:
 
     def __init__(
         self,
-        semantic: CandidateLists,
+        semantic: CandidateLists | MeasuredGraph,
         resource: ResourceStore,
         measurer: PairMeasurer | None = None,
         refine_budget: int = DEFAULT_REFINE_BUDGET,

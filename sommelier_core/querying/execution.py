@@ -5,8 +5,9 @@
               → refine (optional: measure the pairs whose transitive bounds leave the answer open)
               → select (ORDER BY, LIMIT)
 
-A semantic query touches only the reference's candidate list; a query without one uses the resource
-columns' sorted copies. `sommelier_bench.oracles.brute_force` answers the same plan by scanning everything.
+A semantic query touches only the reference's candidates up to its threshold (`reference_row`: a slice of
+precomputed lists, or a search of the measured graph stopped at the threshold); a query without one uses
+the resource columns' sorted copies. `sommelier_bench.oracles.brute_force` answers the same plan by scanning everything.
 """
 
 from __future__ import annotations
@@ -72,33 +73,31 @@ def execute(plan: QueryPlan, engine: QueryEngine) -> QueryResult:
         detail = f"{plan.reference_id} on {plan.device}{_batch_text(plan)}"
         stages.append(StageReport("reference", detail, len(engine.ids), 1))
     if plan.within is not None:
-        row = semantic.row(plan.reference_pos)
-        upper = semantic.upper_at(row)
         refining = will_refine(plan, engine)
-        if refining:  # also keep what a measurement could admit: transitive, lower bound ≤ WITHIN
-            lower = semantic.lower_at(row)
-            open_ = (semantic.provenance[row] == TRANSITIVE) & (lower <= plan.within) & (upper > plan.within)
-            offsets = np.flatnonzero((upper <= plan.within) | open_)
+        # Refining also keeps what a measurement could admit (transitive, lower bound ≤ WITHIN): search further.
+        row = semantic.reference_row(plan.reference_pos, semantic.ceiling if refining else plan.within)
+        if refining:
+            open_ = (row.provenance == TRANSITIVE) & (row.lower <= plan.within) & (row.upper > plan.within)
+            keep = np.flatnonzero((row.upper <= plan.within) | open_)
         else:
-            offsets = np.arange(int(np.count_nonzero(upper <= plan.within)))  # sorted ascending: a prefix
-        entries = row.start + offsets
-        positions = semantic.candidates[entries]
+            keep = np.arange(int(np.count_nonzero(row.upper <= plan.within)))  # sorted ascending: a prefix
+        positions = row.positions[keep]
         profiled = on_device[positions]
         excluded = _excluded_among(plan, engine, positions[profiled])
         profiled &= candidate[positions]
-        entries = entries[profiled]
+        keep = keep[profiled]
         matches = Matches(
             positions[profiled],
-            entries,
-            semantic.upper_at(entries),
-            semantic.lower_at(entries),
-            semantic.provenance[entries].astype(np.int64),
+            None,
+            row.upper[keep],
+            row.lower[keep],
+            row.provenance[keep],
         )
         detail = f"candidate list of {plan.reference_id}, upper bound ≤ {plan.within:.2%}"
         if refining:
             uncertain = int(np.count_nonzero(matches.upper > plan.within))
             detail += f" (+ {uncertain} uncertain: lower bound ≤ {plan.within:.2%})"
-        stages.append(StageReport("semantic", detail, row.stop - row.start, len(matches.positions) + len(excluded)))
+        stages.append(StageReport("semantic", detail, len(row), len(matches.positions) + len(excluded)))
         if plan.spec.resolution is not None:
             stages.append(_exec_spec_stage(plan, excluded, len(matches.positions)))
         if plan.predicate is not None:

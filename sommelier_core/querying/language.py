@@ -9,19 +9,33 @@ The parser only builds a `QuerySpec`; nothing here reads an index. Resolving the
 name → its default model) and checking the model and the devices against an index is `querying.plan`'s
 job, running the filters `querying.execution`'s, so the Python keyword API (`sommelier_core.query`) and
 this language compile to the same plan. Errors name the line, the column and what was expected.
+
+Hostile values stop here, for both faces: a `QuerySpec` (and each `Condition`) refuses non-finite or
+out-of-range numbers when it is built, and a WHERE clause nested more than `MAX_NESTING` AND/OR groups
+deep is refused before anything recurses over it.
 """
 
 from __future__ import annotations
 
+import math
+import numbers
 import re
 from dataclasses import dataclass
 from functools import lru_cache
 
-from lark import Lark, Token, Transformer, v_args
+from lark import Lark, Token, Transformer, Tree, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
 
 from sommelier_core import defaults
-from sommelier_core.errors import SommelierError, UnknownMetric
+from sommelier_core.errors import InvalidValue, SommelierError, UnknownMetric
+
+NAME_PATTERN = r"[A-Za-z_][A-Za-z0-9_.:\-]*"
+"""What the language takes as a name (a metric, a unit, a task or a device): a device name must be one."""
+MAX_NESTING = 100
+"""Deepest nesting of AND/OR groups a WHERE clause may have (deeper ones would exhaust the recursion the parse
+tree's transformer, the planner and the filters use; no real query comes close)."""
+MAX_WHOLE_NUMBER = 2**63 - 1
+"""Largest whole number a query may write (a count, LIMIT, BATCH, RESOLUTION)."""
 
 GRAMMAR = r"""
 ?start: query
@@ -73,7 +87,7 @@ DIRECTION.2: /(asc|desc)\b/i
 CMP: "<=" | ">=" | "<" | ">" | "="
 PERCENT: "%"
 STRING: /'[^'\n]*'/ | /"[^"\n]*"/
-NAME: /[A-Za-z_][A-Za-z0-9_.:\-]*/
+NAME: /@NAME_PATTERN@/
 NUMBER: /\d+(\.\d*)?([eE][+-]?\d+)?/ | /\.\d+([eE][+-]?\d+)?/
 INT: /\d+/
 
@@ -81,7 +95,7 @@ COMMENT: /--[^\n]*/
 %import common.WS
 %ignore WS
 %ignore COMMENT
-"""
+""".replace("@NAME_PATTERN@", NAME_PATTERN)
 
 # What a person calls each terminal in a "expected …" message.
 _TERMINAL_WORDS: dict[str, str] = {
@@ -184,6 +198,10 @@ class Condition:
     relative: bool = False
     device: str | None = None
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.value, numbers.Real) or not math.isfinite(self.value):
+            raise InvalidValue(f"condition on {self.metric}: value {self.value!r}; expected a finite number")
+
     def describe(self) -> str:
         """The condition as the language writes it."""
         name = f"{self.metric}@{self.device}" if self.device else self.metric
@@ -239,6 +257,56 @@ class QuerySpec:
     resolution: int | None = None
     order: OrderBy = OrderBy()
     limit: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.within is not None:
+            check_within(self.within)
+        if self.limit is not None and not _whole_at_least(self.limit, 0):
+            raise InvalidValue(f"limit must be a whole number ≥ 0, got {self.limit!r}")
+        for name in ("batch_size", "resolution"):
+            value = getattr(self, name)
+            if value is not None and not _whole_at_least(value, 1):
+                raise InvalidValue(f"{name} must be a positive size, got {value!r}")
+        _check_nesting(predicate_depth(self.where), InvalidValue)
+
+
+def _whole_at_least(value: object, least: int) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and least <= value <= MAX_WHOLE_NUMBER
+
+
+def _check_nesting(depth: int, error: type[SommelierError]) -> None:
+    if depth > MAX_NESTING:
+        raise error(f"the WHERE clause is nested too deeply ({depth} AND/OR levels, max {MAX_NESTING})")
+
+
+def predicate_depth(predicate: Predicate | None) -> int:
+    """How many AND/OR groups deep a predicate tree nests (0: none or a single condition); counted without
+    recursion, so a hostile tree cannot exhaust the stack here."""
+    deepest, stack = 0, [(predicate, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, AllOf | AnyOf):
+            deepest = max(deepest, depth + 1)
+            stack.extend((term, depth + 1) for term in node.terms)
+    return deepest
+
+
+def check_device_name(name: str) -> str:
+    """`name` itself when a query can name it as a device (`ON name`, `latency@name`): a name of the language
+    the grammar takes there, at most 64 characters — so it is also a safe file name. Else `InvalidValue`."""
+    fits = isinstance(name, str) and len(name) <= 64 and re.fullmatch(NAME_PATTERN, name) is not None
+    if fits:
+        try:
+            spec = parse_query(f"FIND MODELS ON {name} WHERE latency@{name} < 1 ms")
+            fits = spec.device == name and isinstance(spec.where, Condition) and spec.where.device == name
+        except SommelierError:
+            fits = False  # a keyword the grammar cannot take there (DEVICE)
+    if not fits:
+        raise InvalidValue(
+            f"device name {name!r}: expected a name a query can use — a letter or _ then letters, digits, _ . : -, "
+            "at most 64 characters, not the keyword DEVICE — such as 'edge-cpu'"
+        )
+    return name
 
 
 def format_number(value: float) -> str:
@@ -300,12 +368,33 @@ def _where(token: Token) -> str:
     return f" at line {token.line}, column {token.column}"
 
 
+def _finite(token: Token) -> float:
+    """A NUMBER token as a float; one too large for a float (`1e999`) is an error at its position."""
+    value = float(token)
+    if not math.isfinite(value):
+        raise QueryError(f"number {_shown(token)}{_where(token)} is too large; expected a finite number")
+    return value
+
+
+def _whole(token: Token, what: str) -> int:
+    """An INT token as an int, at most `MAX_WHOLE_NUMBER`; else an error naming the clause and position."""
+    digits = str(token).lstrip("0") or "0"
+    if len(digits) > len(str(MAX_WHOLE_NUMBER)) or int(digits) > MAX_WHOLE_NUMBER:
+        raise QueryError(f"{what} {_shown(token)}{_where(token)} is too large; expected at most {MAX_WHOLE_NUMBER}")
+    return int(digits)
+
+
+def _shown(token: Token) -> str:
+    text = str(token)
+    return text if len(text) <= 24 else f"{text[:20]}… ({len(text)} characters)"
+
+
 @v_args(inline=True)
 class _ToSpec(Transformer):
     """Parse tree → `QuerySpec`; values converted to base units here so the AST is unit-free."""
 
     def count(self, token: Token) -> int:
-        return int(token)
+        return _whole(token, "the model count")
 
     def like(self, _kw: Token, text: Token) -> tuple[str, str]:
         return ("reference", str(text)[1:-1])
@@ -324,19 +413,19 @@ class _ToSpec(Transformer):
         return ("within", fraction)
 
     def percent(self, number: Token, _pct: Token) -> tuple:
-        return (float(number) / 100, None, True, number)
+        return (_finite(number) / 100, None, True, number)
 
     def absolute(self, number: Token, unit: Token | None = None) -> tuple:
-        return (float(number), str(unit) if unit is not None else None, False, number)
+        return (_finite(number), str(unit) if unit is not None else None, False, number)
 
     def batch(self, _kw: Token, *rest: Token) -> tuple[str, int, Token]:
-        size = int(rest[-1])
+        size = _whole(rest[-1], "BATCH")
         if size <= 0:
             raise QueryError(f"BATCH must be a positive size{_where(rest[-1])}")
         return ("batch_size", size, rest[-1])
 
     def resolution(self, _kw: Token, value: Token) -> tuple[str, int, Token]:
-        size = int(value)
+        size = _whole(value, "RESOLUTION")
         if size <= 0:
             raise QueryError(f"RESOLUTION must be a positive size in pixels{_where(value)}")
         return ("resolution", size, value)
@@ -366,6 +455,8 @@ class _ToSpec(Transformer):
         if relative:
             return Condition(column, str(op), value, relative=True, device=device)
         scale = unit_scale(column, unit, _where(token))
+        if not math.isfinite(value * scale):
+            raise QueryError(f"{_shown(token)} {unit}{_where(token)} is too large; expected a finite number")
         return Condition(column, str(op), value * scale, relative=False, device=device)
 
     def conjunction(self, *items) -> AllOf:
@@ -378,7 +469,7 @@ class _ToSpec(Transformer):
         return ("order", metric, direction)
 
     def limit(self, _kw: Token, value: Token) -> tuple[str, int]:
-        return ("limit", int(value))
+        return ("limit", _whole(value, "LIMIT"))
 
     def query(self, *parts) -> QuerySpec:
         fields: dict = {}
@@ -421,9 +512,10 @@ class _ToSpec(Transformer):
 
 
 def check_within(within: float) -> float:
-    """`within` itself when it is a fraction in [0, 1] (an equivalence threshold); else ValueError naming it."""
-    if not 0 <= within <= 1:
-        raise ValueError(f"within must be a fraction in [0, 1], got {within}")
+    """`within` itself when it is a fraction in [0, 1] (an equivalence threshold); else `InvalidValue` (a
+    `ValueError`) naming it — NaN and ±inf included."""
+    if not isinstance(within, numbers.Real) or not 0 <= within <= 1:
+        raise InvalidValue(f"within must be a fraction in [0, 1], got {within!r}")
     return within
 
 
@@ -453,12 +545,25 @@ def parse_query(text: str) -> QuerySpec:
         tree = _parser().parse(text)
     except UnexpectedInput as exc:
         raise _syntax_error(text, exc) from None
+    _check_nesting(_tree_depth(tree), QueryError)
     try:
         return _ToSpec().transform(tree)
     except VisitError as exc:
         if isinstance(exc.orig_exc, SommelierError):
             raise exc.orig_exc from None
         raise
+
+
+def _tree_depth(tree: Tree) -> int:
+    """How many AND/OR groups deep a parse tree nests, counted without recursion (the transformer recurses)."""
+    deepest, stack = 0, [(tree, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, Tree):
+            depth += node.data in ("conjunction", "disjunction")
+            deepest = max(deepest, depth)
+            stack.extend((child, depth) for child in node.children)
+    return deepest
 
 
 def _syntax_error(text: str, exc: UnexpectedInput) -> QuerySyntaxError:

@@ -137,8 +137,8 @@ def _check_resolution(
             f"reference model {reference!r} cannot run at resolution {resolution}: {resource.excluded[ref_pos]}"
         )
     if ref_pos is not None and spec.within is not None:
-        row = engine.semantic.row(ref_pos)
-        reachable = {ref_pos, *engine.semantic.candidates[row.start : row.stop].tolist()}
+        row = engine.semantic.reference_row(ref_pos, engine.semantic.ceiling)  # what refinement could admit
+        reachable = {ref_pos, *row.positions.tolist()}
     else:
         reachable = set(range(len(engine.ids)))
     missing = sorted((engine.ids[i], why) for i, why in resource.unprofiled.items() if i in reachable)

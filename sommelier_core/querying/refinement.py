@@ -6,9 +6,10 @@ given a `PairMeasurer` (the index's stored validation outputs, `pair_measure.Sto
 measures, at query time and within a budget, exactly the candidates that could still change the
 answer: those whose lower bound admits them (≤ WITHIN) but whose upper bound does not, ranking ahead
 of the last selected hit — or, ordered by similarity, any with a lower bound below the selected
-hits' upper bounds. A lower bound above WITHIN rules a candidate out for good: every lower bound is
-≤ the empirical difference on the shared validation set (one-hop rule over a metric), which is ≤
-the direct measurement's upper bound. The plan reports how many pairs it measured.
+hits' upper bounds (those with the tightest path bound first). A lower bound above WITHIN rules a
+candidate out for good: every lower bound is ≤ the true difference in the query's direction
+(`index.bound_rules`: one hop through a common neighbour, each direction of a pair bounded on its own), which
+is ≤ the direct measurement's upper bound. The plan reports how many pairs it measured.
 """
 
 from __future__ import annotations
@@ -93,7 +94,8 @@ def _ambiguous(
         if k == 0:
             return np.empty(0, dtype=np.int64)
         found = np.flatnonzero(open_ & (lower <= cut))
-        return found[np.lexsort((rank[found], lower[found]))]
+        # Most promising first: the tightest path bound (lower bounds are often 0 and do not rank).
+        return found[np.lexsort((rank[found], lower[found], upper[found]))]
     if plan.order_key.startswith("utility:"):
         found = np.flatnonzero(open_ & (upper > within))
         return found[np.lexsort((rank[found], lower[found]))]

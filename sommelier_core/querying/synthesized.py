@@ -25,6 +25,7 @@ from sommelier_core.querying.execution import QueryResult, StageReport
 from sommelier_core.querying.filters import candidates_under_exec_spec, satisfies
 from sommelier_core.querying.utilities import registered_utility
 from sommelier_core.stages import SYNTHESIZED_INDEX, table_file
+from sommelier_core.store import read_parquet_checked
 
 SYNTHESIZED_INDEX_FILE = table_file(SYNTHESIZED_INDEX.name)
 SYNTHESIZED = "synthesized"
@@ -33,7 +34,7 @@ SYNTHESIZED = "synthesized"
 def load_synthesized(index_dir: Path) -> pl.DataFrame | None:
     """The synthesized-candidates table of a store's index, or None when it was not built."""
     path = Path(index_dir) / SYNTHESIZED_INDEX_FILE
-    return pl.read_parquet(path) if path.exists() else None
+    return read_parquet_checked(path) if path.exists() else None
 
 
 def synthesized_hits(result: QueryResult, engine: QueryEngine, table: pl.DataFrame) -> list[Hit]:
@@ -42,13 +43,9 @@ def synthesized_hits(result: QueryResult, engine: QueryEngine, table: pl.DataFra
     if plan.within is None or plan.reference_pos is None or table.is_empty():
         return []
     semantic, resource = engine.semantic, engine.resource
-    row = semantic.row(plan.reference_pos)
-    entries = np.arange(row.start, row.stop)
+    row = semantic.reference_row(plan.reference_pos, semantic.ceiling)
     to_base = {
-        int(p): (float(lo), float(up))
-        for p, lo, up in zip(
-            semantic.candidates[entries], semantic.lower_at(entries), semantic.upper_at(entries), strict=True
-        )
+        int(p): (float(lo), float(up)) for p, lo, up in zip(row.positions, row.lower, row.upper, strict=True)
     }
     on_device = candidates_under_exec_spec(plan, resource)
     hits = []

@@ -6,8 +6,6 @@ import os
 import tempfile
 from pathlib import Path
 
-import polars as pl
-
 
 def write_atomic(path: Path, data: bytes) -> None:
     """Write bytes to `path` through a temporary file and a rename, so readers never see half a file."""
@@ -20,11 +18,3 @@ def write_atomic(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-
-
-def write_parquet_atomic(frame: pl.DataFrame, path: Path) -> None:
-    """Write a polars frame as parquet through a temporary name and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    frame.write_parquet(tmp)
-    os.replace(tmp, path)

@@ -5,12 +5,19 @@ store, not through partition mappings), and the query module reads the index par
 here without Dagster running. Records are data-only JSON (`records`) with paths relative to the
 root, so a copied or moved store reads its own files; a pickled record of an older store is never
 unpickled here (`legacy` migrates it) but refused with `LegacyStoreError`.
+
+Readers verify: a record carries the checksum of its body and of the files it points to (`records`). Reading a
+record checks its body and that each of its files still has its recorded size; reading stored outputs checks
+their full checksum; `check_record` (what `sommelier index` and `sommelier verify` use) checks everything. A
+damaged record or file raises `DamagedArtifact` naming it; where records of many models are read together
+(`records`), a damaged one is left out with a `DamagedArtifactWarning` naming it, and the others go on.
 """
 
 from __future__ import annotations
 
-import json
+import io
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +25,27 @@ import numpy as np
 
 from sommelier_core.errors import MissingStageOutput
 from sommelier_core.models import safe_name
+from sommelier_core.stages import MODEL_OUTPUTS
+from sommelier_core.stages import stage as stage_of
 from sommelier_core.store.atomic import write_atomic
-from sommelier_core.store.codec import StorePaths
-from sommelier_core.store.errors import REINDEX_HINT, LegacyStoreError
-from sommelier_core.store.records import RECORD_SUFFIX, decode_record, encode_record
+from sommelier_core.store.checksums import SEVERITY, FileCheck, bytes_checksum, check_file, mismatch
+from sommelier_core.store.codec import CodecError, StorePaths
+from sommelier_core.store.errors import (
+    REINDEX_HINT,
+    REPAIR_HINT,
+    DamagedArtifact,
+    DamagedArtifactWarning,
+    LegacyStoreError,
+    StoreFormatError,
+)
+from sommelier_core.store.records import (
+    RECORD_SUFFIX,
+    Envelope,
+    decode_body,
+    encode_record,
+    read_envelope,
+    store_paths,
+)
 
 LEGACY_RECORD_SUFFIX = ".pkl"
 """Records of stores from before the data format (schema 1: pickled dataclasses)."""
@@ -60,11 +84,45 @@ class ModelStore:
         return path
 
     def load_outputs(self, model_id: str) -> np.ndarray:
-        """A model's stored validation outputs; a clear error if the stage has not run for it."""
+        """A model's stored validation outputs, checked against the checksum its `model_outputs` record took of
+        them; `MissingStageOutput` if the stage has not run for it, `DamagedArtifact` naming the file if they
+        are damaged (or, for a record without checksums, do not hold the record's number of rows)."""
         path = self.outputs_path(model_id)
         if not path.exists():
             raise MissingStageOutput(f"outputs of {model_id} are not materialized yet (expected {path})")
-        return np.load(path, allow_pickle=False)
+        envelope = self._outputs_envelope(model_id)
+        data = path.read_bytes()
+
+        def damaged(what: str) -> DamagedArtifact:
+            return DamagedArtifact(
+                f"{path} (model {model_id}, stage {MODEL_OUTPUTS.name}) is damaged: {what}; {REPAIR_HINT}",
+                path,
+                model_id,
+                MODEL_OUTPUTS.name,
+            )
+
+        recorded = envelope.artifacts.get(self.paths.relative(path) or "") if envelope is not None else None
+        if recorded is not None and (problem := mismatch(recorded, bytes_checksum(data))):
+            raise damaged(problem)
+        try:
+            outputs = np.load(io.BytesIO(data), allow_pickle=False)
+        except (ValueError, EOFError, OSError) as exc:
+            raise damaged(f"not a stored array ({exc})") from None
+        rows = envelope.body.get("n") if envelope is not None and isinstance(envelope.body, dict) else None
+        if not isinstance(outputs, np.ndarray) or outputs.dtype.kind != "f" or outputs.ndim < 1:
+            raise damaged(f"{outputs.dtype} array of shape {outputs.shape} where model outputs (floats) were stored")
+        if isinstance(rows, int) and outputs.shape[0] != rows:
+            raise damaged(f"{outputs.shape[0]} rows where its record says {rows}")
+        return outputs
+
+    def _outputs_envelope(self, model_id: str) -> Envelope | None:
+        """The `model_outputs` record's envelope (what it recorded of the outputs file); None without a record."""
+        path = self.record_path(MODEL_OUTPUTS.name, model_id)
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            return None
+        return read_envelope(data, path, MODEL_OUTPUTS.name, model_id)
 
     def record_path(self, stage: str, model_id: str) -> Path:
         """Where one stage's record for one model is kept (`<stage>.json`; `device_profile@cpu.json` per device)."""
@@ -75,13 +133,15 @@ class ModelStore:
         return self.model_dir(model_id) / f"{stage}{LEGACY_RECORD_SUFFIX}"
 
     def save_record(self, stage: str, model_id: str, record: Any) -> None:
-        """Keep a stage's record for a model, as data (its type must be the stage table's record type)."""
+        """Keep a stage's record for a model, as data (its type must be the stage table's record type), with the
+        checksums of its body and of the files it points to."""
         write_atomic(self.record_path(stage, model_id), encode_record(stage, model_id, record, self.paths))
         self.legacy_record_path(stage, model_id).unlink(missing_ok=True)
 
     def load_record(self, stage: str, model_id: str) -> Any:
         """A stage's record for a model; `MissingStageOutput` if that stage has not run for it,
-        `StoreFormatError` if its file does not decode, `LegacyStoreError` if it is still a pickle."""
+        `DamagedArtifact` if its file (or a file it points to) is damaged, `StoreFormatError` if it is of a
+        newer format, `LegacyStoreError` if it is still a pickle."""
         path = self.record_path(stage, model_id)
         try:
             data = path.read_bytes()
@@ -92,24 +152,139 @@ class ModelStore:
             raise MissingStageOutput(
                 f"stage {stage!r} has not been materialized for {model_id} (expected {path})"
             ) from None
-        return decode_record(data, path, stage, model_id, self.paths)[1]
+        return self._decode(data, path, stage, model_id, full=False)[1]
+
+    def _decode(self, data: bytes, path: Path, stage: str, model_id: str | None, full: bool) -> tuple[Envelope, Any]:
+        """(envelope, record) from a record file, its files checked by size (`full`: by checksum too)."""
+        envelope, record = self._read(data, path, stage, model_id)
+        for relative, recorded in envelope.artifacts.items():
+            artifact = self.paths.root / relative
+            problem = check_file(artifact, recorded, full=full)
+            if problem is not None:
+                raise DamagedArtifact(
+                    f"{artifact} (model {envelope.model_id}, stage {stage}) is damaged: {problem}; {REPAIR_HINT}",
+                    artifact,
+                    envelope.model_id,
+                    stage,
+                )
+        return envelope, record
+
+    def _read(self, data: bytes, path: Path, stage: str, model_id: str | None) -> tuple[Envelope, Any]:
+        """(envelope, record) from a record file, the files it points to unchecked; a record found in another
+        model's directory (read by path, `model_id` None) is damaged too."""
+        envelope = read_envelope(data, path, stage, model_id)
+        if model_id is None and safe_name(envelope.model_id) != path.parent.name:
+            raise DamagedArtifact(
+                f"{path} (model {path.parent.name}, stage {stage}) is damaged: it holds a record of model "
+                f"{envelope.model_id!r}, kept in another model's directory; {REPAIR_HINT}",
+                path,
+                None,
+                stage,
+            )
+        return envelope, decode_body(envelope, path, stage, self.paths)
+
+    def check_record(self, stage: str, model_id: str, full: bool = True) -> FileCheck:
+        """Whether a stage's record for a model is whole, without raising: `missing`, `legacy`, `damaged` (the
+        record or a file it points to, the problem named), `newer`, `unverified` (a record from before
+        checksums) or `ok`. `full` checks the checksum of every file the record points to, not only its size."""
+        path = self.record_path(stage, model_id)
+        if not path.exists():
+            legacy = self.legacy_record_path(stage, model_id)
+            status = "legacy" if legacy.exists() else "missing"
+            return FileCheck(legacy if status == "legacy" else path, status, f"record {stage}", model_id, stage)
+        return max(self.inspect_record(path, stage, model_id, full), key=lambda check: SEVERITY[check.status])
+
+    def inspect_record(self, path: Path, stage: str, model_id: str | None = None, full: bool = True) -> list[FileCheck]:
+        """The health of one record file and of each file inside the store it points to: the record's check
+        first, then one per file (`damaged` when it does not match the checksum the record took of it,
+        `unverified` when the record took none). Every check names the record (`FileCheck.records`), whose
+        removal makes the next `sommelier index` run the stage again."""
+        kind = f"record {stage_of(stage).name}"
+        try:
+            envelope = self._read(path.read_bytes(), path, stage, model_id)[0]
+        except OSError as exc:
+            problem = f"{path} cannot be read ({exc.strerror or exc}); {REPAIR_HINT}"
+            return [FileCheck(path, "damaged", kind, model_id, stage, problem, (path,))]
+        except DamagedArtifact as exc:
+            return [FileCheck(path, "damaged", kind, model_id, stage, str(exc), (path,))]
+        except StoreFormatError as exc:
+            return [FileCheck(path, "newer", kind, model_id, stage, str(exc), (path,))]
+        owner = envelope.model_id
+        checks = [FileCheck(path, "ok" if envelope.verified else "unverified", kind, owner, stage, records=(path,))]
+        for relative in sorted(set(envelope.artifacts) | store_paths(envelope.body)):
+            try:
+                target = self.paths.absolute(relative)
+            except CodecError:
+                continue
+            recorded = envelope.artifacts.get(relative)
+            if recorded is None:
+                if target.is_file():
+                    checks.append(FileCheck(target, "unverified", target.name, owner, stage, records=(path,)))
+                continue
+            problem = check_file(target, recorded, full=full)
+            status = "ok" if problem is None else "damaged"
+            if problem is not None:
+                problem = f"{target} (model {owner}, stage {stage}) is damaged: {problem}; {REPAIR_HINT}"
+            checks.append(FileCheck(target, status, target.name, owner, stage, problem or "", (path,)))
+        outputs = self.outputs_path(owner)
+        if stage == MODEL_OUTPUTS.name and outputs.exists():  # they must load, with the rows the record says
+            try:
+                self.load_outputs(owner)
+            except DamagedArtifact as exc:
+                checks = [c for c in checks if c.path != outputs]
+                checks.append(FileCheck(outputs, "damaged", outputs.name, owner, stage, str(exc), (path,)))
+        return checks
 
     def has_record(self, stage: str, model_id: str) -> bool:
         """Whether a stage's record exists for a model (a pickled one counts: reading it says to migrate)."""
         return self.record_path(stage, model_id).exists() or self.legacy_record_path(stage, model_id).exists()
 
-    def records(self, stage: str, model_ids: list[str] | None = None) -> dict[str, Any]:
-        """All stored records of a stage (optionally only for some models), keyed by model id."""
+    def remove_record(self, stage: str, model_id: str) -> bool:
+        """Remove a stage's record of a model (so the next `sommelier index` runs that stage again); whether
+        there was one."""
+        path = self.record_path(stage, model_id)
+        existed = path.exists()
+        path.unlink(missing_ok=True)
+        return existed
+
+    def read_records(
+        self, stage: str, model_ids: list[str] | None = None
+    ) -> tuple[dict[str, Any], dict[str, DamagedArtifact]]:
+        """All stored records of a stage (optionally only for some models), keyed by model id, and the damaged
+        ones left out, keyed by model id (the model's directory name where the damage hides its id)."""
+        found: dict[str, Any] = {}
+        damaged: dict[str, DamagedArtifact] = {}
         if model_ids is not None:
-            return {m: self.load_record(stage, m) for m in model_ids if self.has_record(stage, m)}
+            for model_id in model_ids:
+                if not self.has_record(stage, model_id):
+                    continue
+                try:
+                    found[model_id] = self.load_record(stage, model_id)
+                except DamagedArtifact as exc:
+                    damaged[model_id] = exc
+            return found, damaged
         models = self.root / "models"
         legacy = sorted(models.glob(f"*/{stage}{LEGACY_RECORD_SUFFIX}"))
         if legacy:
             raise _legacy(legacy[0], None, stage)
-        found = {}
         for path in sorted(models.glob(f"*/{stage}{RECORD_SUFFIX}")):
-            model_id, record = decode_record(path.read_bytes(), path, stage, None, self.paths)
-            found[model_id] = record
+            try:
+                envelope, record = self._decode(path.read_bytes(), path, stage, None, full=False)
+            except DamagedArtifact as exc:
+                damaged[exc.model_id or path.parent.name] = exc
+                continue
+            found[envelope.model_id] = record
+        return found, damaged
+
+    def records(self, stage: str, model_ids: list[str] | None = None) -> dict[str, Any]:
+        """All stored records of a stage (optionally only for some models), keyed by model id.
+
+        A damaged record is left out with a `DamagedArtifactWarning` naming its file, so one model's damage
+        does not fail a step that reads every model's records (`read_records` returns them as data).
+        """
+        found, damaged = self.read_records(stage, model_ids)
+        for model_id, exc in damaged.items():
+            warnings.warn(f"left out {model_id}: {exc}", DamagedArtifactWarning, stacklevel=2)
         return found
 
     def relative_path(self, path: str) -> str:
@@ -132,10 +307,6 @@ class ModelStore:
     def devices_dir(self) -> Path:
         """Imported operator latency tables, one `<device>.parquet` per device known by its table alone."""
         return self.root / "devices"
-
-    def write_json(self, path: Path, payload: Any) -> None:
-        """Write JSON atomically (used for small human-readable summaries)."""
-        write_atomic(path, json.dumps(payload, indent=2, sort_keys=True, default=str).encode())
 
 
 def _legacy(path: Path, model_id: str | None, stage: str) -> LegacyStoreError:
