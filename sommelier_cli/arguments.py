@@ -60,27 +60,23 @@ def _whole_number(text: str, least: int) -> int:
     return value
 
 
-def positive_number(text: str) -> float:
-    """A finite number > 0 (a scale factor)."""
+def positive_number(text: str, expected: str = "a finite number > 0") -> float:
+    """A finite number > 0 (a scale factor); `expected` says what the flag wants when the text is not one."""
     try:
         value = float(text)
     except ValueError:
         value = -1.0
     if not (0 < value < math.inf):
-        raise argparse.ArgumentTypeError(f"{text!r}: expected a finite number > 0")
+        raise argparse.ArgumentTypeError(f"{text!r}: expected {expected}")
     return value
 
 
 def positive_ms(text: str) -> float:
     """A finite, positive number of milliseconds (`50` or `50ms`)."""
-    raw = text.strip().removesuffix("ms").strip()
     try:
-        value = float(raw)
-    except ValueError:
-        value = -1.0
-    if not (0 < value < math.inf):
-        raise argparse.ArgumentTypeError(f"{text!r}: expected a positive number of milliseconds, like 50")
-    return value
+        return positive_number(text.strip().removesuffix("ms").strip(), "a positive number of milliseconds, like 50")
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a positive number of milliseconds, like 50") from None
 
 
 def device_name(text: str) -> str:

@@ -19,6 +19,18 @@ from onnx import TensorProto, helper, numpy_helper
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
+@pytest.fixture(autouse=True)
+def _mlflow_tracking_uri_kept_per_test():
+    """`mlflow.set_tracking_uri` exports `MLFLOW_TRACKING_URI`, which Sommelier reads as the user's tracking store:
+    a test that points MLflow at one store must not send the runs of later tests (their own stores) there."""
+    before = os.environ.get("MLFLOW_TRACKING_URI")
+    yield
+    if before is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = before
+
+
 @pytest.fixture(scope="session")
 def small_zoo(tmp_path_factory) -> Path:
     """The small built-in zoo, built once per test session."""

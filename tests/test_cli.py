@@ -152,7 +152,10 @@ def test_the_command_line_is_assembled_from_one_module_per_command_group():
     assert added == {
         "zoo": ["zoo"],
         "index": ["index"],
+        "verify": ["verify"],
         "query": ["query"],
+        "plot": ["plot"],
+        "serve": ["serve"],
         "bench": ["bench"],
         "profile": ["profile"],
         "device": ["device"],

@@ -68,6 +68,18 @@ class CandidateRow:
     def __len__(self) -> int:
         return len(self.positions)
 
+    def entries(self) -> zip:
+        """(position, lower, upper, provenance code, hops) per candidate as Python values (hops 1 where not kept)."""
+        hops = self.hops if self.hops is not None else np.ones(len(self), dtype=np.int64)
+        return zip(
+            self.positions.tolist(),
+            self.lower.tolist(),
+            self.upper.tolist(),
+            self.provenance.tolist(),
+            hops.tolist(),
+            strict=True,
+        )
+
     @classmethod
     def sorted(
         cls,

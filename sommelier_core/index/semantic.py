@@ -117,17 +117,9 @@ class SemanticStore:
         a = self._index(model_id)
         graph = self.freeze(compact=False)
         row = graph.search(a, self.ceiling)
-        hops = row.hops if row.hops is not None else np.ones(len(row), dtype=np.int64)
         return [
             CandidateRecord(self.ids[b], lo, up, PROVENANCE[prov], hop, graph.empirical.get((a, b)))
-            for b, lo, up, prov, hop in zip(
-                row.positions.tolist(),
-                row.lower.tolist(),
-                row.upper.tolist(),
-                row.provenance.tolist(),
-                hops.tolist(),
-                strict=True,
-            )
+            for b, lo, up, prov, hop in row.entries()
         ]
 
     def entries(self) -> int:
@@ -233,15 +225,7 @@ class SemanticStore:
             if not self.alive[a]:
                 continue
             row = graph.search(a, self.ceiling)
-            hops = row.hops if row.hops is not None else np.ones(len(row), dtype=np.int64)
-            for b, lo, up, prov, hop in zip(
-                row.positions.tolist(),
-                row.lower.tolist(),
-                row.upper.tolist(),
-                row.provenance.tolist(),
-                hops.tolist(),
-                strict=True,
-            ):
+            for b, lo, up, prov, hop in row.entries():
                 measurement = self._measurement(a, b)
                 records.append(
                     {
