@@ -8,7 +8,6 @@ warning, and (on a representative subset, each re-index taking 20–40 s) `somme
 
 from __future__ import annotations
 
-import functools
 import warnings
 from pathlib import Path
 
@@ -17,7 +16,6 @@ import pytest
 from sommelier_bench.fault_injection import (
     CASES,
     REINDEX_CASES,
-    Case,
     Outcome,
     answers,
     copy_store,
@@ -26,82 +24,6 @@ from sommelier_bench.fault_injection import (
     reindexer,
     run_case,
 )
-
-NEEDS_INDEX_READERS = (
-    "needs the index readers to verify: load_index (querying/api.py), read_resource_index (index/resource.py) and "
-    "load_synthesized (querying/synthesized.py) reading through read_parquet_checked"
-)
-NEEDS_SEMANTIC_STORE = "needs SemanticStore.save/load to go through write_checked/read_checked (index/semantic.py)"
-
-
-def _pending_for_verify(case: Case) -> str:
-    """Why `sommelier verify` cannot find a case before the semantic store is saved with its checksum (a
-    well-formed npz of other arrays reads as an npz)."""
-    if case.target.file == "semantic_store.npz" and case.damage == "npz of other arrays":
-        return "" if _semantic_store_checked() else NEEDS_SEMANTIC_STORE
-    return ""
-
-
-def _pending_for_queries(case: Case) -> str:
-    """Why queries on a damaged index table give polars' traceback before the index readers verify (some
-    damage happens to leave the answer as it was, so these may pass meanwhile)."""
-    if case.target.file in ("semantic_index.parquet", "resource_index.parquet", "synthesized_index.parquet"):
-        return "" if _readers_verify() else NEEDS_INDEX_READERS
-    return ""
-
-
-@functools.cache
-def _readers_verify() -> bool:
-    """Whether the query module's index readers verify: a truncated table gives `DamagedArtifact`, not a polars
-    error (probed on a throwaway index)."""
-    import tempfile
-
-    import polars as pl
-
-    from sommelier_core.querying.api import load_index
-    from sommelier_core.querying.synthesized import load_synthesized
-    from sommelier_core.store import DamagedArtifact, write_parquet_atomic
-
-    with tempfile.TemporaryDirectory() as directory:
-        index = Path(directory) / "index"
-        frame = pl.DataFrame({"model_id": ["a"], "onnx_path": [""]})
-        for name in ("semantic_index.parquet", "resource_index.parquet", "synthesized_index.parquet"):
-            write_parquet_atomic(frame, index / name)
-            (index / name).write_bytes((index / name).read_bytes()[:20])
-        verified = 0
-        for read in (lambda: load_index(index), lambda: load_synthesized(index)):
-            try:
-                read()
-            except DamagedArtifact:
-                verified += 1
-            except Exception:  # noqa: BLE001 - a reader that does not verify raises polars' own error
-                pass
-    return verified == 2
-
-
-@functools.cache
-def _semantic_store_checked() -> bool:
-    """Whether the semantic store is saved with its checksum in the index manifest (probed)."""
-    import tempfile
-
-    from sommelier_core.index.semantic import SemanticStore
-    from sommelier_core.store.checked_files import CHECKSUMS_FILE
-
-    with tempfile.TemporaryDirectory() as directory:
-        SemanticStore().save(Path(directory) / "semantic_store.npz")
-        return (Path(directory) / CHECKSUMS_FILE).exists()
-
-
-def _params(cases, pending, strict: bool = True) -> list:
-    """The cases as pytest parameters; those pending a change outside the store (`pending(case)` says which) are
-    expected to fail until it is in, then run as any other case."""
-    reasons = {c.id: pending(c) for c in cases}
-    return [
-        pytest.param(c, id=c.id, marks=pytest.mark.xfail(strict=strict, reason=reasons[c.id]))
-        if reasons[c.id]
-        else pytest.param(c, id=c.id)
-        for c in cases
-    ]
 
 
 def _repositories(zoo: Path):
@@ -141,14 +63,14 @@ def test_the_baseline_answers_are_answers(setup):
     assert models.reference != models.candidate != models.other
 
 
-@pytest.mark.parametrize("case", _params(CASES, _pending_for_verify))
+@pytest.mark.parametrize("case", [pytest.param(c, id=c.id) for c in CASES])
 def test_damage_is_reported_by_verify_naming_the_file(outcomes, case):
     outcome = outcomes[case.id]
     assert outcome.detected, f"{case.id}: `sommelier verify` found nothing wrong"
     assert outcome.verify_names_file, f"{case.id}: verify does not name {outcome.damaged_file}"
 
 
-@pytest.mark.parametrize("case", _params(CASES, _pending_for_queries, strict=False))
+@pytest.mark.parametrize("case", [pytest.param(c, id=c.id) for c in CASES])
 def test_damage_never_gives_a_traceback_or_a_silently_changed_answer(outcomes, case):
     outcome = outcomes[case.id]
     assert "traceback" not in outcome.answers, outcome.details
@@ -163,11 +85,8 @@ def test_the_counts_meet_the_targets(outcomes, capsys):
     with capsys.disabled():
         print("\nfault injection:", ", ".join(f"{k} {v}" for k, v in figures.items()))
     assert figures["cases tried"] == len(CASES) >= 80
-    if _readers_verify() and _semantic_store_checked():
-        assert figures["tracebacks"] == 0 and figures["silent wrong answers"] == 0
-        assert figures["cases detected"] == figures["cases tried"]
-    else:
-        assert figures["silent wrong answers"] == 0
+    assert figures["tracebacks"] == 0 and figures["silent wrong answers"] == 0
+    assert figures["cases detected"] == figures["cases tried"]
 
 
 @pytest.mark.parametrize("case", [pytest.param(c, id=c.id) for c in CASES if c.id in REINDEX_CASES])
