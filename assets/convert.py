@@ -12,7 +12,15 @@ from resources.settings import IndexSettings
 from resources.store import ModelStoreResource
 from resources.validation import ValidationDataResource
 from sommelier_core.errors import ConversionError, ConversionMismatch
-from sommelier_core.ingest.convert import Conversion, convert_model, load_onnx, onnx_signature
+from sommelier_core.ingest.convert import (
+    Conversion,
+    ExportFailed,
+    convert_model,
+    load_onnx,
+    onnx_signature,
+    record_export_failure,
+    recorded_export_failure,
+)
 from sommelier_core.models import FetchedModel
 from sommelier_core.stages import ONNX_MODEL
 from sommelier_core.zoo.datasets import dataset_for_input_shape, load_dataset
@@ -35,6 +43,10 @@ def onnx_model(
     fails, with the step, on a mismatch).
     """
     entry = fetched_model.entry
+    model_dir = store.store().model_dir(entry.model_id)
+    recorded = recorded_export_failure(model_dir, entry.version) if fetched_model.loader != "onnx" else None
+    if recorded is not None:  # exporting is deterministic: the same version fails the same way, so not again
+        raise ExportFailed(f"{recorded} (recorded for version {entry.version}; a new version is exported again)")
     parity_inputs = None
     builtin = dataset_for_input_shape(entry.input_shape) if entry.input_shape else None
     if builtin is not None:
@@ -52,6 +64,9 @@ def onnx_model(
     except ConversionMismatch as mismatch:  # the check fails, saying by how much, and so does the partition
         yield parity_mismatch(str(mismatch), settings.parity_tolerance)
         raise
+    except ExportFailed as failure:
+        record_export_failure(model_dir, entry.version, str(failure))
+        raise
     yield Output(
         conversion,
         metadata={
@@ -61,6 +76,7 @@ def onnx_model(
             "Max rel error": significant(conversion.max_rel_error),
             "Parity tolerance": conversion.tolerance,
             "Parity samples": conversion.parity_samples,
+            **({"Notes": "; ".join(conversion.notes)} if conversion.notes else {}),
             "Signature": conversion.signature.key(),
         },
     )

@@ -10,8 +10,13 @@ from assets.metadata import significant
 from assets.stage_asset import stage_asset
 from resources.settings import IndexSettings
 from resources.validation import ValidationDataResource
-from sommelier_core.equivalence.bound import bound_mode_spec
-from sommelier_core.equivalence.cushions import CushionError, ModelCushions, compute_cushions
+from sommelier_core.equivalence.bound import ARCHITECTURE_MODES, bound_mode_spec
+from sommelier_core.equivalence.cushions import (
+    CushionError,
+    CushionsNotApplicable,
+    ModelCushions,
+    compute_cushions,
+)
 from sommelier_core.ingest.convert import Conversion
 from sommelier_core.ingest.validation import DatasetError, validation_set_for
 from sommelier_core.models import FetchedModel
@@ -28,12 +33,20 @@ def model_cushions(
 ) -> ModelCushions:
     """Layer and interlayer cushions, activation contraction, depth and output norms on the validation set.
 
-    In the `custom` bound mode they are measured on the configured `bound_data` when it fits the
-    model's inputs. A model without a measurable linear layer gets a record that says why.
+    Measured only when the bound mode uses them (`arora`, `custom`); in the other modes the record says they
+    were not needed, at no cost. In the `custom` bound mode they are measured on the configured `bound_data` when
+    it fits the model's inputs. A model without a measurable linear layer gets a record that says why; one whose
+    layers compute in integers or float16 gets a record saying the cushions do not apply (its bounds fall back
+    to the statistical term, visibly). Memory is bounded by `stage_memory_bytes`.
     """
     model_id = fetched_model.entry.model_id
+    mode = settings.checked_bound_mode()
+    if mode not in ARCHITECTURE_MODES:
+        why = f"not needed by bound mode {mode!r}"
+        context.add_output_metadata({"Cushions": why})
+        return ModelCushions(model_id, "", None, why)
     dataset = validation.dataset_for(model_id, onnx_model.signature)
-    if bound_mode_spec(settings.checked_bound_mode()).custom_data:
+    if bound_mode_spec(mode).custom_data:
         try:
             dataset = validation_set_for(model_id, onnx_model.signature, settings.bound_data)
         except DatasetError as exc:
@@ -47,7 +60,11 @@ def model_cushions(
             jacobian_samples=settings.cushion_jacobian_samples,
             projections=settings.cushion_projections,
             seed=settings.seed,
+            memory_bytes=settings.stage_memory_bytes,
         )
+    except CushionsNotApplicable as exc:
+        context.add_output_metadata({"Dataset": dataset.name, "Cushions": f"not applicable: {exc}"})
+        return ModelCushions(model_id, dataset.name, None, f"not applicable: {exc}", fallback=True)
     except CushionError as exc:
         context.add_output_metadata({"Dataset": dataset.name, "Cushions": f"not measured: {exc}"})
         return ModelCushions(model_id, dataset.name, None, str(exc))

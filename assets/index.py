@@ -21,7 +21,7 @@ from resources.mlflow_tracker import MlflowTracker
 from resources.settings import IndexSettings
 from resources.store import ModelStoreResource
 from sommelier_core.index.resource import build_resource_index
-from sommelier_core.index.semantic import SemanticStore
+from sommelier_core.index.semantic import SEMANTIC_STORE_FILE, SemanticStore
 from sommelier_core.profiling import imported_operator_tables
 from sommelier_core.stages import (
     DEVICE_PROFILE,
@@ -33,8 +33,6 @@ from sommelier_core.stages import (
     device_record,
 )
 from sommelier_core.store import StoreFormatError
-
-SEMANTIC_STORE_FILE = "semantic_store.npz"
 
 
 def _load_semantic_store(path: Path) -> SemanticStore:

@@ -41,6 +41,7 @@ def segment_matches(
         epsilon=settings.segment_epsilon,
         delta=settings.delta,
         samples=settings.segment_samples or None,
+        memory_bytes=settings.stage_memory_bytes,
     )
     context.add_output_metadata(
         {

@@ -21,6 +21,8 @@ import json
 from pathlib import Path
 
 from sommelier_bench.query_quality import run_quality_benchmark, run_store_refine_benchmark
+from sommelier_core.defaults import PEERS as DEFAULT_PEERS
+from sommelier_core.equivalence.peers import DEFAULT_PIVOTS
 
 
 def main() -> None:
@@ -32,6 +34,11 @@ def main() -> None:
         "--simulations", nargs="+", choices=["graded", "independent"], default=["graded", "independent"]
     )
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--peers", type=int, default=DEFAULT_PEERS, help="models compared per insertion")
+    parser.add_argument(
+        "--pivots", type=int, default=DEFAULT_PIVOTS, help="of the peers, how many are the group's pivots"
+    )
+    parser.add_argument("--references", type=int, help="query this many drawn models per repository (default: all)")
     parser.add_argument("--refine-budget", type=int, default=64, help="pairs the refine stage may measure per query")
     parser.add_argument(
         "--store-index", help="also measure refinement on a real indexed store (its index dir, e.g. .sommelier/index)"
@@ -53,6 +60,9 @@ def main() -> None:
                 group_size=group,
                 seed=args.seed,
                 refine_budget=args.refine_budget,
+                peers=args.peers,
+                pivots=args.pivots,
+                references=args.references,
             )
             rows.append(r)
             ref = r["refined"]

@@ -8,10 +8,10 @@
 Shapes (`sommelier_bench.query_scale`): `hub` — heavy-tailed compatibility groups (the largest a tenth of
 the models unless --largest-group), differences from 1 024-dimensional output vectors; `line` — groups of
 16 (or --largest-group) with models on a line, the earlier benchmark. Each size and shape: a synthetic
-index built through `SemanticStore.insert` (five sampled peers), then resource-only, semantic-only and
-combined queries timed on compiled plans, every answer checked against a brute-force computation and every
-hit against its true difference, and the same queries run through MLflow `search_runs` on a SQLite
-tracking store. Figures go to stdout and `benchmarks/results/query_scale.json`.
+index built through `SemanticStore.insert` (five peers: the group's two pivots and three random ones), then
+resource-only, semantic-only and combined queries timed on compiled plans, every answer checked against a
+brute-force computation and every hit against its true difference, and the same queries run through MLflow
+`search_runs` on a SQLite tracking store. Figures go to stdout and `benchmarks/results/query_scale.json`.
 """
 
 from __future__ import annotations

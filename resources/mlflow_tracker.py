@@ -23,7 +23,14 @@ from urllib.parse import quote, unquote, urlparse
 import polars as pl
 from dagster import ConfigurableResource
 
-from sommelier_core.settings import MLFLOW_UI_ENV, mlflow_artifact_root, mlflow_tracking_uri, store_root
+from sommelier_core.settings import (
+    MLFLOW_ARTIFACTS_DIR_ENV,
+    MLFLOW_UI_ENV,
+    mlflow_artifact_root,
+    mlflow_tracking_uri,
+    store_root,
+)
+from sommelier_core.store.store_lock import owner_alive, owner_label
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -41,6 +48,11 @@ KIND_TAG = "sommelier.kind"
 MODEL_ID_TAG = "sommelier.model_id"
 MODEL_KEY_TAG = "sommelier.model_key"
 FINGERPRINT_TAG = "sommelier.fingerprint"
+OWNER_TAG = "sommelier.owner"
+"""`<host>:<pid>` of the process that started a run it terminates itself (an index build, an operator table): a
+run still RUNNING whose owner process is gone was killed, and `terminate_abandoned_runs` marks it so."""
+ONNX_ARTIFACT = "model.onnx"
+"""The logged model's file name (a hard link to the model store's file where both are local)."""
 REGISTRY_TAGS = ("accuracy", "peers", "bounds")
 """Run tags mirrored onto the registered model and its version, where the Model Registry shows them."""
 ARTIFACT_COLUMNS: tuple[tuple[str, str], ...] = (
@@ -51,6 +63,11 @@ ARTIFACT_COLUMNS: tuple[tuple[str, str], ...] = (
     ("model_versions", "source"),
 )
 """The columns of MLflow's SQL tracking store that hold artifact locations (those of its tables that exist)."""
+
+
+_MODEL_RUNS: dict[tuple[str, str, str, str], str] = {}
+"""(tracking URI, experiment, model id, fingerprint) → run id, for this process: a model version's run is found in
+MLflow once per process, not on every stage's call (each search is a query of the runs' tags)."""
 
 
 def model_key(model_id: str) -> str:
@@ -95,7 +112,8 @@ class MlflowTracker(ConfigurableResource):
         """A client on this tracker's tracking store (it leaves MLflow's process-wide tracking URI alone)."""
         from mlflow import MlflowClient
 
-        return MlflowClient(tracking_uri=self._uri())
+        uri = self._uri()
+        return MlflowClient(tracking_uri=uri, registry_uri=uri)  # the registry mirror lives with the runs
 
     def _experiment_id(self, client: MlflowClient | None = None) -> str:
         """The experiment's id, created (of the ML kind, artifacts under the store root) on first use."""
@@ -155,6 +173,9 @@ class MlflowTracker(ConfigurableResource):
 
         Two stages of one model running at once may both create one: the earliest stays, the other is deleted,
         so a version keeps one run."""
+        cache_key = (self._uri(), self.experiment, model_id, fingerprint)
+        if cache_key in _MODEL_RUNS:
+            return _MODEL_RUNS[cache_key], False
         client = self.client()
         experiment_id = self._experiment_id(client)
         found = sorted(
@@ -162,6 +183,7 @@ class MlflowTracker(ConfigurableResource):
             key=lambda r: (r.info.start_time, r.info.run_id),
         )
         if found:
+            _MODEL_RUNS[cache_key] = found[0].info.run_id
             return found[0].info.run_id, False
         created = client.create_run(
             experiment_id,
@@ -171,6 +193,7 @@ class MlflowTracker(ConfigurableResource):
                 MODEL_ID_TAG: model_id,
                 MODEL_KEY_TAG: model_key(model_id),
                 FINGERPRINT_TAG: fingerprint,
+                OWNER_TAG: owner_label(),
             },
         )
         client.set_terminated(created.info.run_id)
@@ -181,6 +204,7 @@ class MlflowTracker(ConfigurableResource):
         first = runs[0].info.run_id if runs else created.info.run_id
         if first != created.info.run_id:
             client.delete_run(created.info.run_id)
+        _MODEL_RUNS[cache_key] = first
         return first, first == created.info.run_id
 
     def log_model_run(
@@ -231,8 +255,13 @@ class MlflowTracker(ConfigurableResource):
         )
 
     def _register(self, client: MlflowClient, run, model_id: str, onnx_path: Path) -> None:
-        """Log the ONNX file as the run's logged model and register it, unless this run already has both. A plain
-        artifact copy (milliseconds), not `mlflow.onnx.log_model` (about a second: it infers pip requirements)."""
+        """Make the ONNX file the run's logged model and register it, unless this run already has both.
+
+        One copy of the file: where MLflow's artifacts are a local path (the store's own `mlflow/artifacts`, or a
+        shared path every cluster worker mounts), the logged model's `model.onnx` is a hard link to the store's file
+        — one file on disk under two names, which `cp -a` keeps as one — and a copy only where the two sit on
+        different filesystems or MLflow's artifacts are remote (then MLflow's copy is the one the registry serves).
+        A logged model left unfinished by a killed run is completed, not duplicated."""
         from mlflow.entities import LoggedModelStatus
         from mlflow.exceptions import MlflowException
 
@@ -250,9 +279,11 @@ class MlflowTracker(ConfigurableResource):
                 model_type="onnx",
                 tags={MODEL_ID_TAG: model_id},
             )
-            with tempfile.TemporaryDirectory() as tmp:
-                shutil.copyfile(onnx_path, Path(tmp) / "model.onnx")
-                client.log_model_artifacts(model.model_id, tmp)
+        if model.status != LoggedModelStatus.READY:
+            if not link_artifact(onnx_path, model.artifact_location, ONNX_ARTIFACT):
+                with tempfile.TemporaryDirectory() as tmp:
+                    shutil.copyfile(onnx_path, Path(tmp) / ONNX_ARTIFACT)
+                    client.log_model_artifacts(model.model_id, tmp)
             client.finalize_logged_model(model.model_id, LoggedModelStatus.READY)
         try:
             client.create_registered_model(name, tags={MODEL_ID_TAG: model_id})
@@ -288,6 +319,26 @@ class MlflowTracker(ConfigurableResource):
             for key, value in tags.items():
                 client.set_model_version_tag(name, version.version, key, str(value)[:5000])
 
+    def terminate_abandoned_runs(self) -> list[str]:
+        """Mark KILLED every run of the experiment still RUNNING whose owner process is gone (killed while it
+        logged); the ids of those marked. A run of a live process, or of another host, is left alone."""
+        return self._terminate_running(lambda owner: not owner_alive(owner))
+
+    def terminate_runs_of(self, owner: str) -> list[str]:
+        """Mark KILLED the runs still RUNNING that `owner` (`owner_label()`) started: it is stopping."""
+        return self._terminate_running(lambda run_owner: run_owner == owner)
+
+    def _terminate_running(self, chosen) -> list[str]:
+        client = self.client()
+        experiment = client.get_experiment_by_name(self.experiment)
+        if experiment is None:
+            return []
+        running = client.search_runs([experiment.experiment_id], filter_string="attributes.status = 'RUNNING'")
+        ids = [r.info.run_id for r in running if chosen(r.data.tags.get(OWNER_TAG, ""))]
+        for run_id in ids:
+            client.set_terminated(run_id, status="KILLED")
+        return ids
+
     # -- index builds and operator tables -------------------------------------------------------------------
 
     def log_index_run(
@@ -296,7 +347,9 @@ class MlflowTracker(ConfigurableResource):
         """A run for one index build: the pair-scores table, index statistics and the build's plots (PNG)."""
         client = self.client()
         experiment_id = self._experiment_id(client)
-        run = client.create_run(experiment_id, run_name="index-build", tags={KIND_TAG: "index"})
+        run = client.create_run(
+            experiment_id, run_name="index-build", tags={KIND_TAG: "index", OWNER_TAG: owner_label()}
+        )
         self._log(client, run.info.run_id, metrics=statistics)
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "pair_scores.csv"
@@ -324,7 +377,7 @@ class MlflowTracker(ConfigurableResource):
         run = client.create_run(
             experiment_id,
             run_name=f"operator-table-{device}",
-            tags={KIND_TAG: "operator_table", "sommelier.device": device},
+            tags={KIND_TAG: "operator_table", "sommelier.device": device, OWNER_TAG: owner_label()},
         )
         self._log(client, run.info.run_id, metrics=statistics)
         with tempfile.TemporaryDirectory() as tmp:
@@ -336,6 +389,31 @@ class MlflowTracker(ConfigurableResource):
             client.log_artifact(run.info.run_id, str(csv))
         client.set_terminated(run.info.run_id)
         return run.info.run_id
+
+
+def link_artifact(source: Path, artifact_location: str, name: str) -> bool:
+    """Put `source` at `<artifact_location>/<name>` as a hard link (one file, two names) when the location is a
+    local path on the same filesystem — or an MLflow server's served location (`mlflow-artifacts:/…`) whose
+    destination directory `$SOMMELIER_MLFLOW_ARTIFACTS_DIR` names; False when it is not (remote artifacts, another
+    filesystem), and the caller uploads a copy."""
+    parsed = urlparse(artifact_location)
+    served_dir = os.environ.get(MLFLOW_ARTIFACTS_DIR_ENV)
+    if parsed.scheme == "mlflow-artifacts" and served_dir:
+        target = Path(served_dir) / unquote(parsed.path).lstrip("/") / name
+    elif parsed.scheme in ("", "file"):
+        target = Path(unquote(parsed.path)) / name
+    else:
+        return False
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        if target.exists():
+            if os.path.samefile(target, source):
+                return True
+            target.unlink()
+        os.link(source, target)
+    except OSError:  # another filesystem (EXDEV), or one without hard links
+        return False
+    return True
 
 
 def relocate_artifacts(database: Path, artifact_location: str, root: Path) -> bool:

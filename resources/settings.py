@@ -5,11 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import onnx
+import pydantic
 from dagster import ConfigurableResource
 
 from sommelier_core import defaults
 from sommelier_core.equivalence.bound import ARORA_CONSTANT, BOUND_MODE_SPECS, BOUND_MODES
 from sommelier_core.equivalence.pair_measure import BoundSettings
+from sommelier_core.ingest.project_config import ProjectConfigError, load_project_config
 from sommelier_core.profiling import ProfiledShapes, profiled_shapes
 
 
@@ -17,7 +19,10 @@ class IndexSettings(ConfigurableResource):
     """How models are compared, bounded and profiled (each default is `sommelier_core.defaults`')."""
 
     peers: int = defaults.PEERS
-    """Peers sampled per model (paper §5.2: five)."""
+    """Peers each new model is compared with (paper §5.2: five), `pivots` of them its compatible group's pivots."""
+    pivots: int = defaults.PIVOTS
+    """Of the `peers`, how many are the group's first models (`equivalence.choose_peers`): every pair of a group
+    then shares a measured pivot, so path bounds rank candidates in groups of thousands."""
     seed: int = defaults.SEED
     """Seed of peer sampling and profiling inputs."""
     bound_mode: str = defaults.BOUND_MODE
@@ -33,6 +38,13 @@ class IndexSettings(ConfigurableResource):
     """Validation samples the interlayer cushions (Jacobian norms) are measured on."""
     cushion_projections: int = defaults.CUSHION_PROJECTIONS
     """Random projections per Jacobian Frobenius-norm estimate."""
+    stage_memory_bytes: int = defaults.STAGE_MEMORY_BYTES
+    """Most bytes of intermediate tensors a stage holds at once while streaming the validation set (cushions,
+    segments): batches are sized from it. A model one sample of which needs more fails alone, naming the stage."""
+    input_shapes: dict[str, list[int]] = {}
+    """Input shapes by input name (`{"x": [1, 3, 48, 192]}`, batch dim included) at which models with symbolic
+    dims are profiled: names no model has are ignored, and a model's own concrete dims must agree. Takes
+    precedence over `resolution` for the inputs it names; non-square shapes are fine."""
     segment_epsilon: float = defaults.SEGMENT_EPSILON
     """ε of segment equivalence (paper §4.2): the largest estimated difference of a synthesized model from its base."""
     segment_samples: int = defaults.SEGMENT_SAMPLES
@@ -64,9 +76,25 @@ class IndexSettings(ConfigurableResource):
     operator_sweep: bool = True
     """Add the calibration sweep (`calibration_sweep`: ~1 000 small graphs over sampled configurations) to each
     device's operator table: the kernels the predictors for operators no model on the device ran are fitted on.
-    Profiled once per device (about a minute on one CPU thread) and kept under `<store>/calibration`."""
+    Profiled once per device (about a minute on one CPU thread): the graphs are regenerated from their seed and
+    deleted once measured; only the measured profiles are kept under `<store>/calibration`."""
     operator_sweep_rounds: int = defaults.OPERATOR_SWEEP_ROUNDS
     """Rounds of the calibration sweep; each graph keeps its quietest round."""
+
+    @classmethod
+    def from_project_config(cls, **overrides: object) -> IndexSettings:
+        """The `settings:` of the project configuration (`sommelier.yaml`; names checked against these fields),
+        `overrides` on top. A bad value is refused naming the file, the key and what was expected."""
+        config = load_project_config()
+        configured = config.settings_overrides(cls.model_fields)
+        try:
+            return cls(**{**configured, **overrides})
+        except pydantic.ValidationError as exc:
+            first = exc.errors()[0]
+            key = ".".join(str(part) for part in first["loc"])
+            raise ProjectConfigError(
+                f"{config.path}: settings.{key}: {first['msg']}, got {first.get('input')!r}"
+            ) from exc
 
     def exec_batch_sizes(self) -> list[int]:
         """The exec-spec's batch sizes: `batch_size` first, then `batch_sizes`, each once."""
@@ -79,7 +107,7 @@ class IndexSettings(ConfigurableResource):
         validation inputs' shape (`validation_shape`, asked only for a model with symbolic spatial dims)."""
         if self.resolution < 0:
             raise ValueError(f"resolution must be 0 (the validation inputs') or a positive size, got {self.resolution}")
-        return profiled_shapes(model, self.resolution, validation_shape, model_id)
+        return profiled_shapes(model, self.resolution, validation_shape, model_id, input_shapes=self.input_shapes)
 
     def checked_bound_mode(self) -> str:
         """The bound mode, validated: one of `BOUND_MODE_SPECS`, with `bound_data` where the mode needs it."""

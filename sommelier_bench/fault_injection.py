@@ -65,10 +65,14 @@ INDEX_FILES = (
 """Every index file kind, relative to the index directory (`checksums.json` is the manifest of the others)."""
 
 
+OUTPUTS_FILE = "outputs/0.top1.npy"
+"""A classifier's stored validation outputs (its top-1 labels), relative to its model directory."""
+
+
 @dataclass(frozen=True)
 class Target:
-    """One file to damage: a record of a stage, an artifact (`model.onnx`, `outputs.npy` of the reference or of
-    a candidate) or an index file."""
+    """One file to damage: a record of a stage, an artifact (`model.onnx`, the stored top-1 labels
+    `outputs/0.top1.npy` of the reference or of a candidate) or an index file."""
 
     name: str
     kind: str
@@ -103,8 +107,8 @@ class Models:
 TARGETS: tuple[Target, ...] = (
     *(Target(f"record {stage}", "record", stage) for stage in RECORD_STAGES),
     Target("model.onnx", "artifact", "model.onnx"),
-    Target("outputs.npy (reference)", "artifact", "outputs.npy"),
-    Target("outputs.npy (candidate)", "artifact", "outputs.npy", role="candidate"),
+    Target("outputs top-1 (reference)", "artifact", OUTPUTS_FILE),
+    Target("outputs top-1 (candidate)", "artifact", OUTPUTS_FILE, role="candidate"),
     *(Target(f"index {name}", "index", name) for name in INDEX_FILES),
 )
 
@@ -113,7 +117,7 @@ def wrong_types(target: Target) -> tuple[str, ...]:
     """The well-formed replacements of the wrong type tried on a target."""
     if target.kind == "record":
         return ("other stage's record", "other model's record", "JSON list")
-    if target.file == "outputs.npy":
+    if target.file == OUTPUTS_FILE:
         return ("int64 array of shape (3,)", "other model's outputs")
     if target.file == "model.onnx":
         return ("other model's ONNX file",)
@@ -150,7 +154,7 @@ REINDEX_CASES = frozenset(
         "record_pair_bounds:_truncate",
         "record_model_cushions:_bit-flip",
         "model.onnx:_truncate",
-        "outputs.npy_(reference):_bit-flip",
+        "outputs_top-1_(reference):_bit-flip",
         "index_semantic_index.parquet:_truncate",
     }
 )
@@ -241,19 +245,27 @@ def copy_store(source: Path, destination: Path) -> Path:
     return destination
 
 
+REFERENCE_WITHIN = 0.5
+"""The threshold of the queries that name the reference: it is picked with a transitive candidate within it, so
+those queries have an answer to lose (a reference unlike every model, such as a model pretrained on another task and
+not fine-tuned, would answer nothing whatever the damage)."""
+
+
 def pick_models(root: Path) -> Models:
-    """A reference with a transitive candidate (what refinement measures), that candidate, and a third model
-    comparable with the reference."""
+    """A reference with a transitive candidate within `REFERENCE_WITHIN` (what refinement measures), that candidate,
+    and a third model comparable with the reference (the one closest to it, so the query naming it has answers)."""
     import polars as pl
 
     semantic = pl.read_parquet(root / "index" / "semantic_index.parquet")
-    transitive = semantic.filter(pl.col("provenance") == "transitive").sort(["reference_id", "candidate_id"])
+    transitive = semantic.filter((pl.col("provenance") == "transitive") & (pl.col("upper") <= REFERENCE_WITHIN)).sort(
+        ["reference_id", "candidate_id"]
+    )
     row = transitive.row(0, named=True) if transitive.height else semantic.sort("reference_id").row(0, named=True)
     reference, candidate = row["reference_id"], row["candidate_id"]
     others = semantic.filter(
         (pl.col("reference_id") == reference) & ~pl.col("candidate_id").is_in([reference, candidate])
     )
-    other = sorted(others["candidate_id"].to_list())[0]
+    other = others.sort(["upper", "candidate_id"]).row(0, named=True)["candidate_id"]  # the closest: it has answers
     return Models(reference, candidate, other)
 
 
@@ -268,11 +280,17 @@ def answers(index_dir: Path, models: Models) -> list[object]:
         ]
 
     queries: list[Callable[[], object]] = [
-        lambda: hits(sommelier_core.query(ref=models.reference, within=0.5, index_dir=index_dir, refine=50)),
+        lambda: hits(
+            sommelier_core.query(ref=models.reference, within=REFERENCE_WITHIN, index_dir=index_dir, refine=50)
+        ),
         lambda: hits(sommelier_core.query(ref=models.other, within=0.1, limit=3, index_dir=index_dir, refine=50)),
         lambda: hits(sommelier_core.query(within=None, latency_ms=1000.0, index_dir=index_dir)),
         lambda: hits(
-            run_query(f"FIND MODELS LIKE '{models.reference}' WITHIN 50%", index_dir=index_dir, synthesized=True).hits
+            run_query(
+                f"FIND MODELS LIKE '{models.reference}' WITHIN {REFERENCE_WITHIN:.0%}",
+                index_dir=index_dir,
+                synthesized=True,
+            ).hits
         ),
     ]
     return [_answer(q) for q in queries]
@@ -446,8 +464,8 @@ def zoo_repositories(zoo: Path) -> Callable[[Path], list]:
         from resources.repositories import RepositoryConfig
 
         return [
-            RepositoryConfig(kind="torchhub", name="zoo-torch", location=[str(zoo / "torchhub")]),
-            RepositoryConfig(kind="tfhub", name="zoo-tf", location=[str(zoo / "tfhub")]),
+            RepositoryConfig(kind="torchhub", name="zoo-torch", location=[str(zoo / "torchhub")], trusted=True),
+            RepositoryConfig(kind="tfhub", name="zoo-tf", location=[str(zoo / "tfhub")], trusted=True),
         ]
 
     return listed

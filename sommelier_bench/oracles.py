@@ -215,17 +215,21 @@ def graph_bounds_from(graph: MeasuredGraph, reference: int, bound: float) -> dic
         elif k is not None and upper[k] <= dist[z] + TIE:
             found[z] = float(upper[k])
         else:
-            found[z] = float(dist[z])
+            found[z] = float(graph.as_stored(np.array([dist[z]]), up=True)[0])  # as the index reports a path
     return found
 
 
-def brute_force(plan: QueryPlan, engine: QueryEngine) -> list[str]:
+def brute_force(plan: QueryPlan, engine: QueryEngine, graph: MeasuredGraph | None = None) -> list[str]:
     """The ids a plan must return, by scanning every model and every candidate record (for checks).
 
     No sorted columns, no early cut: every model is tested against every predicate, and the
-    semantic predicate against the whole packed candidate table, not the reference's row.
+    semantic predicate against the whole packed candidate table, not the reference's row. `graph` is the
+    measured graph to relax instead of the engine's: an engine's graph keeps no entries for the models whose
+    rows it precomputed, so pass the same store frozen with `precompute=0` to check those rows too.
     """
-    resource, semantic = engine.resource, engine.semantic
+    resource, semantic = engine.resource, graph if graph is not None else engine.semantic
+    if isinstance(semantic, MeasuredGraph) and plan.within is not None and semantic.precomputed[plan.reference_pos]:
+        raise ValueError("the engine's graph stores this reference's row, not its entries: pass graph=")
     n = len(engine.ids)
     every = np.arange(n)
     ok = candidates_under_exec_spec(plan, resource)

@@ -1,11 +1,11 @@
 """Benchmark of query quality (paper Fig. 9a): how often the top answer is exhaustive comparison's.
 
-`run_quality_benchmark()` simulates repositories whose models are label vectors with
-graded flips from a common base (top-1 disagreement, a true metric), pairwise differences spread
-over 0–10 %; it indexes them with five sampled peers and, separately, with every pair measured
-(exhaustive comparison), and reports the share of queries whose top answer is the exhaustive
-index's top answer — from the sampled index alone, and with the query-time refine stage measuring
-the uncertain candidates from the simulated outputs (with how many pairs it measured per query).
+`run_quality_benchmark()` simulates repositories whose models are label vectors with graded flips from a
+common base (top-1 disagreement, a true metric), pairwise differences spread over 0–10 %; it indexes them
+with the peers `choose_peers` gives (five: two group pivots and three random peers) and, separately, with
+every pair measured (exhaustive comparison), and reports the share of queries whose top answer is the
+exhaustive index's top answer — from the sampled index alone, and with the query-time refine stage
+measuring the uncertain candidates from the simulated outputs (with how many pairs it measured per query).
 
 The exhaustive index's answers come from `exhaustive_bounds`: every compatible pair's Clopper–Pearson
 bounds, then shortest paths over all of them (Floyd–Warshall in numpy) and the index's provenance rule —
@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from sommelier_core.equivalence.bound import PairBound, clopper_pearson
-from sommelier_core.equivalence.peers import sample_peers
+from sommelier_core.equivalence.peers import DEFAULT_PIVOTS, choose_peers
 from sommelier_core.index.measured_graph import TIE
 from sommelier_core.index.resource import STATIC_METRICS, ResourceStore
 from sommelier_core.index.semantic import SemanticStore
@@ -102,21 +102,24 @@ def run_quality_benchmark(
     graded: bool = True,
     group_size: int = 20,
     peers: int = 5,
+    pivots: int = DEFAULT_PIVOTS,
     thresholds: tuple[float, ...] = (0.03, 0.05, 0.08),
     orderings: tuple[str, ...] = ("flops", "similarity"),
     delta: float = 0.05,
     seed: int = 0,
     refine_budget: int = DEFAULT_REFINE_BUDGET,
+    references: int | None = None,
 ) -> dict:
     """Share of queries whose top answer equals the top answer of an exhaustively compared index.
 
     Each query is `FIND 1 MODEL LIKE R WITHIN ε ORDER BY flops` (the cheapest model certified
     equivalent) or `… ORDER BY similarity` (the most similar), for every model R of every
-    repository, every ε and every ordering. Peers are sampled within compatibility groups of
-    `group_size` models (a task's compatible models), as the type check does. The exhaustive index measures
-    all pairs with the same bound (Clopper–Pearson at 1 − δ); Sommelier's measures five sampled peers
-    per insertion and derives the rest transitively. Queries with no answer in both count as
-    agreeing; `sound` checks every returned model's true difference is ≤ ε.
+    repository (or `references` of them, drawn), every ε and every ordering. Peers are chosen within
+    compatibility groups of `group_size` models (a task's compatible models), as the type check does: the
+    group's first `pivots` models and `peers − pivots` random ones (`peers.choose_peers`; models arrive in a
+    random order). The exhaustive index measures all pairs with the same bound (Clopper–Pearson at 1 − δ);
+    Sommelier's measures the chosen peers per insertion and derives the rest transitively. Queries with no
+    answer in both count as agreeing; `sound` checks every returned model's true difference is ≤ ε.
     """
     rng = np.random.default_rng(seed)
     agree = total = unsound = empty_both = 0
@@ -141,7 +144,7 @@ def run_quality_benchmark(
             pool = inserted.setdefault(int(group[i]), [])
             pairs = [
                 _pair_bound(ids[i], p, int(diff[i, index_of[p]]), inputs, delta)
-                for p in sample_peers(ids[i], pool, k=peers, seed=seed + repo)
+                for p in choose_peers(ids[i], pool, k=peers, pivots=pivots, seed=seed + repo)
             ]
             sampled.insert(ids[i], ids[i], pairs)
             pool.append(ids[i])
@@ -158,7 +161,11 @@ def run_quality_benchmark(
             _quality_engine(sampled, ids, flops),
             _quality_engine(sampled, ids, flops, measure, refine_budget),
         ]
-        for ref in ids:
+        queried = ids  # every model as the reference, or a seeded sample of `references` of them
+        if references is not None and references < models:
+            drawn = np.random.default_rng([seed, repo]).choice(models, size=references, replace=False)
+            queried = [ids[i] for i in sorted(drawn)]
+        for ref in queried:
             r = index_of[ref]
             for within, ordering in ((w, o) for w in thresholds for o in orderings):
                 spec = QuerySpec(reference=ref, within=within, limit=1, where=None, order=OrderBy(ordering))
@@ -193,6 +200,8 @@ def run_quality_benchmark(
         "models_per_repository": models,
         "inputs": inputs,
         "peers": peers,
+        "pivots": pivots,
+        "references_per_repository": references or models,
         "group_size": group_size,
         "simulation": "graded" if graded else "independent",
         "pairwise_difference": {

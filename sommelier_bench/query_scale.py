@@ -1,9 +1,10 @@
 """Benchmark of the query engine at repository scale (paper §7.4, Tables 3–4), on two repository shapes.
 
-Both build an index of `n` models through the project's own insertion API (`SemanticStore.insert`, five
-peers per model sampled among the models of its compatibility group inserted before it, as the type check
-allows); a measured pair gets bounds [d − margin, d + margin] around its true difference d (the
-statistical term), so every bound holds and a hit beyond its threshold is an index error (`violations`).
+Both build an index of `n` models through the project's own insertion API (`SemanticStore.insert`, five peers
+per model among the models of its compatibility group inserted before it, as the type check allows: the
+group's two pivots and three random ones, `peers.choose_peers`' rule); a measured pair gets bounds
+[d − margin, d + margin] around its true difference d (the statistical term), so every bound holds and a hit
+beyond its threshold is an index error (`violations`).
 
 - `hub_repository(n, largest_group)` — the shape of a real hub: compatibility groups heavy-tailed (one of
   `largest_group` models, five of a tenth of it, the rest small, Pareto-sized), each model a vector of
@@ -44,7 +45,7 @@ import numpy as np
 
 from sommelier_bench.oracles import brute_force
 from sommelier_core.equivalence.bound import PairBound
-from sommelier_core.equivalence.peers import peer_seed, sample_peers
+from sommelier_core.equivalence.peers import DEFAULT_PIVOTS, peer_seed
 from sommelier_core.index.resource import STATIC_METRICS, ResourceStore
 from sommelier_core.index.semantic import SemanticStore
 from sommelier_core.querying.engine import QueryEngine
@@ -104,7 +105,7 @@ def synthetic_repository(
         group = int(groups[i])
         pool = members.setdefault(group, [])
         pairs = []
-        for peer in sample_peers(model, pool, k=peers, seed=seed):
+        for peer in _draw_peers(model, pool, peers, seed):
             d = abs(points[i] - points[position_of[peer]])
             pairs.append(PairBound(model, peer, "disagreement", d, max(d - margin, 0.0), d + margin, 5000, "sim", 0.05))
         t0 = time.perf_counter()
@@ -169,13 +170,17 @@ def hub_group_sizes(n_models: int, largest_group: int, rng: np.random.Generator)
     return out
 
 
-def _draw_peers(model: str, pool: list[str], k: int, seed: int) -> list[str]:
-    """Up to `k` of the pool, uniformly without replacement, seeded by the model id (`sample_peers`' rule,
-    drawn from the pool in insertion order instead of sorting it: the same distribution, O(k) per model)."""
-    if len(pool) <= k:
+def _draw_peers(model: str, pool: list[str], k: int, seed: int, pivots: int = DEFAULT_PIVOTS) -> list[str]:
+    """`choose_peers`' rule in O(k) per model: the group's first `pivots` models, then random others of the pool
+    (uniformly without replacement, seeded by the model id, drawn from the pool in insertion order instead of
+    sorting it: the same distribution) up to `k` in all."""
+    fixed = pool[: min(pivots, k)]
+    rest = len(pool) - len(fixed)
+    wanted = k - len(fixed)
+    if rest <= wanted:
         return list(pool)
     rng = np.random.default_rng(peer_seed(model, seed))
-    return [pool[i] for i in rng.choice(len(pool), size=k, replace=False)]
+    return fixed + [pool[len(fixed) + i] for i in rng.choice(rest, size=wanted, replace=False)]
 
 
 def _hub_outputs(group_sizes: list[int], rng: np.random.Generator) -> np.ndarray:
@@ -388,6 +393,7 @@ def run_scale_benchmark(
         f"pack {repo.freeze_seconds:.2f}s)"
     )
     bench = benchmark_queries(engine, queries, seed)
+    oracle_graph = repo.semantic.freeze(precompute=0)  # every model's entries: brute force relaxes them
 
     parse_times = [_time(lambda q=q: compile_query(parse_query(q.text), engine)) for q in bench[: 3 * min(queries, 50)]]
     results: dict[str, dict] = {}
@@ -402,7 +408,7 @@ def run_scale_benchmark(
             result = execute(q.plan, engine)
             engine_times.append(time.perf_counter() - t)
             t = time.perf_counter()
-            expected = brute_force(q.plan, engine)
+            expected = brute_force(q.plan, engine, oracle_graph)
             scan_times.append(time.perf_counter() - t)
             got = [h.model_id for h in result.hits]
             mismatches += got != expected

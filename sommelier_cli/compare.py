@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from sommelier_cli.arguments import output_file, parse_fraction, percent, writing
 from sommelier_cli.output import print_json
+from sommelier_cli.profile import parse_input_shape
 from sommelier_core import defaults
 from sommelier_core.equivalence.bound import BOUND_MODE_SPECS, BOUND_MODES
 from sommelier_core.settings import store_root
@@ -37,6 +38,18 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         help="; ".join(f"{spec.name}: {spec.summary}" for spec in BOUND_MODE_SPECS.values()),
     )
     c.add_argument(
+        "--segments",
+        action="store_true",
+        help="also look for interchangeable segments (paper §4.2; runs REF many times, so off by default)",
+    )
+    c.add_argument(
+        "--input-shape",
+        type=parse_input_shape,
+        metavar="NAME=D1,D2,…",
+        help="the shape the models' symbolic input dims take (e.g. x=1,3,48,192; batch dim ignored): chooses "
+        "the built-in validation set and checks --data against it",
+    )
+    c.add_argument(
         "--epsilon",
         type=parse_fraction,
         default=defaults.SEGMENT_EPSILON,
@@ -59,12 +72,14 @@ def cmd_compare(args: argparse.Namespace) -> int:
     """Compare two ONNX models on a dataset and bound their difference.
 
     `--bound arora` adds the reference's architecture term (paper §4.1), its cushions measured on the
-    same data; `--bound custom` is the same on a dataset the user supplies with `--data`.
+    same data; `--bound custom` is the same on a dataset the user supplies with `--data`. A reference computing in
+    integers or float16 has no cushions: the bound falls back to the statistical term and says so. Segments are
+    analysed only with `--segments`.
     """
     from sommelier_core.equivalence.bound import bound_comparison
     from sommelier_core.equivalence.compare import check_compatible, compare_outputs
-    from sommelier_core.equivalence.cushions import compute_cushions
-    from sommelier_core.errors import IncompatibleModels
+    from sommelier_core.equivalence.cushions import CushionsNotApplicable, compute_cushions
+    from sommelier_core.errors import IncompatibleModels, InvalidValue
     from sommelier_core.inference import run_onnx
     from sommelier_core.ingest.convert import load_onnx, onnx_signature
     from sommelier_core.ingest.validation import DatasetError, validation_set_for
@@ -75,9 +90,16 @@ def cmd_compare(args: argparse.Namespace) -> int:
         raise DatasetError(f"--bound {args.bound} needs --data FILE.npz (an array 'x' of inputs and an optional 'y')")
     ref_path, cand_path = Path(args.reference), Path(args.candidate)
     ref_model, cand_model = load_onnx(ref_path), load_onnx(cand_path)
-    ref_sig, cand_sig = _at_validation_shape(
-        str(ref_path), onnx_signature(ref_model), onnx_signature(cand_model), args.data or ""
-    )
+    ref_sig, cand_sig = onnx_signature(ref_model), onnx_signature(cand_model)
+    if args.input_shape is not None:
+        name = args.input_shape[0]
+        if name not in (ref_sig.inputs[0].name, cand_sig.inputs[0].name):
+            raise InvalidValue(
+                f"--input-shape names input {name!r}; the models' inputs are {ref_sig.inputs[0].name!r} and "
+                f"{cand_sig.inputs[0].name!r}"
+            )
+        ref_sig, cand_sig = _at_input_shape(args.input_shape, ref_sig), _at_input_shape(args.input_shape, cand_sig)
+    ref_sig, cand_sig = _at_validation_shape(str(ref_path), ref_sig, cand_sig, args.data or "")
     task = task_for_output_rank(len(ref_sig.outputs[0].shape))  # the reference's (§4.3)
     try:
         check_compatible(str(ref_path), ref_sig, str(cand_path), cand_sig)
@@ -86,8 +108,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
         # outputs (the transfer case of paper §4.2: a shared backbone under different heads)
         segments, failure = None, None
         try:
-            dataset = validation_set_for(str(ref_path), ref_sig, args.data or "")
-            segments, failure = _segment_analysis(ref_path, ref_model, cand_path, cand_model, dataset.x, task, args)
+            if args.segments:
+                dataset = validation_set_for(str(ref_path), ref_sig, args.data or "")
+                segments, failure = _segment_analysis(ref_path, ref_model, cand_path, cand_model, dataset.x, task, args)
         except DatasetError:
             pass  # no validation data for the reference: nothing to bound segments on
         if args.json:
@@ -104,43 +127,69 @@ def cmd_compare(args: argparse.Namespace) -> int:
                 print(describe_segments(segments))
             if failure is not None:
                 print(f"segments: {failure}", file=sys.stderr)
+            if not args.segments:
+                print("(--segments looks for segments the two models share)", file=sys.stderr)
         return 1
     dataset = validation_set_for(str(ref_path), ref_sig, args.data or "")
     ref_outputs = run_onnx(ref_path, dataset.x)
     comparison = compare_outputs(str(ref_path), ref_outputs, str(cand_path), run_onnx(cand_path, dataset.x), task)
-    cushions = None
+    cushions, mode, note = None, args.bound, None
     if BOUND_MODE_SPECS[args.bound].architecture_term:
-        cushions = compute_cushions(ref_model, dataset.x, model_id=str(ref_path), dataset=dataset.name)
-    bound = bound_comparison(comparison, mode=args.bound, cushions=cushions)
+        try:
+            cushions = compute_cushions(ref_model, dataset.x, model_id=str(ref_path), dataset=dataset.name)
+        except CushionsNotApplicable as exc:
+            mode = "statistical"
+            note = f"cushions not applicable ({exc}): bounded by the statistical term only"
+    bound = bound_comparison(comparison, mode=mode, cushions=cushions)
     payload = {
         "compatible": True,
         "kind": comparison.kind,
         "disagreement": comparison.difference,
         "bound": bound.upper,
-        "bound_mode": args.bound,
+        "bound_mode": mode,
         "statistical_term": bound.statistical_term,
         "architecture_term": bound.architecture_term,
         "n": comparison.n,
         "dataset": dataset.name,
     }
-    segments, failure = _segment_analysis(
-        ref_path, ref_model, cand_path, cand_model, dataset.x, task, args, ref_outputs
-    )
-    payload["segments"] = [s.as_json() for s in segments.segments] if segments is not None else []
-    if segments is not None:
-        payload["segment_synthesis"] = segment_summary(segments)
-    else:
-        payload["segments_error"] = failure
+    if note is not None:
+        payload["bound_note"] = note
+    segments, failure = None, None
+    if args.segments:
+        segments, failure = _segment_analysis(
+            ref_path, ref_model, cand_path, cand_model, dataset.x, task, args, ref_outputs
+        )
+        payload["segments"] = [s.as_json() for s in segments.segments] if segments is not None else []
+        if segments is not None:
+            payload["segment_synthesis"] = segment_summary(segments)
+        else:
+            payload["segments_error"] = failure
     if args.json:
         print_json(payload)
     else:
         architecture = f", architecture term {bound.architecture_term:.2%}" if cushions is not None else ""
         print(
             f"{comparison.kind} {comparison.difference:.2%} on {comparison.n} samples of {dataset.name}; "
-            f"upper bound {bound.upper:.2%} ({args.bound}, δ={bound.delta}{architecture})"
+            f"upper bound {bound.upper:.2%} ({mode}, δ={bound.delta}{architecture})"
         )
-        print(describe_segments(segments) if segments is not None else f"segments: {failure}")
+        if note is not None:
+            print(note)
+        if args.segments:
+            print(describe_segments(segments) if segments is not None else f"segments: {failure}")
     return 0
+
+
+def _at_input_shape(given: tuple[str, tuple[int, ...]], signature: Signature) -> Signature:
+    """The signature with its input's symbolic dims set from `--input-shape` (batch dim ignored) where the named
+    input is this model's and the given dims fit its concrete ones; otherwise unchanged (the compatibility check
+    then names what differs)."""
+    from sommelier_core.ingest.validation import shape_fits
+
+    name, shape = given
+    first = signature.inputs[0]
+    if first.name == name and shape_fits(first.shape[1:], shape[1:]):
+        return signature.at_input_shape(tuple(shape[1:]))
+    return signature
 
 
 def _at_validation_shape(

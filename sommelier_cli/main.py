@@ -12,15 +12,16 @@ with exit status 2. Anything else is a bug and keeps its traceback.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import warnings
 from typing import NoReturn
 
-from sommelier_cli import bench, compare, device, index, plot, profile, query, serve, ui, verify, zoo
+from sommelier_cli import bench, compare, data, device, index, plot, profile, query, repo, serve, store, ui, verify, zoo
 from sommelier_core.errors import SommelierError
 from sommelier_core.settings import store_root
 
-COMMAND_GROUPS = (zoo, index, verify, query, plot, serve, bench, profile, device, compare, ui)
+COMMAND_GROUPS = (zoo, repo, data, index, verify, store, query, plot, serve, bench, profile, device, compare, ui)
 """The command-group modules, in the order `sommelier --help` lists their commands."""
 
 
@@ -39,6 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="sommelier",
         description=f"Index model repositories by functional equivalence and resource profile. Store: {store_root()}",
     )
+    parser.add_argument(
+        "--config", metavar="PATH", help="project configuration (default: $SOMMELIER_CONFIG or <store>/sommelier.yaml)"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     for group in COMMAND_GROUPS:
         group.add_commands(sub)
@@ -49,6 +53,10 @@ def main(argv: list[str] | None = None) -> int:
     """Run the CLI; errors a user can cause become one clear line on stderr and exit status 2 (a bad flag
     exits there from argparse with `SystemExit(2)`)."""
     args = build_parser().parse_args(argv)
+    if args.config:  # through the environment, so `sommelier index` and `sommelier ui` subprocesses read it too
+        from sommelier_core.ingest.project_config import CONFIG_ENV
+
+        os.environ[CONFIG_ENV] = os.path.abspath(args.config)
     warnings.formatwarning = _warning_line
     try:
         return args.func(args)

@@ -20,6 +20,13 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         "--resolution", type=positive_int, help="size of the symbolic spatial dims (models with dynamic H, W)"
     )
     p.add_argument(
+        "--input-shape",
+        type=parse_input_shape,
+        action="append",
+        metavar="NAME=D1,D2,…",
+        help="an input's full shape, batch first (e.g. x=1,3,48,192; non-square is fine); repeat per input",
+    )
+    p.add_argument(
         "--memory", type=parse_batch_sizes, metavar="B1,B2,…", help="memory and MACs at these batch sizes (Fig. 12a)"
     )
     p.add_argument(
@@ -30,6 +37,20 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_profile)
+
+
+def parse_input_shape(text: str) -> tuple[str, tuple[int, ...]]:
+    """`x=1,3,48,192` → (`x`, (1, 3, 48, 192)): an input's name and full shape (batch first), each dim ≥ 1."""
+    name, sep, dims = text.partition("=")
+    try:
+        shape = tuple(int(d) for d in dims.split(",")) if sep and name.strip() else ()
+    except ValueError:
+        shape = ()
+    if not shape or any(d < 1 for d in shape):
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: expected NAME=D1,D2,… (an input's name and its whole shape, batch first, e.g. x=1,3,48,192)"
+        )
+    return name.strip(), shape
 
 
 def cmd_profile(args: argparse.Namespace) -> int:
@@ -53,6 +74,8 @@ def cmd_profile(args: argparse.Namespace) -> int:
         from sommelier_core.profiling import shapes_at_resolution
 
         shapes = {k: (args.batch_size, *v[1:]) for k, v in shapes_at_resolution(model, args.resolution).items()}
+    if args.input_shape:
+        shapes = {**(shapes or {}), **dict(args.input_shape)}
     static = static_profile(model, batch_size=args.batch_size, input_shapes=shapes)
     latency = measure_latency(path, device=args.device, batch_size=args.batch_size, input_shapes=shapes)
     payload: dict = {
@@ -63,7 +86,14 @@ def cmd_profile(args: argparse.Namespace) -> int:
         "peak_activation_bytes": static.peak_activation_bytes,
         "latency_ms": {args.device: latency.median_ms},
     }
-    if args.memory:
+    if args.memory and args.input_shape:
+        payload["memory"] = [
+            {"batch_size": batch, "input_shapes": scaled, "memory_bytes": profile.memory_bytes, "macs": profile.macs}
+            for batch in args.memory
+            for scaled in [{name: [batch, *dims[1:]] for name, dims in shapes.items()}]
+            for profile in [static_profile(model, batch_size=batch, input_shapes=scaled)]
+        ]
+    elif args.memory:
         batches = args.memory
         resolutions = [None] if args.resolution is None else [args.resolution]
         payload["memory"] = [

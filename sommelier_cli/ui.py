@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from sommelier_core.settings import MLFLOW_UI_ENV, dagster_home, mlflow_tracking_uri
+from sommelier_core.settings import DAGSTER_UI_ENV, MLFLOW_UI_ENV, dagster_home, deployment, mlflow_tracking_uri
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -18,7 +18,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         help="start Dagster's UI and daemon (dagster dev) and MLflow's UI on the store",
         description="Start `dagster dev` on the workspace (the UI, and the daemon that runs the repository sensor "
         "and the nightly re-index schedule while it is up) and `mlflow ui` on the store's tracking store, both "
-        "with this Python. Ctrl-C stops both.",
+        "with this Python. Ctrl-C stops both. On the cluster (SOMMELIER_DEPLOYMENT=cluster, as `deploy/local-cluster "
+        "env` exports) the UIs are already served: this prints their addresses and whether they answer.",
     )
     ui.add_argument("--port", type=int, default=3000, help="Dagster UI port (default 3000)")
     ui.add_argument("--mlflow-port", type=int, default=5000, help="MLflow UI port (default 5000)")
@@ -45,9 +46,33 @@ def dagster_command(port: int, host: str = "127.0.0.1") -> list[str]:
     return [sys.executable, "-m", "dagster", "dev", "-w", str(workspace), "-h", host, "-p", str(port)]
 
 
+def cluster_ui() -> int:
+    """The cluster's Dagster webserver and MLflow server (`deploy/local-cluster up` started them): print where they
+    are and whether they answer; 1 if one does not."""
+    import urllib.error
+    import urllib.request
+
+    status = 0
+    for name, env, path in [("Dagster UI", DAGSTER_UI_ENV, "/server_info"), ("MLflow UI", MLFLOW_UI_ENV, "/health")]:
+        url = os.environ.get(env, "")
+        if not url:
+            print(f'{name}: {env} is not set; export the cluster\'s variables: eval "$(deploy/local-cluster env)"')
+            status = 1
+            continue
+        try:
+            with urllib.request.urlopen(url + path, timeout=5):
+                print(f"{name} on {url}")
+        except (urllib.error.URLError, OSError) as exc:
+            print(f"{name} on {url} does not answer ({exc}); see `deploy/local-cluster status`")
+            status = 1
+    return status
+
+
 def cmd_ui(args: argparse.Namespace) -> int:
     """Start MLflow's UI in the background and `dagster dev` in the foreground, with the Dagster instance under
-    the store root; stop MLflow's when Dagster's exits."""
+    the store root; stop MLflow's when Dagster's exits. On the cluster, point at the UIs it serves instead."""
+    if deployment() == "cluster":
+        return cluster_ui()
     home = dagster_home()
     home.mkdir(parents=True, exist_ok=True)
     if not (home / "dagster.yaml").exists():

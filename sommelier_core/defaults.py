@@ -52,3 +52,22 @@ INPUT_BUDGET_BYTES = 256 * 1024**2
 """Most bytes of inputs Sommelier generates to run a model once (parity inputs, profiling feeds), computed from the
 declared shape before anything is allocated: a file of a few KB declaring an input of (N, 1, 10⁶, 8) is refused
 instead of taking gigabytes. `$SOMMELIER_INPUT_BUDGET_BYTES` overrides it (`ingest.validation.input_budget_bytes`)."""
+
+STAGE_MEMORY_BYTES = 1024**3
+"""Most bytes of intermediate tensors one stage holds at once while it streams the validation set in batches
+(cushions' probed activations, segment bounds and noise injection): the batch is sized from the model's per-sample
+tensors, so a stage's memory is set by this, not by the model or the number of samples."""
+
+OUTPUTS_BATCH_SIZE = 64
+"""Samples per ONNX Runtime run when a model's validation outputs are computed (a model whose input declares a fixed
+batch size runs at that size). It bounds the stage's memory (one batch of inputs, activations and outputs, whatever the
+validation set's size) and is recorded with the outputs: a model whose arithmetic depends on the batch (dynamic int8
+quantization scales each batch together) gives the same outputs at the same batch size."""
+
+INDEX_PARENT_PID_ENV = "SOMMELIER_INDEX_PARENT_PID"
+"""Set by `sommelier index` for the indexing process it starts (`pipelines.index_run`): the pid of the command, so
+the indexing process stops when the command is gone, even killed outright (SIGKILL leaves it no way to pass it on)."""
+
+PIVOTS = 2
+"""Of the peers each model is compared with, how many are its compatible group's pivots (the group's first models):
+every pair of a group then has a two-hop path through a shared pivot, so path bounds can rank them (`choose_peers`)."""

@@ -9,6 +9,8 @@ import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper
 
+from sommelier_core.errors import SommelierError
+
 # ONNX Runtime raises its own exception classes (direct subclasses of Exception), e.g. for an input a
 # probe graph cannot take; callers that turn them into domain errors naming the model catch these.
 ORT_ERRORS: tuple[type[Exception], ...] = tuple(
@@ -70,3 +72,21 @@ def node_attribute(node: onnx.NodeProto, name: str, default: object) -> object:
         if attribute.name == name:
             return helper.get_attribute_value(attribute)
     return default
+
+
+class MemoryBudgetExceeded(SommelierError):
+    """One sample of a model needs more intermediate memory than the stage's budget allows."""
+
+
+def rows_within_budget(bytes_per_row: int, budget_bytes: int, label: str, stage: str, cap: int = 4096) -> int:
+    """How many samples a streaming stage processes at once so that their tensors stay within `budget_bytes`.
+
+    At least one; when even one sample needs more than the budget, `MemoryBudgetExceeded` names the model
+    (`label`), the stage and the setting to raise (`IndexSettings.stage_memory_bytes`).
+    """
+    if bytes_per_row > budget_bytes:
+        raise MemoryBudgetExceeded(
+            f"{label}: stage {stage} needs {bytes_per_row / 2**20:.0f} MiB per sample, above the stage memory budget "
+            f"of {budget_bytes / 2**20:.0f} MiB; raise stage_memory_bytes (IndexSettings) to run it"
+        )
+    return max(1, min(cap, budget_bytes // max(1, bytes_per_row)))

@@ -5,6 +5,8 @@ These small frozen records travel between every stage, so they stay plain and ha
 
 from __future__ import annotations
 
+import hashlib
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -115,6 +117,41 @@ def task_for_output_rank(rank: int | None) -> Task:
     return "classification" if rank == 2 else "regression"
 
 
+_ESCAPES = (("/", "__"), ("@", "--"))
+"""How the separators of a model id are written in its directory name (readable, and decodable for plain ids)."""
+_PLAIN_SEGMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.]*(?:[-_][A-Za-z0-9.]+)*$")
+_UNSAFE_CHARACTER = re.compile(r"[^A-Za-z0-9._-]")
+ID_HASH_SEPARATOR = "~"
+"""Joins the readable part of a directory name to the short hash of the exact id (never in a plain id's name)."""
+ID_HASH_HEX_CHARS = 12
+
+
 def safe_name(model_id: str) -> str:
-    """A file-system-safe directory name for a model id."""
+    """A file-system-safe directory name for a model id, different for every id (injective).
+
+    A *plain* id — segments between `/` and `@` made of letters, digits and dots joined by single `-` or `_`,
+    starting with a letter or digit (so no name is `.` or `..`) —
+    is written as before (`zoo-torch/cnn_w32` → `zoo-torch__cnn_w32`): no plain segment holds `__` or `--`
+    or starts or ends with `-`/`_`, so the name decodes back to one id, and stores indexed before keep
+    their directories. Any other id (`lab/col:x`, `a/b__c`, `a/_x`) has its unsafe characters replaced
+    and `~` plus a short sha256 of the exact id appended (`lab__col_x~…`), so ids that read alike get
+    different directories (`lab/col:x` and `lab/col_x` shared one before).
+    """
+    readable = model_id
+    for separator, escape in _ESCAPES:
+        readable = readable.replace(separator, escape)
+    if is_plain_id(model_id):
+        return readable
+    digest = hashlib.sha256(model_id.encode("utf-8")).hexdigest()[:ID_HASH_HEX_CHARS]
+    return f"{_UNSAFE_CHARACTER.sub('_', readable)[:120]}{ID_HASH_SEPARATOR}{digest}"
+
+
+def is_plain_id(model_id: str) -> bool:
+    """Whether `safe_name` writes the id in its readable form alone (see there)."""
+    return all(_PLAIN_SEGMENT.match(segment) for segment in re.split(r"[/@]", model_id))
+
+
+def legacy_safe_name(model_id: str) -> str:
+    """The directory name stores written before `safe_name` became injective (`:` written `_`, so ids could
+    share one). Equal to `safe_name` for plain ids; a store reader looks here when the new name is absent."""
     return model_id.replace("/", "__").replace("@", "--").replace(":", "_")

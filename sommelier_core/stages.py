@@ -101,6 +101,7 @@ PAIR_BOUNDS = Stage(
 SEMANTIC_INDEX = Stage("semantic_index", INDEX, 5, ("pair_bounds", "onnx_model"), "none")
 RESOURCE_INDEX = Stage("resource_index", INDEX, 5, ("model_profile", "device_profile"), "none")
 SYNTHESIZED_INDEX = Stage("synthesized_index", INDEX, 5, ("segment_matches",), "none")
+REGISTRY_VERDICTS = Stage("registry_verdicts", INDEX, 5, ("semantic_index",), "none")
 
 STAGES: tuple[Stage, ...] = (
     FETCHED_MODEL,
@@ -117,6 +118,7 @@ STAGES: tuple[Stage, ...] = (
     SEMANTIC_INDEX,
     RESOURCE_INDEX,
     SYNTHESIZED_INDEX,
+    REGISTRY_VERDICTS,
 )
 """Every stage, in the order `sommelier index` runs them (a stage after every stage it reads)."""
 

@@ -21,14 +21,20 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 @pytest.fixture(autouse=True)
 def _mlflow_tracking_uri_kept_per_test():
-    """`mlflow.set_tracking_uri` exports `MLFLOW_TRACKING_URI`, which Sommelier reads as the user's tracking store:
-    a test that points MLflow at one store must not send the runs of later tests (their own stores) there."""
-    before = os.environ.get("MLFLOW_TRACKING_URI")
+    """`mlflow.set_tracking_uri` exports `MLFLOW_TRACKING_URI`, which Sommelier reads as the user's tracking store,
+    and `mlflow.set_registry_uri` sets a process-wide registry (and exports `MLFLOW_REGISTRY_URI`): a test that
+    points MLflow at one store must not send the runs or registered models of later tests there."""
+    from mlflow.tracking._model_registry import utils as registry_utils
+
+    before = {name: os.environ.get(name) for name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
+    registry_before = registry_utils._registry_uri
     yield
-    if before is None:
-        os.environ.pop("MLFLOW_TRACKING_URI", None)
-    else:
-        os.environ["MLFLOW_TRACKING_URI"] = before
+    registry_utils._registry_uri = registry_before
+    for name, value in before.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
 
 
 @pytest.fixture(scope="session")
@@ -96,8 +102,11 @@ def indexed_store(small_zoo, tmp_path_factory) -> IndexedStore:
         resources = build_resources("local") | {
             "repositories": RepositoriesResource(
                 repositories=[
-                    RepositoryConfig(kind="torchhub", name="zoo-torch", location=[str(small_zoo / "torchhub")]),
-                    RepositoryConfig(kind="tfhub", name="zoo-tf", location=[str(small_zoo / "tfhub")]),
+                    # the zoo is ours: trusted (its hubconf and SavedModels run when loaded)
+                    RepositoryConfig(
+                        kind="torchhub", name="zoo-torch", location=[str(small_zoo / "torchhub")], trusted=True
+                    ),
+                    RepositoryConfig(kind="tfhub", name="zoo-tf", location=[str(small_zoo / "tfhub")], trusted=True),
                     RepositoryConfig(kind="onnx", name="extra", location=[str(extra)]),
                 ]
             ),
@@ -116,3 +125,12 @@ def indexed_store(small_zoo, tmp_path_factory) -> IndexedStore:
             os.environ.pop("SOMMELIER_HOME", None)
         else:
             os.environ["SOMMELIER_HOME"] = previous
+
+
+def mlflow_client(database: Path):
+    """A client on a store's SQLite tracking database with its model registry in the same database, as Sommelier's
+    tracker uses it (MLflow's default registry is process-wide, and another test may have pointed it elsewhere)."""
+    import mlflow
+
+    uri = f"sqlite:///{database}"
+    return mlflow.MlflowClient(uri, registry_uri=uri)

@@ -151,8 +151,11 @@ def test_the_command_line_is_assembled_from_one_module_per_command_group():
         added[group.__name__.removeprefix("sommelier_cli.")] = list(sub.choices)
     assert added == {
         "zoo": ["zoo"],
+        "repo": ["repo"],
+        "data": ["data"],
         "index": ["index"],
         "verify": ["verify"],
+        "store": ["store"],
         "query": ["query"],
         "plot": ["plot"],
         "serve": ["serve"],

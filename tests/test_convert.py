@@ -113,7 +113,7 @@ def fetch(repo: TorchHubRepository | TFHubRepository | OnnxFolderRepository, nam
 
 @pytest.fixture(scope="module")
 def torch_conversions(torch_hub: Path, store: Path) -> dict[str, Conversion]:
-    repo = TorchHubRepository("zoo", torch_hub)
+    repo = TorchHubRepository("zoo", torch_hub, trusted=True)
     return {e.name: convert_model(repo.fetch(e, store), store / f"{e.name}.onnx") for e in repo.list_models()}
 
 
@@ -182,7 +182,7 @@ def test_torch_export_falls_back_to_the_dynamo_exporter(
         return real_export(*args, **kwargs)
 
     monkeypatch.setattr(torch.onnx, "export", torchscript_unavailable)
-    fetched = fetch(TorchHubRepository("zoo", torch_hub), "resnet_tiny", tmp_path)
+    fetched = fetch(TorchHubRepository("zoo", torch_hub, trusted=True), "resnet_tiny", tmp_path)
 
     conversion = convert_model(fetched, tmp_path / "dynamo.onnx")
 
@@ -192,7 +192,7 @@ def test_torch_export_falls_back_to_the_dynamo_exporter(
 
 
 def test_keras_savedmodel_converts_with_sane_names_and_parity(keras_savedmodel: Path, store: Path) -> None:
-    fetched = fetch(TFHubRepository("tf", [keras_savedmodel]), "keras_cnn", store)
+    fetched = fetch(TFHubRepository("tf", [keras_savedmodel], trusted=True), "keras_cnn", store)
 
     conversion = convert_model(fetched, store / "keras_cnn.onnx")
 
@@ -205,12 +205,13 @@ def test_keras_savedmodel_converts_with_sane_names_and_parity(keras_savedmodel: 
     assert run_onnx(conversion.onnx_path, x).shape == (3, 10)
 
     mirror = Path(shutil.copytree(keras_savedmodel, store / "mirror" / "keras_cnn"))
-    again = convert_model(fetch(TFHubRepository("mirror", [mirror]), "keras_cnn", store), store / "again.onnx")
+    mirrored = fetch(TFHubRepository("mirror", [mirror], trusted=True), "keras_cnn", store)
+    again = convert_model(mirrored, store / "again.onnx")
     assert again.fingerprint == conversion.fingerprint
 
 
 def test_given_parity_inputs_are_used(torch_hub: Path, store: Path) -> None:
-    fetched = fetch(TorchHubRepository("zoo", torch_hub), "mlp_tiny", store)
+    fetched = fetch(TorchHubRepository("zoo", torch_hub, trusted=True), "mlp_tiny", store)
     x = np.random.default_rng(7).uniform(size=(40, 1, 8, 8))
 
     conversion = convert_model(fetched, store / "mlp_given.onnx", parity_inputs=x)
@@ -222,7 +223,7 @@ def test_same_network_published_twice_has_one_fingerprint(
     torch_hub: Path, torch_conversions: dict[str, Conversion], tmp_path: Path
 ) -> None:
     mirror = Path(shutil.copytree(torch_hub, tmp_path / "mirror"))
-    fetched = fetch(TorchHubRepository("mirror", mirror), "resnet_tiny", tmp_path)
+    fetched = fetch(TorchHubRepository("mirror", mirror, trusted=True), "resnet_tiny", tmp_path)
 
     again = convert_model(fetched, tmp_path / "again.onnx")
 
@@ -236,7 +237,7 @@ def test_different_weights_give_a_different_fingerprint(
 ) -> None:
     retrained = Path(shutil.copytree(torch_hub, tmp_path / "retrained"))
     write_weights(retrained, "resnet_tiny", seed=99)
-    fetched = fetch(TorchHubRepository("retrained", retrained), "resnet_tiny", tmp_path)
+    fetched = fetch(TorchHubRepository("retrained", retrained, trusted=True), "resnet_tiny", tmp_path)
 
     other = convert_model(fetched, tmp_path / "other.onnx")
 
@@ -261,7 +262,9 @@ def test_fingerprint_ignores_names_doc_strings_and_producer() -> None:
 
 
 def test_export_that_differs_from_the_original_is_a_mismatch(torch_hub: Path, tmp_path: Path) -> None:
-    repo = TorchHubRepository("zoo", torch_hub, input_shapes={"export_sensitive": (1, 8, 8)}, entries=ENTRIES)
+    repo = TorchHubRepository(
+        "zoo", torch_hub, input_shapes={"export_sensitive": (1, 8, 8)}, entries=ENTRIES, trusted=True
+    )
     fetched = fetch(repo, "export_sensitive", tmp_path)
     out = tmp_path / "sensitive.onnx"
 

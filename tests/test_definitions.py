@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from dagster import DagsterInstance, DeleteDynamicPartitionsRequest, build_sensor_context
 
@@ -41,6 +43,7 @@ def test_definitions_hold_every_stage_jobs_sensor_and_schedule():
         "synthesized_index",
         "semantic_index",
         "resource_index",
+        "registry_verdicts",
     }
     assert defs.resolve_job_def("index_models") is not None
     assert defs.resolve_job_def("build_index") is not None
@@ -92,7 +95,7 @@ def test_each_job_selects_the_stages_partitioned_its_way():
         "index_models": stages.PER_MODEL_STAGES,
         "profile_devices": ("device_profile",),
         "build_operator_tables": ("operator_table",),
-        "build_index": ("semantic_index", "resource_index", "synthesized_index"),
+        "build_index": ("semantic_index", "resource_index", "synthesized_index", "registry_verdicts"),
     }
     for job_name, names in expected.items():
         job = defs.resolve_job_def(job_name)
@@ -238,3 +241,86 @@ def test_index_runs_evaluate_the_asset_checks_of_every_model_and_index(indexed_s
         history = storage.get_asset_check_execution_history(AssetCheckKey(AssetKey(asset_name), check_name), limit=100)
         statuses = {record.status for record in history}
         assert Status.SUCCEEDED in statuses and Status.FAILED not in statuses, (asset_name, check_name, statuses)
+
+
+# -- the cluster deployment's pieces, without the cluster (tests/test_cluster.py runs against it) -------------------
+
+
+def test_both_deployments_index_the_repositories_and_settings_the_environment_names(monkeypatch, tmp_path):
+    from pipelines.definitions import build_resources
+
+    listed = [{"kind": "onnx", "name": "lab", "location": [str(tmp_path)]}]
+    monkeypatch.setenv("SOMMELIER_REPOSITORIES", json.dumps(listed))
+    monkeypatch.setenv("SOMMELIER_INDEX_SETTINGS", '{"operator_sweep": false, "peers": 3}')
+    for deployment in ("local", "cluster"):
+        resources = build_resources(deployment)
+        (config,) = resources["repositories"].repositories
+        assert (config.kind, config.name, config.location) == ("onnx", "lab", [str(tmp_path)])
+        assert resources["settings"].operator_sweep is False and resources["settings"].peers == 3
+    monkeypatch.setenv("SOMMELIER_INDEX_SETTINGS", "[1, 2]")
+    with pytest.raises(ValueError, match="SOMMELIER_INDEX_SETTINGS: expected a JSON object"):
+        build_resources("local")
+
+
+def test_an_unknown_deployment_is_refused_naming_the_variable(monkeypatch):
+    from sommelier_core.settings import deployment
+
+    monkeypatch.setenv("SOMMELIER_DEPLOYMENT", "kubernetes")
+    with pytest.raises(ValueError, match=r"SOMMELIER_DEPLOYMENT='kubernetes': expected one of local, cluster"):
+        deployment()
+
+
+def test_the_cluster_executor_and_its_workers_share_one_celery_configuration(monkeypatch, tmp_path):
+    from deploy.local_cluster import Cluster, celery_config_module
+    from pipelines.definitions import build_executor
+    from sommelier_core.settings import celery_settings
+
+    monkeypatch.setenv("SOMMELIER_CELERY_QUEUE", "lab-queue")
+    executor = build_executor("cluster")
+    assert executor.name == "celery"
+    settings = celery_settings()
+    assert settings["task_default_queue"] == "lab-queue"
+    # a step whose worker dies goes to another worker; a busy worker is not dropped for a missed heartbeat
+    assert settings["task_acks_late"] and settings["task_reject_on_worker_lost"] and settings["broker_heartbeat"] == 0
+    cluster = Cluster(state_dir=str(tmp_path), store_root=str(tmp_path), queue="lab-queue")
+    worker_module: dict = {}
+    exec(celery_config_module(cluster), worker_module)  # what each worker imports as `dagster_celery_config`
+    assert {k: worker_module[k] for k in settings} == settings
+    assert worker_module["broker_url"] == cluster.broker and worker_module["result_backend"] == "rpc://"
+    assert build_executor("local").name == "multiprocess"
+
+
+def test_the_cluster_instance_keeps_runs_in_postgres_and_runs_one_run_per_partition_at_a_time(tmp_path):
+    import yaml
+
+    from deploy.local_cluster import Cluster, dagster_yaml
+
+    cluster = Cluster(state_dir=str(tmp_path), store_root=str(tmp_path), database_prefix="lab")
+    config = yaml.safe_load(dagster_yaml(cluster))
+    assert config["storage"]["postgres"]["postgres_url"].endswith("@127.0.0.1:5432/lab_dagster")
+    coordinator = config["run_coordinator"]
+    assert coordinator["class"] == "QueuedRunCoordinator"
+    limits = coordinator["config"]["tag_concurrency_limits"]
+    assert {"key": "dagster/partition", "value": {"applyLimitPerUniqueValue": True}, "limit": 1} in limits
+    env = cluster.environment()
+    assert env["SOMMELIER_DEPLOYMENT"] == "cluster" and env["DAGSTER_HOME"] == str(tmp_path / "dagster_home")
+
+
+def test_a_broker_that_does_not_answer_is_named_with_how_to_start_it():
+    from deploy.local_cluster import rabbitmq_problem
+
+    problem = rabbitmq_problem("pyamqp://guest:secret@127.0.0.1:1//")
+    assert problem.startswith("RabbitMQ is not reachable at pyamqp://guest@127.0.0.1:1//")
+    assert "secret" not in problem and "service rabbitmq-server start" in problem
+
+
+def test_local_cluster_status_without_a_cluster_says_to_bring_one_up(tmp_path):
+    import subprocess
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parent.parent / "deploy" / "local-cluster"
+    result = subprocess.run(
+        [str(script), "status", "--state-dir", str(tmp_path)], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 1
+    assert f"No cluster was brought up in {tmp_path}" in result.stdout and "local-cluster up" in result.stdout

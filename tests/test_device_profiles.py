@@ -126,7 +126,7 @@ def test_memory_budget_is_evaluated_at_the_query_batch_size():
     assert list(at8.column("latency_ms", "cpu")) == [8.0, 8.0]
     semantic = pl.DataFrame(
         schema={"reference_id": pl.Utf8, "candidate_id": pl.Utf8, "lower": pl.Float64, "upper": pl.Float64,
-                "empirical": pl.Float64, "provenance": pl.Utf8}
+                "empirical": pl.Float64, "provenance": pl.Utf8, "kind": pl.Utf8}
     )  # fmt: skip
     index = Index(semantic, frame)
     # memory < 1 KiB: both models at batch 1 (500, 700 B), only `a` at batch 8 (1200 vs 2800 B → neither)

@@ -31,8 +31,8 @@ def _repositories(zoo: Path):
         from resources.repositories import RepositoryConfig
 
         return [
-            RepositoryConfig(kind="torchhub", name="zoo-torch", location=[str(zoo / "torchhub")]),
-            RepositoryConfig(kind="tfhub", name="zoo-tf", location=[str(zoo / "tfhub")]),
+            RepositoryConfig(kind="torchhub", name="zoo-torch", location=[str(zoo / "torchhub")], trusted=True),
+            RepositoryConfig(kind="tfhub", name="zoo-tf", location=[str(zoo / "tfhub")], trusted=True),
             RepositoryConfig(kind="onnx", name="extra", location=[str(root / "extra-onnx")]),
         ]
 

@@ -9,6 +9,7 @@ from pipelines.index_run import run_index
 from resources.repositories import RepositoriesResource, RepositoryConfig
 from resources.settings import IndexSettings
 from resources.store import ModelStoreResource, StoreIOManager
+from tests.conftest import mlflow_client
 from tests.digits_models import fixed_digits_classifier
 from tests.store_records import onnx_model, small_record
 
@@ -112,7 +113,6 @@ def test_a_model_no_longer_listed_leaves_the_indexes_and_a_failed_repository_kee
 
 
 def test_each_store_indexed_in_one_process_logs_to_its_own_mlflow(tmp_path, monkeypatch):
-    import mlflow
     import polars as pl
 
     from resources.mlflow_tracker import MlflowTracker
@@ -122,6 +122,6 @@ def test_each_store_indexed_in_one_process_logs_to_its_own_mlflow(tmp_path, monk
         monkeypatch.setenv("SOMMELIER_HOME", str(tmp_path / store))
         MlflowTracker().log_index_run(pl.DataFrame({"pair": [store]}), {"models": 1.0})
     for store in ("first", "second"):
-        client = mlflow.MlflowClient(f"sqlite:///{tmp_path / store / 'mlflow' / 'mlflow.db'}")
+        client = mlflow_client(tmp_path / store / 'mlflow' / 'mlflow.db')
         experiment = client.get_experiment_by_name("sommelier")
         assert len(client.search_runs([experiment.experiment_id])) == 1, store

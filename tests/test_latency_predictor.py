@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import polars as pl
 import pytest
@@ -129,3 +130,29 @@ def test_calibration_profiles_are_profiled_once_per_device_and_then_read_from_th
     assert [p.model_id for p in first] == [f"calibration/{p.stem}" for p in few] == [p.model_id for p in again]
     assert seconds > 0 and cached_seconds == 0.0
     assert [p.operators.node_us for p in again] == [p.operators.node_us for p in first]
+
+
+def test_the_calibration_graphs_are_regenerated_for_profiling_and_not_kept_only_their_profiles_are(
+    tmp_path, monkeypatch
+):
+    import shutil
+
+    from sommelier_core.profiling.calibration_sweep import SWEEP_VERSION, calibration_models
+
+    paths = calibration_models(tmp_path / "generated")
+    few = [next(p for p in paths if p.stem.startswith(prefix)) for prefix in ("conv_dense", "gemm")]
+    written: list[Path] = []
+
+    def sweep_into(out_dir: Path) -> list[Path]:  # what the sweep does: write its graphs under out_dir
+        out_dir.mkdir(parents=True, exist_ok=True)
+        written.extend(Path(shutil.copy(p, out_dir / p.name)) for p in few)
+        return written[-len(few) :]
+
+    monkeypatch.setattr(calibration, "calibration_models", sweep_into)
+    kept = tmp_path / "store" / "calibration"
+    profiled, seconds = cached_calibration_profiles(kept, runs=2, threads=1, rounds=1)
+    assert [p.model_id for p in profiled] == [f"calibration/{p.stem}" for p in few] and seconds > 0
+    assert all(p.is_relative_to(kept) for p in written)  # generated inside the store's calibration folder …
+    assert sorted(p.name for p in kept.rglob("*")) == [
+        f"profiles-v{SWEEP_VERSION}-cpu-t1-r2x1.json"
+    ]  # … only these kept

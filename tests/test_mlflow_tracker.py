@@ -11,9 +11,11 @@ from resources.mlflow_tracker import (
     ML_EXPERIMENT_KIND,
     MlflowTracker,
     filter_literal,
+    link_artifact,
     model_key,
     registered_name,
 )
+from sommelier_core.settings import MLFLOW_ARTIFACTS_DIR_ENV
 from tests.conftest import two_class_onnx
 
 
@@ -26,7 +28,8 @@ def tracker(tmp_path, monkeypatch) -> MlflowTracker:
 
 
 def _client(tmp_path) -> mlflow.MlflowClient:
-    return mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlflow' / 'mlflow.db'}")
+    uri = f"sqlite:///{tmp_path / 'mlflow' / 'mlflow.db'}"
+    return mlflow.MlflowClient(uri, registry_uri=uri)
 
 
 def _model_runs(client, model_id):
@@ -126,3 +129,76 @@ def test_sommelier_ui_starts_mlflows_ui_with_this_python_not_a_bare_mlflow_on_pa
     assert command[command.index("--backend-store-uri") + 1] == "sqlite:////store/mlflow/mlflow.db"
     assert command[command.index("--port") + 1] == "5001"
     assert dagster_command(3001)[:4] == [sys.executable, "-m", "dagster", "dev"]
+
+
+def test_the_logged_onnx_file_is_the_store_file_itself_not_a_second_copy(tracker, tmp_path):
+    import os
+    from urllib.parse import unquote, urlparse
+
+    (tmp_path / "models" / "lab__a").mkdir(parents=True)
+    store_file = two_class_onnx(tmp_path / "models" / "lab__a" / "model.onnx")
+    run_id = tracker.log_model_run("lab/a", "f1", store_file, {}, {"macs": 1.0})
+    client = _client(tmp_path)
+    (logged,) = client.search_logged_models([_experiment_id(client)], filter_string=f"source_run_id = '{run_id}'")
+    logged_file = unquote(urlparse(logged.artifact_location).path) + "/model.onnx"
+    assert os.path.samefile(logged_file, store_file) and os.stat(store_file).st_nlink == 2  # one file, two names
+    (version,) = client.search_model_versions("name = 'lab__a'")
+    assert version.source == logged.artifact_location  # what the registry serves is that file
+    tracker.log_model_run("lab/a", "f1", store_file, {}, {"macs": 1.0})
+    assert os.stat(store_file).st_nlink == 2  # a re-run links nothing more
+
+
+def test_a_logged_model_left_unfinished_by_a_killed_run_is_completed_not_duplicated(tracker, tmp_path):
+    from mlflow.entities import LoggedModelStatus
+
+    onnx_path = two_class_onnx(tmp_path / "a.onnx")
+    run_id, _ = tracker.model_run("lab/a", "f1")
+    client = _client(tmp_path)
+    client.create_logged_model(_experiment_id(client), name="lab__a", source_run_id=run_id)  # killed right after
+    assert tracker.log_model_run("lab/a", "f1", onnx_path, {}, {"macs": 1.0}) == run_id
+    (logged,) = client.search_logged_models([_experiment_id(client)], filter_string=f"source_run_id = '{run_id}'")
+    assert logged.status == LoggedModelStatus.READY
+    assert [a.path for a in client.list_logged_model_artifacts(logged.model_id)] == ["model.onnx"]
+    assert len(client.search_model_versions("name = 'lab__a'")) == 1
+
+
+def test_runs_left_running_by_a_gone_process_are_killed_and_a_live_ones_kept(tracker, tmp_path):
+    from resources.mlflow_tracker import KIND_TAG, OWNER_TAG
+    from sommelier_core.store.store_lock import owner_label
+
+    client = _client(tmp_path)
+    experiment_id = tracker._experiment_id(client)
+    gone = subprocess_pid_that_exited()
+    abandoned = client.create_run(experiment_id, tags={KIND_TAG: "index", OWNER_TAG: owner_label(gone)})
+    live = client.create_run(experiment_id, tags={KIND_TAG: "index", OWNER_TAG: owner_label()})
+    assert tracker.terminate_abandoned_runs() == [abandoned.info.run_id]
+    assert client.get_run(abandoned.info.run_id).info.status == "KILLED"
+    assert client.get_run(live.info.run_id).info.status == "RUNNING"
+
+
+def subprocess_pid_that_exited() -> int:
+    """The pid of a process that ran and is gone (reaped)."""
+    import subprocess
+    import sys
+
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return process.pid
+
+
+def test_a_served_artifact_location_on_the_shared_store_gets_a_hard_link_not_an_upload(tmp_path, monkeypatch):
+    source = tmp_path / "store" / "models" / "lab__m" / "model.onnx"
+    source.parent.mkdir(parents=True)
+    source.write_bytes(b"onnx")
+    served = tmp_path / "store" / "mlflow-artifacts"
+    location = "mlflow-artifacts:/1/models/m-abc/artifacts"
+
+    monkeypatch.delenv(MLFLOW_ARTIFACTS_DIR_ENV, raising=False)
+    assert not link_artifact(source, location, "model.onnx")  # where the server keeps it is unknown: upload
+
+    monkeypatch.setenv(MLFLOW_ARTIFACTS_DIR_ENV, str(served))
+    assert link_artifact(source, location, "model.onnx")
+    target = served / "1" / "models" / "m-abc" / "artifacts" / "model.onnx"
+    assert target.samefile(source)
+    assert link_artifact(source, location, "model.onnx")  # again: the same link, nothing more
+    assert source.stat().st_nlink == 2

@@ -12,6 +12,7 @@ from sommelier_core.errors import UnknownModel
 from sommelier_core.querying.api import load_index
 from sommelier_core.querying.language import QueryError
 from sommelier_core.zoo import load_manifest
+from tests.conftest import mlflow_client
 
 STAGES = ("fetched_model", "onnx_model", "model_outputs", "model_profile", "peers", "pair_scores", "pair_bounds")
 
@@ -121,6 +122,22 @@ def test_mlflow_holds_a_run_per_model_with_its_onnx_artifact_and_an_index_run(in
     assert any(m.source_run_id == sample.info.run_id for m in logged)
     artifacts = [a.path for a in mlflow.MlflowClient().list_artifacts(index_runs[0].info.run_id)]
     assert "pair_scores.csv" in artifacts
+
+
+def test_each_models_onnx_file_is_kept_once_across_the_store_and_mlflow(indexed_store):
+    import os
+    from urllib.parse import unquote, urlparse
+
+    from sommelier_core.store import ModelStore
+
+    client = mlflow_client(indexed_store.root / 'mlflow' / 'mlflow.db')
+    store = ModelStore(indexed_store.root)
+    experiment = client.get_experiment_by_name("sommelier")
+    logged = {m.tags.get("sommelier.model_id"): m for m in client.search_logged_models([experiment.experiment_id])}
+    for model_id in _zoo_ids(indexed_store):
+        onnx_file = store.load_record("onnx_model", model_id).onnx_path
+        mlflow_file = unquote(urlparse(logged[model_id].artifact_location).path) + "/model.onnx"
+        assert os.path.samefile(onnx_file, mlflow_file), model_id  # one file under two names, not a copy
 
 
 def test_second_run_only_runs_the_new_model(indexed_store):

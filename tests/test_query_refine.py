@@ -111,3 +111,46 @@ def test_refined_answers_match_exhaustive_comparison_in_simulated_repositories()
     assert refined["top_answer_is_ideal"] >= report["top_answer_is_ideal"]
     assert refined["answers_beyond_threshold_empirically"] == 0
     assert 0 < refined["measured_pairs_per_query"]["mean"] <= refined["budget"]
+
+
+BUDGET_TRUTH = {("R", "P"): 0.010, ("P", "A"): 0.009, ("P", "B"): 0.015, ("R", "A"): 0.010, ("R", "B"): 0.024}
+"""R–P 1 %; through P: A at 0.9 % (truly 1.0 % from R: within 2 %), B at 1.5 % (truly 2.4 %: not within).
+Both are open at WITHIN 2 % (path bounds 2.3 % and 2.9 %); B is the cheaper."""
+
+
+def _budget_bound(a: str, b: str) -> PairBound:
+    d = BUDGET_TRUTH.get((a, b), BUDGET_TRUTH.get((b, a)))
+    return PairBound(a, b, "disagreement", d, d - MARGIN, d + MARGIN, N, "statistical", 0.05)
+
+
+class _BudgetRecorder(_Recorder):
+    def __call__(self, reference: str, candidates):
+        self.asked.extend((reference, c) for c in candidates)
+        return [_budget_bound(reference, c) for c in candidates]
+
+
+def _budget_engine(recorder: _BudgetRecorder, budget: int) -> QueryEngine:
+    store = SemanticStore()
+    store.insert("P", "P", [])
+    store.insert("A", "A", [_budget_bound("P", "A")])
+    store.insert("B", "B", [_budget_bound("P", "B")])
+    store.insert("R", "R", [_budget_bound("R", "P")])
+    flops = {"R": 100, "P": 90, "A": 10, "B": 5}
+    column = np.array([flops[m] for m in store.ids], dtype=np.int64)
+    static = {m: column for m in STATIC_METRICS}
+    resource = ResourceStore(store.ids, ["" for _ in store.ids], static, {"cpu": column * 1.0})
+    return QueryEngine.from_store(store, resource, recorder, budget)
+
+
+def test_with_budget_for_every_open_candidate_refinement_goes_in_key_order():
+    recorder = _BudgetRecorder()
+    result = _ask(_budget_engine(recorder, budget=2), "flops")
+    assert [h.model_id for h in result.hits] == ["A"]
+    assert recorder.asked == [("R", "B"), ("R", "A")]  # B, the cheapest, fails; then A is certified
+
+
+def test_a_budget_short_of_the_open_candidates_measures_the_tightest_path_bound_first():
+    recorder = _BudgetRecorder()
+    result = _ask(_budget_engine(recorder, budget=1), "flops")
+    assert [h.model_id for h in result.hits] == ["A"]  # key order would have spent the one pair on B, answering P
+    assert recorder.asked == [("R", "A")] and result.measured_pairs == 1

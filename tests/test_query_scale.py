@@ -22,6 +22,7 @@ from sommelier_bench.query_scale import hub_group_sizes, hub_repository, run_sca
 from sommelier_cli.main import main as cli_main
 from sommelier_core.equivalence.bound import PairBound
 from sommelier_core.equivalence.peers import sample_peers
+from sommelier_core.index.measured_graph import MeasuredGraph
 from sommelier_core.index.resource import ResourceStore
 from sommelier_core.index.semantic import SemanticStore
 from sommelier_core.querying.engine import QueryEngine
@@ -154,7 +155,9 @@ def predicates(draw, depth: int = 0):
     return AllOf(terms) if draw(st.booleans()) else AnyOf(terms)
 
 
-def _random_engine(seed: int, n_models: int) -> QueryEngine:
+def _random_engine(seed: int, n_models: int) -> tuple[QueryEngine, MeasuredGraph]:
+    """An engine over a random line-shaped repository (its rows precomputed: groups of 8), and the same store's
+    graph with every model's entries, which brute force relaxes."""
     repo, _ = synthetic_repository(n_models, seed=seed, group_size=8)
     rng = np.random.default_rng(seed)
     n = len(repo.resource)
@@ -174,7 +177,7 @@ def _random_engine(seed: int, n_models: int) -> QueryEngine:
     latency = np.round(rng.uniform(0, 5, size=n), 1)
     latency[rng.random(n) < 0.1] = np.nan
     resource = ResourceStore(repo.resource.model_ids, repo.resource.onnx_paths, static, {"cpu": latency})
-    return QueryEngine.from_store(repo.semantic, resource)
+    return QueryEngine.from_store(repo.semantic, resource), repo.semantic.freeze(precompute=0)
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -188,7 +191,7 @@ def _random_engine(seed: int, n_models: int) -> QueryEngine:
     limit=st.sampled_from([None, 1, 5]),
 )
 def test_engine_answers_equal_a_brute_force_scan(seed, where, within, ref, order, descending, limit):
-    engine = _random_engine(seed, 60)
+    engine, graph = _random_engine(seed, 60)
     reference = engine.ids[ref % len(engine.ids)]
     use_ref = within is not None or "relative=True" in repr(where)  # relative budgets need a reference
     spec = QuerySpec(
@@ -203,7 +206,7 @@ def test_engine_answers_equal_a_brute_force_scan(seed, where, within, ref, order
     except Exception as exc:  # relative latency against a reference without a latency profile
         assert "no latency_ms profile" in str(exc)
         return
-    assert [h.model_id for h in execute(plan, engine).hits] == brute_force(plan, engine)
+    assert [h.model_id for h in execute(plan, engine).hits] == brute_force(plan, engine, graph)
 
 
 def test_scale_benchmark_small_run_is_identical_to_brute_force():

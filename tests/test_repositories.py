@@ -173,7 +173,7 @@ def test_torchhub_version_follows_the_weight_file(torch_hub: Path, tmp_path: Pat
 
 
 def test_torchhub_fetch_points_at_the_hub_dir_and_entry_point(torch_hub: Path, tmp_path: Path) -> None:
-    repo = TorchHubRepository("zoo", torch_hub)
+    repo = TorchHubRepository("zoo", torch_hub, trusted=True)
     entry = next(e for e in repo.list_models() if e.name == "mlp_tiny")
 
     fetched = repo.fetch(entry, tmp_path)
@@ -212,7 +212,7 @@ def test_torchhub_rejects_a_source_that_is_neither_hub_dir_nor_github_ref(tmp_pa
 
 
 def test_tfhub_directory_lists_savedmodels_with_signature_shape_and_metadata(keras_dir: Path, tmp_path: Path) -> None:
-    repo = TFHubRepository("tf", keras_dir)
+    repo = TFHubRepository("tf", keras_dir, trusted=True)
     entries = {e.name: e for e in repo.list_models()}
 
     assert list(entries) == ["keras_cnn", "keras_embed"]
@@ -284,7 +284,7 @@ def test_an_undeclared_task_is_classification_for_a_rank_2_output_and_regression
 
 def test_unreachable_github_ref_fails_fast_naming_the_ref(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(torchhub, "GITHUB_URL", "https://github.invalid")
-    repo = TorchHubRepository("gh", "someone/models:v1", timeout_s=2)
+    repo = TorchHubRepository("gh", "someone/models:v1", timeout_s=2, trusted=True)
 
     start = time.monotonic()
     with pytest.raises(RepositoryError, match="someone/models:v1"):
@@ -310,7 +310,7 @@ def test_github_ref_already_in_the_torch_hub_cache_lists_offline(
     monkeypatch.setattr(torchhub, "GITHUB_URL", "https://github.invalid")
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
     cached = Path(shutil.copytree(torch_hub, tmp_path / "someone_models_release_v1"))
-    repo = TorchHubRepository("gh", "someone/models:release/v1")
+    repo = TorchHubRepository("gh", "someone/models:release/v1", trusted=True)
 
     entries = {e.name: e for e in repo.list_models()}
 
@@ -345,7 +345,7 @@ def test_repository_from_config_builds_each_kind(torch_hub: Path, keras_dir: Pat
 
 
 def test_repository_from_config_rejects_unknown_kind_and_options(onnx_dir: Path) -> None:
-    with pytest.raises(RepositoryError, match="unknown kind 'mlflow'.*torchhub"):
-        repository_from_config("mlflow", "m", "x")
+    with pytest.raises(RepositoryError, match="unknown kind 'hdf5'.*torchhub.*mlflow"):
+        repository_from_config("hdf5", "m", "x")
     with pytest.raises(RepositoryError, match="bad configuration options"):
         repository_from_config("onnx", "files", str(onnx_dir), input_shapez={})

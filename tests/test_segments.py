@@ -514,7 +514,8 @@ def test_a_segment_that_does_not_fit_is_refused_naming_the_synthesized_model():
 
     narrow = residual_net(residual_weights(0, channels=2), "narrow")
     wide = residual_net(residual_weights(0), "wide")
-    with pytest.raises(SynthesisError, match=r"^wide\+narrow: stem weight stem_w \(2, 1, 3, 3\) does not fit"):
+    expected = r"^wide\+narrow: stem weight stem_w \(2, 1, 3, 3\) float32 does not fit stem_w \(4, 1, 3, 3\) float32"
+    with pytest.raises(SynthesisError, match=expected):
         synthesize(graph_view(wide), graph_view(narrow), [Stems()], name="wide+narrow")
 
 

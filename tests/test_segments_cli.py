@@ -18,7 +18,7 @@ def test_compare_json_lists_segments_with_nodes_bound_and_effect(tmp_path):
     onnx.save(residual_net(base), tmp_path / "n.onnx")
     onnx.save(residual_net(twin), tmp_path / "m.onnx")
     np.savez(tmp_path / "data.npz", x=images(300))
-    paths = (str(tmp_path / "n.onnx"), str(tmp_path / "m.onnx"), "--data", str(tmp_path / "data.npz"))
+    paths = (str(tmp_path / "n.onnx"), str(tmp_path / "m.onnx"), "--data", str(tmp_path / "data.npz"), "--segments")
     text = run_cli("compare", *paths)
     assert text.returncode == 0, text.stderr
     assert "segments: 4 in common" in text.stdout
@@ -55,7 +55,13 @@ def test_compare_of_models_with_different_heads_still_lists_their_shared_segment
     onnx.save(m, tmp_path / "m.onnx")
     np.savez(tmp_path / "data.npz", x=images(100))
     result = run_cli(
-        "compare", str(tmp_path / "n.onnx"), str(tmp_path / "m.onnx"), "--data", str(tmp_path / "data.npz"), "--json"
+        "compare",
+        str(tmp_path / "n.onnx"),
+        str(tmp_path / "m.onnx"),
+        "--data",
+        str(tmp_path / "data.npz"),
+        "--json",
+        "--segments",
     )
     assert result.returncode == 1
     payload = json.loads(result.stdout)
@@ -80,7 +86,7 @@ def test_compare_reports_a_failed_segment_analysis_and_keeps_the_whole_model_ans
     onnx.save(residual_net(twin), tmp_path / "m.onnx")
     np.savez(tmp_path / "data.npz", x=images(100))
     monkeypatch.setattr(analysis, "analyse_pair", fails)
-    paths = (str(tmp_path / "n.onnx"), str(tmp_path / "m.onnx"), "--data", str(tmp_path / "data.npz"))
+    paths = (str(tmp_path / "n.onnx"), str(tmp_path / "m.onnx"), "--data", str(tmp_path / "data.npz"), "--segments")
     assert cli.main(["compare", *paths, "--json"]) == 0
     payload = json.loads(capsys.readouterr().out)
     assert payload["compatible"] is True and 0 <= payload["bound"] <= 1

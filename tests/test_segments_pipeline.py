@@ -125,6 +125,7 @@ def test_a_transfer_shares_its_frozen_stages_with_its_upstream_as_identical_segm
             str(store.onnx_path("zoo-torch/cnn_w16_mnist8_freeze2")),
             str(store.onnx_path("zoo-torch/cnn_w16_mnist8")),
             "--json",
+            "--segments",
         ],
         capture_output=True,
         text=True,

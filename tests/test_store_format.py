@@ -20,6 +20,7 @@ from sommelier_core.store import LegacyStoreError, ModelStore, StoreFormatError,
 from sommelier_core.store.codec import StorePaths, decode, encode
 from sommelier_core.store.manifest import MANIFEST_FILE, STORE_VERSION, store_version
 from sommelier_core.store.records import RECORD_SCHEMA
+from tests.conftest import mlflow_client
 from tests.store_records import RECORDS, small_record
 
 
@@ -371,7 +372,6 @@ def test_the_resource_index_keeps_onnx_paths_relative_and_reads_them_under_its_s
 
 
 def test_a_copied_store_logs_mlflow_artifacts_into_itself(tmp_path, monkeypatch):
-    import mlflow
 
     from resources.mlflow_tracker import MlflowTracker
 
@@ -382,7 +382,7 @@ def test_a_copied_store_logs_mlflow_artifacts_into_itself(tmp_path, monkeypatch)
     subprocess.run(["cp", "-a", str(tmp_path / "a"), str(tmp_path / "b")], check=True)
     monkeypatch.setenv("SOMMELIER_HOME", str(tmp_path / "b"))
     second = MlflowTracker().log_index_run(table, {"models": 2.0})
-    client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'b' / 'mlflow' / 'mlflow.db'}")
+    client = mlflow_client(tmp_path / 'b' / 'mlflow' / 'mlflow.db')
     copy_artifacts = (tmp_path / "b" / "mlflow" / "artifacts").as_uri()
     for run_id in (first, second):  # the copied run's artifacts are read from the copy too
         uri = client.get_run(run_id).info.artifact_uri
@@ -391,7 +391,7 @@ def test_a_copied_store_logs_mlflow_artifacts_into_itself(tmp_path, monkeypatch)
     assert experiment.artifact_location == copy_artifacts
     assert list((tmp_path / "b" / "mlflow" / "artifacts").rglob(f"{second}/artifacts/pair_scores.csv"))
     assert not list((tmp_path / "a" / "mlflow" / "artifacts").rglob(second))  # the original is untouched
-    original = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'a' / 'mlflow' / 'mlflow.db'}")
+    original = mlflow_client(tmp_path / 'a' / 'mlflow' / 'mlflow.db')
     assert original.get_run(first).info.artifact_uri.startswith((tmp_path / "a").as_uri() + "/")
 
 
@@ -469,7 +469,8 @@ def test_sommelier_index_says_in_one_line_that_a_store_cannot_be_migrated(tmp_pa
     _legacy_store(tmp_path, tmp_path)
     (tmp_path / "models" / "lab__m" / "peers.pkl").write_bytes(b"garbage, not a pickle")
     monkeypatch.setenv("SOMMELIER_HOME", str(tmp_path))
-    monkeypatch.setattr(index_run, "run_index", lambda full: ModelStoreResource().store())  # its first store use
+    monkeypatch.setattr(index_run, "run_index", lambda *_, **__: ModelStoreResource().store())  # its first store use
     assert index_run.main([]) == 2
     error = capsys.readouterr().err
-    assert error.startswith("error: ") and "peers.pkl" in error and "Traceback" not in error
+    errors = [line for line in error.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "peers.pkl" in errors[0] and "Traceback" not in error

@@ -78,7 +78,7 @@ def test_a_record_carries_the_checksum_of_its_body_and_of_each_store_file_it_poi
     store = ModelStore(tmp_path)
     _model(store, "lab/m")
     payload = json.loads(store.record_path("model_outputs", "lab/m").read_text())
-    assert payload["schema"] == RECORD_SCHEMA == 3
+    assert payload["schema"] == RECORD_SCHEMA == 4
     assert payload["checksum"].startswith("sha256:") and len(payload["checksum"]) == 7 + 64
     outputs = store.outputs_path("lab/m").read_bytes()
     assert payload["artifacts"] == {

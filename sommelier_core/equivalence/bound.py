@@ -206,10 +206,18 @@ def bound_with_reference_cushions(
     """The bound of one measured pair in any mode, given the reference's cushions record (paper §4.3).
 
     In `arora`/`custom` a reference without cushions gets a vacuous bound (1 for a rate) — never a
-    wrong one — and the returned note says why; other modes ignore `reference`.
+    wrong one — and the returned note says why; a reference to whose graph the cushions do not apply (integer or
+    float16 arithmetic, `ModelCushions.fallback`) is bounded by the statistical term, and the note says that
+    instead. Other modes ignore `reference`.
     """
     if mode not in ARCHITECTURE_MODES:
         return bound_comparison(comparison, mode=mode, delta=delta), None
+    if reference is not None and reference.cushions is None and reference.fallback:
+        fallback = bound_comparison(comparison, mode=STATISTICAL, delta=delta)
+        return fallback, (
+            f"{comparison.reference_id}: cushions {reference.error}; bounded by the statistical term only (no "
+            "architecture term)"
+        )
     if reference is None or reference.cushions is None:
         why = reference.error if reference is not None else "not measured"
         upper = 1.0 if comparison.kind == "disagreement" else math.inf

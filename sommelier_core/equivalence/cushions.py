@@ -26,6 +26,16 @@ Everything is measured with ONNX Runtime on any ONNX model, so it needs no frame
   by forward finite differences on the graph in which x_i is made an input (the rest of the graph,
   e.g. a residual branch from earlier layers, keeps its value for the sample). For piecewise-linear
   networks the differences are exact unless a step crosses a ReLU kink.
+
+Quantized and half-precision graphs: a static QDQ graph is measured on its dequantized arithmetic (a weight that is
+`DequantizeLinear` of constants is that dequantized matrix; activations between Q/DQ pairs are float). Graphs whose
+linear layers run in integer (QOperator: `ConvInteger`, `QLinearConv`, `MatMulInteger`, …) or float16 arithmetic
+have no float linear layer to probe: `cushions_not_applicable` says so and the stage records it, and the
+architecture modes bound their pairs statistically with a note (`ModelCushions.fallback`).
+
+Memory is bounded by `memory_bytes`, not by the model or the sample count: samples are streamed in batches sized
+from one sample's probed tensors (`inference.rows_within_budget`), and a model one sample of which does not fit
+fails with a message naming the stage and the setting.
 """
 
 from __future__ import annotations
@@ -40,14 +50,36 @@ from onnx import TensorProto, helper, numpy_helper
 
 from sommelier_core import defaults
 from sommelier_core.errors import SommelierError
-from sommelier_core.inference import ORT_ERRORS, model_session, node_attribute, with_outputs
+from sommelier_core.inference import ORT_ERRORS, model_session, node_attribute, rows_within_budget, with_outputs
 
 LINEAR_OPS: tuple[str, ...] = ("Gemm", "MatMul", "Conv")
+INTEGER_LINEAR_OPS: frozenset[str] = frozenset(
+    {"ConvInteger", "MatMulInteger", "QLinearConv", "QLinearMatMul", "QGemm", "DynamicQuantizeMatMul"}
+)
+"""Linear operators that compute in integers (ONNX Runtime's QOperator format): no float weight to probe."""
+STAGE = "model_cushions"
 _TINY = 1e-12
 
 
 class CushionError(SommelierError):
     """The cushions of a model cannot be measured (no linear layer, unsupported graph, bad data)."""
+
+
+class CushionsNotApplicable(CushionError):
+    """The graph computes its linear layers in integer or float16 arithmetic: it has no float layer to probe."""
+
+
+def cushions_not_applicable(model: onnx.ModelProto) -> str | None:
+    """Why the cushions do not apply to `model` (QOperator integer layers, float16 arithmetic), or None."""
+    integer = sorted({node.op_type for node in model.graph.node if node.op_type in INTEGER_LINEAR_OPS})
+    if integer:
+        return f"its linear layers compute in integers ({', '.join(integer)}: QOperator int8), no float weight to probe"
+    constants = [a.t for node in model.graph.node if node.op_type == "Constant" for a in node.attribute]
+    stored = [*model.graph.initializer, *constants]
+    half = [t.name for t in stored if t.data_type in (TensorProto.FLOAT16, TensorProto.BFLOAT16)]
+    if half:
+        return f"it computes in float16 ({len(half)} float16 weights); cushions are measured on float32 arithmetic"
+    return None
 
 
 @dataclass(frozen=True)
@@ -128,6 +160,10 @@ class ModelCushions:
     dataset: str
     cushions: Cushions | None
     error: str | None = None
+    fallback: bool = False
+    """True when the cushions do not apply to the graph (integer or float16 arithmetic, `cushions_not_applicable`)
+    or were not needed by the bound mode: the architecture modes then bound its pairs with the statistical term
+    and say so, rather than reporting a vacuous bound."""
 
 
 @dataclass(frozen=True)
@@ -150,17 +186,22 @@ def compute_cushions(
     step: float = 1e-3,
     seed: int = 0,
     batch_size: int = 4096,
+    memory_bytes: int = defaults.STAGE_MEMORY_BYTES,
 ) -> Cushions:
     """Measure a model's cushions, contraction, depth and output norms on inputs `x` (batch first).
 
     The layer cushions, contraction and output norms use every sample of `x`; the interlayer
     cushions use the first `jacobian_samples` of them with `projections` random directions each
     (cost ∝ depth × jacobian_samples × (projections + 2) forward passes). `step` is the finite
-    difference step relative to ‖x_i‖.
+    difference step relative to ‖x_i‖. Samples are streamed in batches of at most `batch_size` whose probed
+    tensors take at most `memory_bytes`; a graph in integer or float16 arithmetic raises `CushionsNotApplicable`.
     """
     started = time.perf_counter()
     proto = model if isinstance(model, onnx.ModelProto) else onnx.load(str(model))
     model_id = model_id or proto.graph.name
+    reason = cushions_not_applicable(proto)
+    if reason is not None:
+        raise CushionsNotApplicable(f"{model_id}: {reason}")
     x = np.asarray(x, dtype=np.float32)
     if x.ndim < 2 or len(x) == 0:
         raise CushionError(f"{model_id}: expected a non-empty batch of inputs, got shape {x.shape}")
@@ -188,6 +229,7 @@ def compute_cushions(
             step,
             seed,
             batch_size,
+            memory_bytes,
             started,
         )
     except ORT_ERRORS as exc:  # they become a CushionError that names the model
@@ -207,9 +249,11 @@ def _measure(
     step: float,
     seed: int,
     batch_size: int,
+    memory_bytes: int,
     started: float,
 ) -> Cushions:
-    norms = _activation_norms(proto, layers, input_name, output_name, x, batch_size)
+    label = model_id
+    norms = _activation_norms(proto, layers, input_name, output_name, x, batch_size, memory_bytes, label)
     layer_cushions = [
         _min_ratio(norms[f"product{i}"], layer.weight_frobenius * norms[f"unfolded{i}"])
         for i, layer in enumerate(layers)
@@ -227,11 +271,13 @@ def _measure(
 
     subset = x[: max(1, min(jacobian_samples, len(x)))]
     rng = np.random.default_rng(seed)
+    widths = [int(np.prod(norms[f"shape{i}"])) for i in range(len(layers))]
     interlayer = [
-        _interlayer_cushion(proto, layers, i, input_name, subset, projections, step, rng, batch_size)
+        _interlayer_cushion(
+            proto, layers, i, input_name, subset, projections, step, rng, sum(widths[i + 1 :]), memory_bytes, label
+        )
         for i in range(len(layers))
     ]
-    widths = [int(np.prod(norms[f"shape{i}"])) for i in range(len(layers))]
     measured = tuple(
         LayerCushion(
             node=layer.node.name or layer.output,
@@ -279,14 +325,30 @@ def _input_names(model: onnx.ModelProto) -> list[str]:
 
 
 def _constants(model: onnx.ModelProto) -> dict[str, np.ndarray]:
-    """Initializers and `Constant` node values by tensor name."""
+    """Initializers, `Constant` node values and `DequantizeLinear` of constants (a QDQ graph's weights, dequantized)
+    by tensor name."""
     found = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
     for node in model.graph.node:
         if node.op_type == "Constant":
             for attribute in node.attribute:
                 if attribute.name == "value":
                     found[node.output[0]] = numpy_helper.to_array(attribute.t)
+        elif node.op_type == "DequantizeLinear" and all(name in found for name in node.input if name):
+            found[node.output[0]] = _dequantized(node, found)
     return found
+
+
+def _dequantized(node: onnx.NodeProto, constants: dict[str, np.ndarray]) -> np.ndarray:
+    """(q − zero point) · scale of a `DequantizeLinear` node over constants, per tensor or per `axis`."""
+    quantized = constants[node.input[0]].astype(np.float64)
+    scale = constants[node.input[1]].astype(np.float64)
+    zero = constants[node.input[2]].astype(np.float64) if len(node.input) > 2 and node.input[2] else np.zeros(1)
+    if scale.ndim == 1 and scale.size > 1:
+        axis = int(node_attribute(node, "axis", 1)) % quantized.ndim  # type: ignore[arg-type]
+        shape = [1] * quantized.ndim
+        shape[axis] = scale.size
+        scale, zero = scale.reshape(shape), np.broadcast_to(zero, scale.shape).reshape(shape)
+    return ((quantized - zero) * scale).astype(np.float32)
 
 
 def _linear_layers(model: onnx.ModelProto) -> list[_Layer]:
@@ -347,9 +409,17 @@ def _probe_nodes(layer: _Layer, i: int) -> tuple[list[onnx.NodeProto], list[onnx
 
 
 def _activation_norms(
-    model: onnx.ModelProto, layers: list[_Layer], input_name: str, output_name: str, x: np.ndarray, batch_size: int
+    model: onnx.ModelProto,
+    layers: list[_Layer],
+    input_name: str,
+    output_name: str,
+    x: np.ndarray,
+    batch_size: int,
+    memory_bytes: int,
+    label: str,
 ) -> dict[str, np.ndarray]:
-    """Per-sample norms of every layer's input, bias-free product, unfolded input and output, and f(x)."""
+    """Per-sample norms of every layer's input, bias-free product, unfolded input and output, and f(x), streamed
+    in batches whose probed tensors fit `memory_bytes` (sized from the first sample's)."""
     probe = with_outputs(model, [])
     wanted: dict[str, tuple[str, str]] = {}  # key -> (tensor, reduction)
     for i, layer in enumerate(layers):
@@ -366,14 +436,20 @@ def _activation_norms(
     results: dict[str, list[np.ndarray]] = {k: [] for k in wanted}
     results["f"] = []
     shapes: dict[str, tuple[int, ...]] = {}
-    for start in range(0, len(x), batch_size):
-        values = dict(zip(tensors, session.run(tensors, {input_name: x[start : start + batch_size]}), strict=True))
+    start, rows = 0, 1  # the first sample alone measures what one sample's probed tensors take
+    while start < len(x):
+        values = dict(zip(tensors, session.run(tensors, {input_name: x[start : start + rows]}), strict=True))
+        if start == 0:
+            # the tensors themselves, their float64 copies in the reductions, and ONNX Runtime's arena besides
+            per_row = 3 * sum(value.nbytes for value in values.values()) // max(1, len(values[output_name]))
+            next_rows = rows_within_budget(per_row, memory_bytes, label, STAGE, cap=batch_size)
         for key, (tensor, reduction) in wanted.items():
             flat = values[tensor].reshape(len(values[tensor]), -1).astype(np.float64)
             results[key].append(np.sqrt(flat.sum(axis=1)) if reduction == "sqrt_sum" else np.linalg.norm(flat, axis=1))
         for i, layer in enumerate(layers):
             shapes[f"shape{i}"] = values[layer.output].shape[1:]
         results["f"].append(values[output_name].astype(np.float64))
+        start, rows = start + rows, next_rows
     merged: dict[str, np.ndarray] = {k: np.concatenate(v) for k, v in results.items()}
     merged.update({k: np.array(v) for k, v in shapes.items()})
     return merged
@@ -388,15 +464,22 @@ def _interlayer_cushion(
     projections: int,
     step: float,
     rng: np.random.Generator,
-    batch_size: int,
+    later_width: int,
+    memory_bytes: int,
+    label: str,
 ) -> float:
-    """min over j > i and samples of ‖J_{i,j} x_i‖ / (‖J_{i,j}‖_F ‖x_i‖), J by finite differences (1 if i is last)."""
+    """min over j > i and samples of ‖J_{i,j} x_i‖ / (‖J_{i,j}‖_F ‖x_i‖), J by finite differences (1 if i is last).
+
+    Samples are taken a few at a time: each needs k + 2 forward passes of the graph after layer i (its
+    perturbed copies), so the chunk is sized to keep them and the later layers' outputs (`later_width` values
+    per pass) within `memory_bytes`. The random directions are drawn sample by sample, so the chunking does not
+    change them.
+    """
     later = [layer.output for layer in layers[i + 1 :]]
     if not later:
         return 1.0
     source = layers[i].output
-    # x_i's values on the samples, from the unmodified graph
-    base = model_session(with_outputs(model, [source])).run([source], {input_name: x})[0].astype(np.float32)
+    base_session = model_session(with_outputs(model, [source]))  # x_i's values, from the unmodified graph
     # the graph with x_i as an input: its producer writes to a dead name, so J holds every other tensor fixed
     cut = with_outputs(model, later)
     for node in cut.graph.node:
@@ -406,34 +489,58 @@ def _interlayer_cushion(
     cut.graph.input.append(helper.make_tensor_value_info(source, TensorProto.FLOAT, None))
     session = model_session(cut)
 
+    best, start, rows = 1.0, 0, 1
+    while start < len(x):
+        chunk = x[start : start + rows]
+        base = base_session.run([source], {input_name: chunk})[0].astype(np.float32)
+        width = int(np.prod(base.shape[1:]))
+        k = min(projections, width)
+        if start == 0:
+            passes = k + 2
+            per_sample = passes * (chunk[0].nbytes + 8 * width + 16 * later_width) + 24 * width * k
+            next_rows = rows_within_budget(per_sample, memory_bytes, label, STAGE)
+        best = min(best, _chunk_interlayer(session, later, input_name, source, chunk, base, k, step, rng))
+        start, rows = start + rows, next_rows
+    return best
+
+
+def _chunk_interlayer(
+    session: object,
+    later: list[str],
+    input_name: str,
+    source: str,
+    x: np.ndarray,
+    base: np.ndarray,
+    k: int,
+    step: float,
+    rng: np.random.Generator,
+) -> float:
+    """The interlayer cushion's minimum over the samples `x` (x_i's values `base`), k random directions each."""
     m = len(x)
     flat = base.reshape(m, -1)
     width = flat.shape[1]
-    k = min(projections, width)
     directions = np.empty((m, k + 1, width), dtype=np.float32)
     directions[:, 0, :] = flat  # the first direction is x_i itself: J x_i
     directions[:, 1:, :] = np.sqrt(width) * _orthonormal_rows(rng, m, k, width)
     direction_norms = np.linalg.norm(directions, axis=2, keepdims=True)
     t = step * np.maximum(np.linalg.norm(flat, axis=1), 1e-6)[:, None, None] / np.maximum(direction_norms, _TINY)
     plus = (flat[:, None, :] + t * directions).reshape(-1, *base.shape[1:])
+    del directions
     # forward differences from the unperturbed point (the first m rows): exact for piecewise-linear
     # maps unless a step crosses a kink, and about half the forward passes of central differences
-    stacked_x = np.concatenate([x, np.repeat(x, k + 1, axis=0)])
-    stacked_source = np.concatenate([base, plus]).astype(np.float32)
-    outs: list[list[np.ndarray]] = [[] for _ in later]
-    for start in range(0, len(stacked_x), batch_size):
-        feed = {input_name: stacked_x[start : start + batch_size], source: stacked_source[start : start + batch_size]}
-        for index, value in enumerate(session.run(later, feed)):
-            outs[index].append(value.reshape(len(value), -1).astype(np.float64))
+    feed = {
+        input_name: np.concatenate([x, np.repeat(x, k + 1, axis=0)]),
+        source: np.concatenate([base, plus]).astype(np.float32),
+    }
     best = 1.0
-    for values in outs:
-        stacked = np.concatenate(values)
+    x_norms = np.linalg.norm(flat, axis=1).astype(np.float64)
+    for value in session.run(later, feed):  # type: ignore[attr-defined]
+        stacked = value.reshape(len(value), -1).astype(np.float64)
         origin, moved = stacked[:m], stacked[m:].reshape(m, k + 1, -1)
         jv = (moved - origin[:, None, :]) / t.reshape(m, k + 1, 1)
         jv_norms = np.linalg.norm(jv, axis=2)
         j_x = jv_norms[:, 0]  # ‖J x_i‖ (direction x_i, not rescaled)
         j_frobenius = np.sqrt(np.mean(jv_norms[:, 1:] ** 2, axis=1))  # E_v ‖J v‖² = ‖J‖_F²
-        x_norms = np.linalg.norm(flat, axis=1).astype(np.float64)
         best = min(best, _min_ratio(j_x, j_frobenius * x_norms))
     return best
 

@@ -3,7 +3,8 @@
 - `semantic`: `SemanticStore`, the measured pairs of the indexed models kept per direction (insertion and
   deletion touch only a model's own pairs), saved as `.npz`; `to_frame` writes candidate lists for the asset.
 - `measured_graph`: `MeasuredGraph`, the packed pairs a query searches from its reference, stopping at its
-  threshold (transitive bounds computed at query time; docs/index.md says why).
+  threshold (transitive bounds computed at query time; docs/index.md says why); models of small components
+  keep their row precomputed instead.
 - `bound_rules`: how measured bounds bound other pairs, per difference kind and direction.
 - `candidate_lists`: `CandidateLists`, precomputed candidate lists packed per reference (read from the
   asset's table), and `CandidateRow`, what a query's semantic stage reads from either form.

@@ -15,6 +15,8 @@ from typing import Protocol
 import numpy as np
 import polars as pl
 
+from sommelier_core.index.bound_rules import ASYMMETRIC_KINDS
+
 PROVENANCE: tuple[str, ...] = ("identical", "measured", "transitive")
 """How a candidate's bounds were obtained, by code (the `provenance` column holds the codes as uint8)."""
 IDENTICAL, MEASURED, TRANSITIVE = 0, 1, 2
@@ -118,6 +120,11 @@ class CandidateLists:
     present: np.ndarray  # bool per position: the model is in the semantic index
     model_count: int
     bound_scale: float | None = None  # set when bounds are uint16 codes
+    asymmetric: np.ndarray | None = None  # bool per position: its difference kind is normalised by it
+
+    def is_asymmetric(self, position: int) -> bool:
+        """Whether bounds from the model at `position` are of an asymmetric kind (relative l2: directed rules)."""
+        return bool(self.asymmetric[position]) if self.asymmetric is not None else False
 
     def upper_at(self, index: slice | np.ndarray) -> np.ndarray:
         """Decoded upper bounds (float64) of some entries."""
@@ -175,6 +182,7 @@ class CandidateLists:
         present: Sequence[bool] | None = None,
         model_count: int | None = None,
         compact: bool = True,
+        asymmetric: Sequence[bool] | None = None,
     ) -> CandidateLists:
         """Pack per-model `{candidate: (upper, lower, provenance, hops…)}` maps, sorted by (upper, id).
 
@@ -221,6 +229,7 @@ class CandidateLists:
             present=flags,
             model_count=int(flags.sum()) if model_count is None else model_count,
             bound_scale=scale,
+            asymmetric=np.asarray(asymmetric, dtype=bool) if asymmetric is not None else None,
         )
 
     @classmethod
@@ -230,14 +239,16 @@ class CandidateLists:
         lists: list[dict[int, tuple]] = [{} for _ in ids]
         empirical: dict[tuple[int, int], float] = {}
         present = np.zeros(len(ids), dtype=bool)
+        asymmetric = np.zeros(len(ids), dtype=bool)
         codes = {p: i for i, p in enumerate(PROVENANCE)}
-        columns = ["reference_id", "candidate_id", "upper", "lower", "provenance", "empirical"]
-        for ref, cand, up, lo, prov, emp in frame.select(columns).iter_rows():
+        columns = ["reference_id", "candidate_id", "upper", "lower", "provenance", "empirical", "kind"]
+        for ref, cand, up, lo, prov, emp, kind in frame.select(columns).iter_rows():
             a, b = pos.get(ref), pos.get(cand)
             if a is None or b is None:
                 continue
             present[a] = True
+            asymmetric[a] = kind in ASYMMETRIC_KINDS
             lists[a][b] = (up, lo, codes.get(prov, TRANSITIVE))
             if emp is not None:
                 empirical[(a, b)] = emp
-        return cls.pack(ids, lists, math.inf, empirical, present=present, compact=False)
+        return cls.pack(ids, lists, math.inf, empirical, present=present, compact=False, asymmetric=asymmetric)

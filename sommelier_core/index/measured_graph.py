@@ -11,7 +11,17 @@ threshold is reached, with that bound, because every prefix of such a path is �
 So the candidates and their upper bounds are exactly those of precomputed candidate lists truncated at the
 threshold, while the index holds only the measured pairs: its size grows with the number of models × peers,
 not with models × the size of their compatible group (see docs/index.md for the figures and why).
-Lower bounds are the best one hop through a common measured neighbour (`bound_rules.hop_lower`).
+Lower bounds are the best one hop through a common measured neighbour (`bound_rules.hop_lower`). A search
+reports bounds as the graph stores its entries (rounded outward to its codes or float32 in compact form), so
+a row read back equals a row searched.
+
+Two things keep a query cheap at both ends of the group sizes:
+- **precomputed rows** for small components (`PRECOMPUTED_COMPONENT`): a model whose connected component is
+  small keeps its search result up to the ceiling instead of its entries, and a query reads that one row, as
+  the earlier candidate lists did — about what they held for such models, since a component's searches never
+  leave it;
+- **wide rows** (`WIDE_ROW`): a group pivot (`equivalence.peers.choose_peers`) is measured against every model
+  of its group; the search relaxes such a row in numpy and visits only the entries within the threshold.
 """
 
 from __future__ import annotations
@@ -20,12 +30,15 @@ import functools
 import heapq
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
+from scipy.sparse import csr_matrix
+from scipy.sparse.csgraph import connected_components
 
 from sommelier_core.index import bound_rules
 from sommelier_core.index.candidate_lists import IDENTICAL, MEASURED, TRANSITIVE, CandidateRow, EmpiricalLookup
+from sommelier_core.index.component_rows import component_rows
 
 IDENTICAL_FLAG = 1
 """Entry flag: the two models share a fingerprint (difference 0)."""
@@ -37,6 +50,14 @@ TIE = 1e-12
 
 _CODE_MAX = 65534  # codes 0…65534 are values code · scale; 65535 stands for "above the range"
 _ABOVE = 65535
+WIDE_ROW = 64
+"""Rows longer than this (a group pivot's: one entry per model of its group) are relaxed in numpy by the search."""
+_PRESENT, _PRECOMPUTED, _ASYMMETRIC_MODEL = 1, 2, 4  # bits of `model_flags`
+_GRID_SLACK = 1e-6  # in codes: far above the float noise of value / scale, far below one code
+
+PRECOMPUTED_COMPONENT = 32
+"""Models of a connected component of at most this many models get their candidate row precomputed at packing
+(up to the ceiling: one row read per query, as the earlier candidate lists); larger components are searched."""
 
 
 def encode_outward(values: np.ndarray, scale: float | None, up: bool) -> np.ndarray:
@@ -53,7 +74,9 @@ def encode_outward(values: np.ndarray, scale: float | None, up: bool) -> np.ndar
         return packed
     with np.errstate(invalid="ignore", over="ignore"):
         raw = values / scale
-        codes = np.ceil(raw) if up else np.floor(raw)
+        # A value already on the grid (c·scale) keeps its code c whatever the float noise of the division;
+        # the checks below step any code whose value is on the wrong side, so this never loosens soundness.
+        codes = np.ceil(raw - _GRID_SLACK) if up else np.floor(raw + _GRID_SLACK)
         codes = np.where(np.isnan(codes), _ABOVE if up else 0, codes)
         codes = np.clip(codes, 0, _ABOVE if up else _CODE_MAX)
         decoded = codes * scale
@@ -96,6 +119,13 @@ def _code_values(scale: float) -> np.ndarray:
     return values
 
 
+def _id_rank(ids: Sequence[str]) -> np.ndarray:
+    """int32: each position's rank in id order."""
+    rank = np.empty(len(ids), dtype=np.int32)
+    rank[np.argsort(np.array(ids, dtype=object), kind="stable")] = np.arange(len(ids))
+    return rank
+
+
 def code_scale(ceiling: float) -> float | None:
     """The uint16 code step for a ceiling (finite and ≤ 1: ceiling/65534), else None (float32)."""
     return ceiling / _CODE_MAX if 0 < ceiling <= 1 else None
@@ -105,7 +135,9 @@ def code_scale(ceiling: float) -> float | None:
 class MeasuredGraph:
     """Directed measured entries in CSR form, searched from a reference at query time (module docstring).
 
-    Row a (entries offsets[a]:offsets[a+1]) holds a's neighbours sorted by position, with bounds on d(a→b).
+    Row a (entries offsets[a]:offsets[a+1]) holds a's neighbours sorted by position, with bounds on d(a→b); for a
+    `precomputed` model it holds its candidate row instead (candidate, bounds, provenance code in `flags`),
+    sorted by (upper, id).
     Bounds are uint16 codes of `bound_scale` (ceiling finite and ≤ 1) or float32, rounded outward; an upper
     bound above the ceiling is stored as +inf, which no path a query can ask for ever uses.
     """
@@ -115,10 +147,24 @@ class MeasuredGraph:
     table: np.ndarray  # packed records: neighbour int32, upper and lower (uint16 codes or float32), flags uint8
     ceiling: float
     empirical: Mapping[tuple[int, int], float] | EmpiricalLookup
-    present: np.ndarray  # bool per position
+    model_flags: np.ndarray  # uint8 per position: PRESENT | PRECOMPUTED | ASYMMETRIC_MODEL
     model_count: int
     bound_scale: float | None
-    rank: np.ndarray  # int32: each position's rank in id order (ties in a row are broken by id)
+
+    @property
+    def present(self) -> np.ndarray:
+        """Per position: the model is in the index."""
+        return (self.model_flags & _PRESENT) != 0
+
+    @property
+    def precomputed(self) -> np.ndarray:
+        """Per position: its row of `table` is its candidate row (a small component), not its entries."""
+        return (self.model_flags & _PRECOMPUTED) != 0
+
+    @functools.cached_property
+    def rank(self) -> np.ndarray:
+        """int32: each position's rank in id order (ties in a row are broken by id); built at the first search."""
+        return _id_rank(self.ids)
 
     @property
     def neighbours(self) -> np.ndarray:
@@ -143,11 +189,14 @@ class MeasuredGraph:
     @property
     def nbytes(self) -> int:
         """Bytes of the arrays a query reads (ids and the empirical map excluded)."""
-        return int(sum(a.nbytes for a in (self.offsets, self.table, self.present, self.rank)))
+        arrays = [self.offsets, self.table, self.model_flags]
+        if "rank" in self.__dict__:  # held once a search needed it (never where every row is precomputed)
+            arrays.append(self.rank)
+        return int(sum(a.nbytes for a in arrays))
 
     @property
     def entry_count(self) -> int:
-        """Directed entries (each measured pair is two: one per direction)."""
+        """Entries stored: directed measured entries of the searched models and candidates of the precomputed rows."""
         return int(self.neighbours.size)
 
     def as_stored(self, values: np.ndarray, up: bool) -> np.ndarray:
@@ -170,11 +219,13 @@ class MeasuredGraph:
         empirical: Mapping[tuple[int, int], float] | EmpiricalLookup,
         present: Sequence[bool] | None = None,
         compact: bool = True,
+        precompute: int = PRECOMPUTED_COMPONENT,
     ) -> MeasuredGraph:
         """Pack directed entries (source → target with bounds on d(source→target)); rows sorted by target.
 
         `compact` rounds bounds outward to uint16 codes (ceiling finite and ≤ 1) or float32; otherwise they
-        stay float64, bit-identical to the given ones.
+        stay float64, bit-identical to the given ones. Models of connected components of at most `precompute`
+        models (0: none) keep their search result up to the ceiling instead of their entries (`precomputed`).
         """
         n = len(ids)
         src = np.asarray(source, dtype=np.int64)
@@ -187,8 +238,6 @@ class MeasuredGraph:
         up64 = np.asarray(upper, dtype=np.float64)[order]
         lo64 = np.asarray(lower, dtype=np.float64)[order]
         flags_present = np.ones(n, dtype=bool) if present is None else np.asarray(present, dtype=bool)
-        rank = np.empty(n, dtype=np.int32)
-        rank[np.argsort(np.array(ids, dtype=object), kind="stable")] = np.arange(n)
         upper_stored = encode_outward(up64, scale, up=True) if compact else up64
         lower_stored = encode_outward(lo64, scale, up=False) if compact else lo64
         table = np.empty(
@@ -205,23 +254,80 @@ class MeasuredGraph:
         table["neighbour"] = dst[order]
         table["upper"], table["lower"] = upper_stored, lower_stored
         table["flags"] = np.asarray(flags, dtype=np.uint8)[order]
-        return cls(
+        model_flags = np.where(flags_present, _PRESENT, 0).astype(np.uint8)
+        model_flags[src[order][(table["flags"] & ASYMMETRIC_FLAG) != 0]] |= _ASYMMETRIC_MODEL
+        graph = cls(
             ids=list(ids),
             offsets=offsets,
             table=table,
             ceiling=ceiling,
             empirical=empirical,
-            present=flags_present,
+            model_flags=model_flags,
             model_count=int(flags_present.sum()),
             bound_scale=scale,
-            rank=rank,
         )
+        return graph._with_precomputed_rows(precompute) if precompute > 0 and n else graph
+
+    def _with_precomputed_rows(self, limit: int) -> MeasuredGraph:
+        """This graph with the models of components of ≤ `limit` models answered by stored rows (see `pack`).
+
+        A component's searches never leave it, so its models' entries are needed by nobody once their rows are
+        stored: they are dropped, and the index holds about what the earlier candidate lists held for such models.
+        """
+        n = len(self.ids)
+        adjacency = csr_matrix((np.ones(self.entry_count, dtype=np.int8), self.neighbours, self.offsets), shape=(n, n))
+        _, label = connected_components(adjacency, directed=True, connection="weak")
+        component_size = np.bincount(label)
+        small = (component_size <= limit)[label]
+        by_component = np.argsort(label, kind="stable")  # positions, grouped by component, ascending within
+        starts = np.concatenate(([0], np.cumsum(component_size)))
+        local_of = np.empty(n, dtype=np.int64)
+        local_of[by_component] = np.arange(n) - np.repeat(starts[:-1], component_size)
+        upper, lower = decode(self.upper, self.bound_scale), decode(self.lower, self.bound_scale)
+        parts = [
+            component_rows(
+                by_component[starts[components][:, None] + np.arange(size)[None, :]],
+                local_of,
+                self.offsets,
+                self.neighbours,
+                upper,
+                lower,
+                self.flags,
+                self.ceiling,
+                TIE,
+                IDENTICAL_FLAG,
+                ASYMMETRIC_FLAG,
+            )
+            for size in range(2, limit + 1)
+            if len(components := np.flatnonzero(component_size == size))
+        ]
+        empty = (np.empty(0, dtype=np.int64),) * 2 + (np.empty(0),) * 2 + (np.empty(0, dtype=np.int64),)
+        owner, candidate, row_upper, row_lower, provenance = (
+            tuple(np.concatenate(field) for field in zip(*parts, strict=True)) if parts else empty
+        )
+        stored_upper = self._encode(row_upper, up=True)
+        stored_lower = np.minimum(self._encode(row_lower, up=False), stored_upper)
+        rank = _id_rank(self.ids)  # not kept: a graph whose every row is precomputed never searches
+        order = np.lexsort((rank[candidate], stored_upper, owner))  # rows sorted by (upper, id), as searched
+        sizes = np.where(small, 0, np.diff(self.offsets)) + np.bincount(owner, minlength=n)
+        offsets = np.zeros(n + 1, dtype=np.int64 if sizes.sum() >= 2**31 else np.int32)
+        np.cumsum(sizes, out=offsets[1:])
+        table = np.empty(int(offsets[-1]), dtype=self.table.dtype)
+        searched = np.flatnonzero(~small)
+        if len(searched):  # the searched models keep their entries, moved to their new offsets
+            lengths = np.diff(self.offsets)[searched]
+            shift = np.repeat(offsets[searched].astype(np.int64) - self.offsets[searched], lengths)
+            source = np.concatenate([np.arange(self.offsets[a], self.offsets[a + 1]) for a in searched.tolist()])
+            table[source + shift] = self.table[source]
+        owner = owner[order]
+        slot = offsets[owner].astype(np.int64) + (np.arange(len(owner)) - np.searchsorted(owner, owner))
+        table["neighbour"][slot] = candidate[order]
+        table["upper"][slot], table["lower"][slot] = stored_upper[order], stored_lower[order]
+        table["flags"][slot] = provenance[order]
+        model_flags = np.where(small, self.model_flags | _PRECOMPUTED, self.model_flags).astype(np.uint8)
+        return replace(self, offsets=offsets, table=table, model_flags=model_flags)
 
     # -- reading -----------------------------------------------------------------------------
-
-    def _row(self, a: int) -> list[tuple[int, float, float, int]]:
-        """Row a as (neighbour, upper, lower, flags) tuples, bounds as stored (decode with `_values`)."""
-        return self.table[self.offsets[a] : self.offsets[a + 1]].tolist()
 
     @property
     def _values(self) -> list[float] | _Identity:
@@ -229,7 +335,10 @@ class MeasuredGraph:
         return _code_list(self.bound_scale) if self.bound_scale is not None else _IDENTITY
 
     def entry(self, a: int, b: int) -> tuple[float, float, int] | None:
-        """(lower, upper, flags) of the entry a→b, or None when neither direction was measured."""
+        """(lower, upper, flags) of the entry a→b, or None when neither direction was measured (or a's row is
+        precomputed: it keeps no entries)."""
+        if self.model_flags[a] & _PRECOMPUTED:
+            return None
         start, stop = int(self.offsets[a]), int(self.offsets[a + 1])
         neighbours = self.neighbours
         k = start + int(np.searchsorted(neighbours[start:stop], b))
@@ -245,10 +354,34 @@ class MeasuredGraph:
         Upper bounds are shortest paths (hops composed by `bound_rules.compose`); a measured pair keeps its
         own bounds when no path is tighter (`measured`), a shared fingerprint gives 0 (`identical`), any
         other pair is `transitive`. Lower bounds are the best one hop through a common neighbour, never
-        above the upper bound.
+        above the upper bound. Bounds are given as this graph stores them (`as_stored`: rounded outward to its
+        codes or float32 in compact form). A precomputed model's row is read whole (up to the ceiling), as
+        candidate lists are: the same candidates, bounds and order, longer than `bound`.
         """
+        if self.model_flags[reference] & _PRECOMPUTED:
+            part = self.table[self.offsets[reference] : self.offsets[reference + 1]]
+            return CandidateRow(
+                part["neighbour"].astype(np.int64),
+                decode(part["upper"], self.bound_scale),
+                decode(part["lower"], self.bound_scale),
+                part["flags"].astype(np.int64),  # a stored row's provenance code
+            )
+        positions, upper, lower, provenance, hops = self._searched(reference, bound)
+        return CandidateRow(
+            positions.astype(np.int64),
+            decode(upper, self.bound_scale),
+            decode(lower, self.bound_scale),
+            provenance.astype(np.int64),
+            hops,
+        )
+
+    def _searched(
+        self, reference: int, bound: float
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The search of `search` over the entries: (positions, upper, lower, provenance, hops), sorted by (upper,
+        id), the bounds encoded as this graph stores its entries (rounded outward: upper up, lower down)."""
         values = self._values
-        rows: dict[int, list[tuple[int, float, float, int]]] = {}
+        rows: dict[int, list[tuple[int, float, float, int]] | np.ndarray] = {}  # an array for a wide row
         dist: dict[int, float] = {reference: 0.0}
         heap: list[tuple[float, int, int]] = [(0.0, 0, reference)]
         done: set[int] = set()
@@ -260,16 +393,28 @@ class MeasuredGraph:
             done.add(node)
             if node != reference:
                 reached.append((node, d, hops))
-            rows[node] = row = self._row(node)
-            for z, code, _, f in row:
+            start, stop = int(self.offsets[node]), int(self.offsets[node + 1])
+            if stop - start > WIDE_ROW:  # a pivot's row: relax in numpy, visit only what stays within `bound`
+                rows[node] = part = self.table[start:stop]
+                w = decode(part["upper"], self.bound_scale)
+                steps = np.where((part["flags"] & ASYMMETRIC_FLAG) != 0, d + w * (1.0 + d), d + w)
+                within = np.flatnonzero(steps <= bound)
+                relax = zip(part["neighbour"][within].tolist(), steps[within].tolist(), strict=True)
+            else:
+                rows[node] = row = self.table[start:stop].tolist()
+                relax = ((z, d + values[c] * (1.0 + d) if f & ASYMMETRIC_FLAG else d + values[c]) for z, c, _, f in row)
+            for z, nd in relax:
                 if z in done:
                     continue
-                w = values[code]
-                nd = d + w * (1.0 + d) if f & ASYMMETRIC_FLAG else d + w
                 if nd <= bound and nd < dist.get(z, math.inf):
                     dist[z] = nd
                     heapq.heappush(heap, (nd, hops + 1, z))
-        direct = {b: (values[lo], values[up], f) for b, up, lo, f in rows[reference]}
+        first = rows[reference]
+        direct = (
+            _WideRow(first, values)
+            if isinstance(first, np.ndarray)
+            else {b: (values[lo], values[up], f) for b, up, lo, f in first}
+        )
         count = len(reached)
         positions = np.empty(count, dtype=np.int64)
         upper = np.empty(count)
@@ -279,7 +424,22 @@ class MeasuredGraph:
         for k, (z, d, hops) in enumerate(reached):
             lo, up, prov, hops = self._bounds(reference, direct, rows[z], z, d, hops, values)
             positions[k], upper[k], lower[k], provenance[k], hop_counts[k] = z, up, lo, prov, hops
-        return CandidateRow.sorted(positions, upper, lower, provenance, hop_counts, self.rank)
+        stored_upper = self._encode(upper, up=True)
+        stored_lower = np.minimum(self._encode(lower, up=False), stored_upper)
+        order = np.lexsort((self.rank[positions], stored_upper))
+        return (
+            positions[order],
+            stored_upper[order],
+            stored_lower[order],
+            provenance[order],
+            hop_counts[order],
+        )
+
+    def _encode(self, values: np.ndarray, up: bool) -> np.ndarray:
+        """float64 bounds in the form this graph stores its entries, rounded outward (float64: unchanged)."""
+        if self.upper.dtype == np.float64:
+            return values
+        return encode_outward(values, self.bound_scale, up)
 
     def _bounds(
         self,
@@ -314,6 +474,10 @@ class MeasuredGraph:
         both directions the same), else y's entry for z.
         """
         best = 0.0
+        if isinstance(row_z, np.ndarray):  # a pivot's row: go through the reference's entries instead
+            wide = _WideRow(row_z, values)
+            pairs = ((y, wide.codes(y)) for y in direct)
+            row_z = [(y, *codes) for y, codes in pairs if codes is not None]
         for y, up_code, lo_code, f in row_z:
             first = direct.get(y)
             if first is None or y == reference:
@@ -332,6 +496,36 @@ class MeasuredGraph:
                 best = lo_zy - up_ry
         return best
 
+    def is_asymmetric(self, position: int) -> bool:
+        """Whether bounds from the model at `position` are of an asymmetric kind (relative l2: directed rules)."""
+        return bool(self.model_flags[position] & _ASYMMETRIC_MODEL)
+
     def reference_row(self, reference: int, bound: float) -> CandidateRow:
-        """The reference's candidates with upper bound ≤ `bound`, sorted (the query engine's entry point)."""
+        """The reference's candidates with upper bound ≤ `bound` (a precomputed row: all of it), sorted (the query
+        engine's entry point)."""
         return self.search(reference, bound)
+
+
+class _WideRow:
+    """A wide row (a pivot's) looked up by neighbour with a binary search instead of read into a dict."""
+
+    def __init__(self, part: np.ndarray, values: list[float] | _Identity) -> None:
+        self.part = part
+        self.neighbours = part["neighbour"]
+        self.values = values
+
+    def codes(self, y: int) -> tuple[float, float, int] | None:
+        """(upper, lower, flags) of the entry for `y` as stored, or None."""
+        k = int(np.searchsorted(self.neighbours, y))
+        if k >= len(self.neighbours) or int(self.neighbours[k]) != y:
+            return None
+        _, up, lo, f = self.part[k].tolist()
+        return up, lo, f
+
+    def get(self, y: int) -> tuple[float, float, int] | None:
+        """(lower, upper, flags) of the entry for `y`, decoded, or None (a dict's `get`)."""
+        found = self.codes(y)
+        return None if found is None else (self.values[found[1]], self.values[found[0]], found[2])
+
+    def __iter__(self):
+        return iter(self.neighbours.tolist())

@@ -38,7 +38,7 @@ from sommelier_core.equivalence.bound import PairBound
 from sommelier_core.errors import UnknownModel
 from sommelier_core.index import bound_rules
 from sommelier_core.index.candidate_lists import PROVENANCE
-from sommelier_core.index.measured_graph import ASYMMETRIC_FLAG, IDENTICAL_FLAG, MeasuredGraph
+from sommelier_core.index.measured_graph import ASYMMETRIC_FLAG, IDENTICAL_FLAG, PRECOMPUTED_COMPONENT, MeasuredGraph
 from sommelier_core.store import StoreFormatError, read_checked, write_checked
 
 SEMANTIC_INDEX_SCHEMA: dict[str, pl.DataType] = {
@@ -55,6 +55,9 @@ SEMANTIC_INDEX_SCHEMA: dict[str, pl.DataType] = {
     "hops": pl.Int32(),
     "n": pl.Int64(),
 }
+
+SEMANTIC_STORE_FILE = "semantic_store.npz"
+"""The file in a store's index directory that `SemanticStore.save` writes (the `semantic_index` asset keeps it)."""
 
 SEMANTIC_STORE_SCHEMA = 2
 """Version of the file `SemanticStore.save` writes: 2 keeps measured pairs per direction and no derived lists
@@ -115,7 +118,7 @@ class SemanticStore:
     def candidates(self, model_id: str) -> list[CandidateRecord]:
         """A model's candidates up to the ceiling, most equivalent first (upper bound, then id)."""
         a = self._index(model_id)
-        graph = self.freeze(compact=False)
+        graph = self.freeze(compact=False, precompute=0)
         row = graph.search(a, self.ceiling)
         return [
             CandidateRecord(self.ids[b], lo, up, PROVENANCE[prov], hop, graph.empirical.get((a, b)))
@@ -177,49 +180,101 @@ class SemanticStore:
 
     # -- packing -----------------------------------------------------------------------------
 
-    def freeze(self, compact: bool = True) -> MeasuredGraph:
+    def freeze(
+        self, compact: bool = True, ids: Sequence[str] | None = None, precompute: int = PRECOMPUTED_COMPONENT
+    ) -> MeasuredGraph:
         """The read-only measured graph a query searches (`MeasuredGraph`).
 
         `compact` stores bounds rounded outward (uint16 codes when the ceiling is finite and ≤ 1, else
-        float32); otherwise they stay float64, bit-identical to the measured ones.
+        float32); otherwise they stay float64, bit-identical to the measured ones. Models of connected
+        components of at most `precompute` models get their candidate row stored instead of their entries
+        (`MeasuredGraph.pack`; 0: every model is searched). `ids` sets the graph's
+        positions (a query engine's model order): models of `ids` this store lacks are absent, models it holds
+        that `ids` does not list are left out with their pairs. By default positions are the store's own.
         """
-        source: list[int] = []
-        target: list[int] = []
-        lower: list[float] = []
-        upper: list[float] = []
-        flags: list[int] = []
-        for a in range(len(self.ids)):
-            if not self.alive[a]:
-                continue
-            twins = self._twins(a)
-            for b in self._neighbours(a):
-                source.append(a)
-                target.append(b)
-                if b in twins:
-                    lower.append(0.0)
-                    upper.append(0.0)
-                    flags.append(IDENTICAL_FLAG)
-                    continue
-                lo, up, asymmetric = self._directed(a, b)
-                lower.append(lo)
-                upper.append(up)
-                flags.append(ASYMMETRIC_FLAG if asymmetric else 0)
+        order = list(self.ids) if ids is None else list(ids)
+        if ids is None:
+            position = list(range(len(self.ids)))
+            present = list(self.alive)
+        else:
+            wanted = {m: i for i, m in enumerate(order)}
+            position = [wanted.get(m, -1) for m in self.ids]
+            present = [False] * len(order)
+            for a, p in enumerate(position):
+                if p >= 0 and self.alive[a]:
+                    present[p] = True
+        source, target, lower, upper, flags = self._directed_entries()
+        mapped = np.asarray(position, dtype=np.int64)
+        source, target = mapped[source], mapped[target]
+        keep = (source >= 0) & (target >= 0)
+        source, target, lower, upper, flags = source[keep], target[keep], lower[keep], upper[keep], flags[keep]
+        empirical = _Empirical(self._out) if ids is None else _Empirical(self._out, position, len(order))
         return MeasuredGraph.pack(
-            self.ids,
+            order,
             source,
             target,
             lower,
             upper,
             flags,
             self.ceiling,
-            _Empirical(self._out),
-            present=self.alive,
+            empirical,
+            present=present,
             compact=compact,
+            precompute=precompute,
         )
+
+    def _directed_entries(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Every directed entry a→b of the alive models (store indices): source, target, lower, upper, flags.
+
+        A pair measured either way gives both directions, bounded by `bound_rules.directed_bounds` (computed
+        here for all entries at once, with the same arithmetic); models sharing a fingerprint are linked with
+        [0, 0] and `IDENTICAL_FLAG`, whatever was measured between them.
+        """
+        measured = [(a, b, m) for a, row in enumerate(self._out) for b, m in row.items()]
+        if not measured:  # no pair measured: only twins are linked
+            measured = [(0, 0, _Measured(0.0, 0.0, None, None, "disagreement"))]  # a self-pair: never an entry
+        columns = list(zip(*((a, b, m.lower, m.upper, m.kind) for a, b, m in measured), strict=True))
+        ref, cand = np.array(columns[0], dtype=np.int64), np.array(columns[1], dtype=np.int64)
+        m_lower, m_upper = np.array(columns[2], dtype=np.float64), np.array(columns[3], dtype=np.float64)
+        m_skew = np.isin(np.array(columns[4]), list(bound_rules.ASYMMETRIC_KINDS))
+        n = max(len(self.ids), 1)
+        source = np.concatenate([ref, cand])
+        target = np.concatenate([cand, ref])
+        key = np.sort((source * n + target)[source != target])
+        key = key[np.concatenate(([True], key[1:] != key[:-1]))] if len(key) else key  # distinct, sorted
+        source, target = key // n, key % n
+        measured_key = ref * n + cand
+        order = np.argsort(measured_key)
+        forward = _lookup(measured_key[order], key, order)  # index of the a→b measurement, or -1
+        backward = _lookup(measured_key[order], target * n + source, order)
+        has_f, has_b = forward >= 0, backward >= 0
+        skew = (has_f & m_skew[forward]) | (has_b & m_skew[backward])
+        with np.errstate(divide="ignore", invalid="ignore"):
+            lower = np.where(has_f, np.maximum(0.0, m_lower[forward]), 0.0)
+            upper = np.where(has_f, np.minimum(np.inf, m_upper[forward]), np.inf)
+            b_lo, b_up = m_lower[backward], m_upper[backward]
+            reverse_lower = np.where(skew, b_lo / (1.0 + b_lo), b_lo)
+            reverse_upper = np.where(skew, np.where(b_up < 1.0, b_up / (1.0 - b_up), np.inf), b_up)
+        lower = np.where(has_b, np.maximum(lower, reverse_lower), lower)
+        upper = np.where(has_b, np.minimum(upper, reverse_upper), upper)
+        lower = np.minimum(lower, upper)
+        flags = np.where(skew, ASYMMETRIC_FLAG, 0).astype(np.uint8)
+        twins = [(a, b) for group in self._by_fingerprint.values() if len(group) > 1 for a in group for b in group]
+        twin_key = np.array([a * n + b for a, b in twins if a != b], dtype=np.int64)
+        if len(twin_key):
+            is_twin = np.isin(key, twin_key)
+            lower, upper = np.where(is_twin, 0.0, lower), np.where(is_twin, 0.0, upper)
+            flags = np.where(is_twin, IDENTICAL_FLAG, flags).astype(np.uint8)
+            extra = np.setdiff1d(twin_key, key)
+            source = np.concatenate([source, extra // n])
+            target = np.concatenate([target, extra % n])
+            lower, upper = np.concatenate([lower, np.zeros(len(extra))]), np.concatenate([upper, np.zeros(len(extra))])
+            flags = np.concatenate([flags, np.full(len(extra), IDENTICAL_FLAG, dtype=np.uint8)])
+        return source, target, lower, upper, flags
 
     def to_frame(self) -> pl.DataFrame:
         """Every model's candidates up to the ceiling: the `semantic_index` asset's table (`SEMANTIC_INDEX_SCHEMA`)."""
-        graph = self.freeze(compact=False)
+        graph = self.freeze(compact=False, precompute=0)
         records = []
         for a, model in enumerate(self.ids):
             if not self.alive[a]:
@@ -436,29 +491,41 @@ class SemanticStore:
                 return other
         return measured
 
-    def _directed(self, a: int, b: int) -> tuple[float, float, bool]:
-        """(lower, upper, asymmetric) on d(a→b) from the measurements of a→b and b→a."""
-        forward, backward = self._out[a].get(b), self._out[b].get(a)
-        asymmetric = any(m is not None and bound_rules.is_asymmetric(m.kind) for m in (forward, backward))
-        lo, up = bound_rules.directed_bounds(
-            (forward.lower, forward.upper) if forward is not None else None,
-            (backward.lower, backward.upper) if backward is not None else None,
-            asymmetric,
-        )
-        return lo, up, asymmetric
+
+def _lookup(sorted_keys: np.ndarray, wanted: np.ndarray, order: np.ndarray) -> np.ndarray:
+    """For each wanted key, the index (into the unsorted keys, `order` sorting them) where it is, or -1."""
+    if len(sorted_keys) == 0:
+        return np.full(len(wanted), -1, dtype=np.int64)
+    at = np.minimum(np.searchsorted(sorted_keys, wanted), len(sorted_keys) - 1)
+    return np.where(sorted_keys[at] == wanted, order[at], -1)
 
 
 class _Empirical:
     """`(reference, candidate) → empirical difference` of measured pairs, read from the store's measurements.
 
+    Keys are graph positions: the store's own, or those `freeze(ids=…)` gave (`position[a]` per store index).
     A pair measured only the other way answers with that measurement when the measure is symmetric.
     """
 
-    def __init__(self, out: list[dict[int, _Measured]]) -> None:
+    def __init__(
+        self, out: list[dict[int, _Measured]], position: list[int] | None = None, size: int | None = None
+    ) -> None:
         self._out = out
+        self._store_index: list[int] | None = None
+        if position is not None:
+            self._store_index = [-1] * (size if size is not None else len(position))
+            for a, p in enumerate(position):
+                if p >= 0:
+                    self._store_index[p] = a
 
     def get(self, key: tuple[int, int], default: float | None = None) -> float | None:
         a, b = key
+        if self._store_index is not None:
+            if not (0 <= a < len(self._store_index) and 0 <= b < len(self._store_index)):
+                return default
+            a, b = self._store_index[a], self._store_index[b]
+            if a < 0 or b < 0:
+                return default
         if a >= len(self._out) or b >= len(self._out):
             return default
         measured = self._out[a].get(b)

@@ -18,6 +18,7 @@ and their leading dimension `batch` (symbolic), whatever the framework called th
 from __future__ import annotations
 
 import io
+import json
 import os
 import shutil
 import uuid
@@ -71,6 +72,8 @@ class Conversion:
     """Number of inputs both runtimes were run on."""
     tolerance: float
     """The tolerance the errors were checked against (see the module's parity rule)."""
+    notes: tuple[str, ...] = ()
+    """Repairs made to a passed-through graph (`load_onnx_repaired`) and notable exporter warnings."""
 
     @property
     def parity_holds(self) -> bool:
@@ -126,11 +129,52 @@ def convert_model(
         max_rel_error=max_rel,
         parity_samples=len(x),
         tolerance=tolerance,
+        notes=tuple(notes),
     )
 
 
+class ExportFailed(ConversionError):
+    """The framework's exporter (torch.onnx.export, tf2onnx) failed on the model: deterministic for a version."""
+
+
+EXPORT_FAILURE_FILE = "export_failure.json"
+"""Beside a model's stored files: the exporter failure of one version, so later runs do not export it again."""
+
+
+def record_export_failure(model_dir: Path, version: str, message: str) -> Path:
+    """Write the exporter failure of a model `version` into `model_dir` (a later run reads it back)."""
+    path = Path(model_dir) / EXPORT_FAILURE_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"version": version, "error": message}) + "\n")
+    return path
+
+
+def recorded_export_failure(model_dir: Path, version: str) -> str | None:
+    """The exporter failure recorded for this `version` of the model, or None (none, or another version's)."""
+    path = Path(model_dir) / EXPORT_FAILURE_FILE
+    try:
+        recorded = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(recorded, dict) or recorded.get("version") != version:
+        return None
+    return str(recorded.get("error", ""))
+
+
 def load_onnx(path: Path) -> onnx.ModelProto:
-    """Read and validate an ONNX file; a missing, corrupt or invalid file is a `ConversionError`."""
+    """Read and validate an ONNX file, repaired as `load_onnx_repaired` does; a missing, corrupt or invalid file is a
+    `ConversionError`."""
+    return load_onnx_repaired(path)[0]
+
+
+def load_onnx_repaired(path: Path) -> tuple[onnx.ModelProto, list[str]]:
+    """Read and validate an ONNX file as toolchains write them, with a note per repair made.
+
+    Two things ONNX Runtime accepts are repaired rather than refused: a dimension declared `-1` (Paddle's exports)
+    becomes symbolic (`batch` when leading), and nodes out of topological order (ONNX Runtime's float16 converter
+    puts its input casts last) are sorted. Anything else `onnx.checker` rejects is a `ConversionError` quoting the
+    checker's whole message on one line.
+    """
     path = Path(path)
     if not path.is_file():
         raise ConversionError(f"{path}: no such file; expected an ONNX model file")
@@ -140,11 +184,84 @@ def load_onnx(path: Path) -> onnx.ModelProto:
         raise ConversionError(f"{path}: not an ONNX model (expected a serialized onnx.ModelProto): {exc}") from exc
     if not model.graph.output:
         raise ConversionError(f"{path}: not an ONNX model (expected a serialized onnx.ModelProto with a graph)")
+    notes = symbolic_negative_dims(model)
+    large = model.ByteSize() >= 2**31
     try:
-        onnx.checker.check_model(model if model.ByteSize() < 2**31 else str(path))
+        onnx.checker.check_model(model if not large else str(path))
     except onnx.checker.ValidationError as exc:
-        raise ConversionError(f"{path}: not a valid ONNX model (onnx.checker: {exc})") from exc
-    return model
+        if large or TOPOLOGICAL_ORDER_MESSAGE not in str(exc):
+            raise ConversionError(f"{path}: not a valid ONNX model (onnx.checker: {one_line(exc)})") from exc
+        notes.append(topologically_sort(model))
+        try:
+            onnx.checker.check_model(model)
+        except onnx.checker.ValidationError as again:
+            raise ConversionError(
+                f"{path}: not a valid ONNX model after sorting its nodes (onnx.checker: {one_line(again)})"
+            ) from again
+    return model, notes
+
+
+TOPOLOGICAL_ORDER_MESSAGE = "must be topologically sorted"
+"""What `onnx.checker` says of a graph whose nodes are out of order (which ONNX Runtime runs all the same)."""
+
+
+def first_line(error: BaseException, limit: int = 300) -> str:
+    """`Type: first line of the message`, at most `limit` characters: exporters put whole graph dumps (a hundred
+    lines of TorchScript) in their messages, which would bury the one line that says what failed."""
+    lines = str(error).strip().splitlines()
+    text = f"{type(error).__name__}: {lines[0] if lines else ''}".rstrip(": ")
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def one_line(error: BaseException) -> str:
+    """An exception's whole message on one line (progress lines and Dagster summaries keep only the first)."""
+    return " ".join(str(error).split())
+
+
+def symbolic_negative_dims(model: onnx.ModelProto) -> list[str]:
+    """Make every graph input/output dimension declared as a negative number symbolic (`batch` when leading, else
+    left unnamed), in place: `-1` is how Paddle and some converters spell "any size". A note per tensor changed."""
+    notes = []
+    for value in [*model.graph.input, *model.graph.output]:
+        dims = value.type.tensor_type.shape.dim
+        changed = [axis for axis, dim in enumerate(dims) if dim.HasField("dim_value") and dim.dim_value < 0]
+        for axis in changed:
+            dims[axis].Clear()
+            if axis == 0:
+                dims[axis].dim_param = BATCH_DIM
+        if changed:
+            notes.append(f"{value.name!r} declared dims {changed} as -1: read as symbolic")
+    return notes
+
+
+def topologically_sort(model: onnx.ModelProto) -> str:
+    """Reorder the main graph's nodes so each comes after the producers of its inputs (stable: nodes already in
+    order keep it), in place; returns the note saying so. A cycle is a `ConversionError`."""
+    graph = model.graph
+    available = {t.name for t in graph.initializer} | {v.name for v in graph.input} | {""}
+    pending = list(graph.node)
+    ordered: list[onnx.NodeProto] = []
+    moved = 0
+    while pending:
+        still = []
+        for node in pending:
+            if all(name in available for name in node.input):
+                if still:
+                    moved += 1
+                ordered.append(node)
+                available.update(node.output)
+            else:
+                still.append(node)
+        if len(still) == len(pending):
+            names = ", ".join(repr(n.name or n.op_type) for n in still[:3])
+            raise ConversionError(f"graph {graph.name!r}: nodes {names} read tensors no node produces (or a cycle)")
+        pending = still
+    copies = [onnx.NodeProto() for _ in ordered]
+    for copy, node in zip(copies, ordered, strict=True):
+        copy.CopyFrom(node)
+    del graph.node[:]
+    graph.node.extend(copies)
+    return f"nodes were not in topological order (onnx.checker refuses that; ONNX Runtime does not): {moved} moved"
 
 
 def load_native(fetched: FetchedModel) -> object:
@@ -213,7 +330,8 @@ def _write_onnx(
     original framework's outputs on them (None for passthrough) and notable exporter warnings."""
     entry = fetched.entry
     if fetched.loader == "onnx":
-        return "passthrough", _passthrough(fetched, tmp_path, parity_inputs, seed), None, []
+        x, notes = _passthrough(fetched, tmp_path, parity_inputs, seed)
+        return "passthrough", x, None, notes
     x = _parity_inputs(entry, parity_inputs, seed, entry.input_shape)
     if fetched.loader == "torchhub":
         converter, export = "torch.onnx.export", _export_torch
@@ -269,9 +387,9 @@ def _export_torch(fetched: FetchedModel, x: np.ndarray) -> tuple[onnx.ModelProto
                 )
                 model_proto = program.model_proto
             except Exception as exc:
-                raise ConversionError(
-                    f"{model_id}: torch.onnx.export failed (TorchScript exporter: {legacy_exc!r}; "
-                    f"torch.export exporter: {exc!r})"
+                raise ExportFailed(
+                    f"{model_id}: torch.onnx.export failed (TorchScript exporter: {first_line(legacy_exc)}; "
+                    f"torch.export exporter: {first_line(exc)})"
                 ) from exc
     notes = [str(w.message).split("\n")[0] for w in caught if w.category.__name__ == "TracerWarning"]
     _name_batch_dims(model_proto)
@@ -325,7 +443,7 @@ def _export_tensorflow(fetched: FetchedModel, x: np.ndarray) -> tuple[onnx.Model
     try:
         model_proto, _ = tf2onnx.convert.from_function(serve, input_signature=[spec], opset=OPSET)
     except Exception as exc:
-        raise ConversionError(f"{model_id}: tf2onnx failed: {exc!r}") from exc
+        raise ExportFailed(f"{model_id}: tf2onnx failed: {first_line(exc)}") from exc
     graph = model_proto.graph
     mapping = {graph.input[0].name: INPUT_NAME}
     mapping.update(zip([o.name for o in graph.output], _output_names(output_keys), strict=True))
@@ -357,11 +475,14 @@ def _serving_function(loaded: Any, model_id: str) -> Any:
     )
 
 
-def _passthrough(fetched: FetchedModel, tmp_path: Path, parity_inputs: np.ndarray | None, seed: int) -> np.ndarray:
-    """Copy a checked ONNX file to `tmp_path` and return inputs to run it on once."""
+def _passthrough(
+    fetched: FetchedModel, tmp_path: Path, parity_inputs: np.ndarray | None, seed: int
+) -> tuple[np.ndarray, list[str]]:
+    """Copy a checked ONNX file to `tmp_path` (repaired, when `load_onnx_repaired` had to) and return inputs to run
+    it on once, with the repair notes."""
     entry = fetched.entry
     try:
-        model = load_onnx(fetched.source_path)
+        model, notes = load_onnx_repaired(fetched.source_path)
     except ConversionError as exc:
         raise ConversionError(f"{entry.model_id}: {exc}") from exc
     inputs = onnx_signature(model).inputs
@@ -376,11 +497,11 @@ def _passthrough(fetched: FetchedModel, tmp_path: Path, parity_inputs: np.ndarra
     x = _parity_inputs(entry, parity_inputs, seed, entry.input_shape or graph_shape, samples)  # type: ignore[arg-type]
     if isinstance(shape[0], int):
         x = x[: shape[0]]  # a graph with a fixed batch size runs only that many at once
-    if _uses_external_data(fetched.source_path):
-        onnx.save_model(model, str(tmp_path))  # its external data is loaded now: write one self-contained file
+    if notes or _uses_external_data(fetched.source_path):
+        onnx.save_model(model, str(tmp_path))  # repaired, or its external data loaded: one self-contained file
     else:
         shutil.copyfile(fetched.source_path, tmp_path)
-    return x
+    return x, notes
 
 
 def _uses_external_data(path: Path) -> bool:
@@ -438,7 +559,7 @@ def _check(model: onnx.ModelProto, model_id: str, converter: str) -> None:
     try:
         onnx.checker.check_model(model)
     except onnx.checker.ValidationError as exc:
-        raise ConversionError(f"{model_id}: {converter} produced an invalid ONNX model: {exc}") from exc
+        raise ConversionError(f"{model_id}: {converter} produced an invalid ONNX model: {one_line(exc)}") from exc
 
 
 def _output_names(keys: Sequence[str]) -> list[str]:

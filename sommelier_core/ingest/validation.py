@@ -1,4 +1,13 @@
-"""Choosing the validation inputs a model is run on: a built-in dataset or a user's `.npz` file.
+"""Choosing the validation inputs a model is run on: a built-in dataset, a user's `.npz` file, or a dataset of the
+project configuration matched to the model's signature.
+
+Each model gets the dataset that fits its own input signature, so one repository may hold models of several
+input shapes. Configured datasets (`sommelier.yaml`, `sommelier data add NAME PATH [--for SIGNATURE|TASK]`) are
+tried first, most specific first: one declared `for` the model's input signature (`float32[?,3,32,32]`, or a
+shape `3x32x32`), then one declared for its task (read from its first output: rank 2 is classification) whose
+samples fit, then one declared for nothing whose samples fit; within a level the first in the file wins.
+Otherwise the built-in set of that input shape. A model nothing fits fails alone, with a message naming its
+signature and the `sommelier data add` command that would give it data.
 
 The `.npz` format is the same everywhere a dataset is passed: an array `x` of inputs (batch first)
 and an optional integer array `y` of labels. A symbolic input dimension (a model exported with dynamic
@@ -14,15 +23,18 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import zipfile
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from sommelier_core import defaults
 from sommelier_core.errors import InputTooLarge, InvalidValue, NonFiniteValues, SommelierError
-from sommelier_core.models import Signature
+from sommelier_core.models import Signature, TensorSpec, task_for_output_rank
 from sommelier_core.zoo.datasets import (
     BUILTIN_DATASETS,
     Dataset,
@@ -185,19 +197,29 @@ def builtin_dataset_for(
     why = "several built-in validation sets fit" if fitting else "no built-in validation set fits"
     raise DatasetError(
         f"{model_id}: input shape {_shape_text(input_shape)}: {why} ({listed}); "
-        "configure a dataset (.npz with 'x' and optional 'y')"
+        f"configure a dataset for it: `sommelier data add NAME PATH --for {_signature_text(input_shape)}` "
+        "(an .npz with 'x' and optional 'y', or a folder of images or .npy arrays)"
     )
 
 
-def validation_input_shape(model_id: str, signature: Signature, data: str = "") -> tuple[int, ...]:
+def validation_input_shape(
+    model_id: str,
+    signature: Signature,
+    data: str = "",
+    configured: Sequence[ConfiguredDataset] | None = None,
+) -> tuple[int, ...]:
     """The shape of one validation input (batch dim excluded) the model is run on, without loading the data.
 
-    The dataset is chosen as `validation_set_for` chooses it (deterministic from the signature and `data`);
-    a configured `.npz` is read only as far as the header of its `x`. What a model with symbolic spatial
-    dims is profiled at when no resolution is configured. Raises `DatasetError` as `validation_set_for` does.
+    The dataset is chosen as `validation_set_for` chooses it (deterministic from the signature, `data` and the
+    configured datasets); an `.npz` is read only as far as the header of its `x`. What a model with symbolic
+    spatial dims is profiled at when no resolution is configured. Raises `DatasetError` as `validation_set_for`
+    does.
     """
     spec = signature.inputs[0]
     if not data:
+        chosen = configured_dataset_for(model_id, signature, _configured(configured))
+        if chosen is not None:
+            return chosen.sample_shape()
         return sample_shape(builtin_dataset_for(model_id, spec.shape))
     if data in BUILTIN_DATASETS:
         name, shape = data, sample_shape(data)
@@ -210,14 +232,24 @@ def validation_input_shape(model_id: str, signature: Signature, data: str = "") 
     return shape
 
 
-def validation_set_for(model_id: str, signature: Signature, data: str = "", samples: int | None = None) -> Dataset:
-    """The validation inputs for a model: `data` if given, else the built-in set matching its input shape.
+def validation_set_for(
+    model_id: str,
+    signature: Signature,
+    data: str = "",
+    samples: int | None = None,
+    configured: Sequence[ConfiguredDataset] | None = None,
+) -> Dataset:
+    """The validation inputs for a model: `data` if given, else the configured dataset matching its signature
+    (`configured`; None reads the project configuration's), else the built-in set matching its input shape.
 
     Symbolic input dims match any size (`shape_fits`); the concrete ones must equal the dataset's.
     """
     spec = signature.inputs[0]
+    chosen = None if data else configured_dataset_for(model_id, signature, _configured(configured))
     if data:
         dataset = resolve_dataset(data, samples)
+    elif chosen is not None:
+        dataset = chosen.load(samples)
     else:
         dataset = load_dataset(builtin_dataset_for(model_id, spec.shape), split="val", n=samples)
     _check_fits(model_id, spec.shape, dataset.name, tuple(int(d) for d in dataset.x.shape[1:]))
@@ -249,3 +281,108 @@ def _npz_sample_shape(path: Path) -> tuple[int, ...]:
     except (OSError, ValueError, zipfile.BadZipFile) as exc:
         raise DatasetError(f"{path}: not a readable .npz file ({exc})") from exc
     return tuple(int(d) for d in shape[1:])
+
+
+TASKS = ("classification", "regression")
+"""What a dataset's `for` may name besides a signature: the task of the models it is for."""
+_SIGNATURE_TARGET = re.compile(r"^(?:(?P<dtype>[a-z][a-z0-9]*)\[(?P<dims>[^\]]*)\]|(?P<shape>\d+(?:x\d+)*))$")
+
+
+@dataclass(frozen=True)
+class ConfiguredDataset:
+    """A validation dataset of the project configuration: an `.npz` or a folder (`dataset_folders`)."""
+
+    name: str
+    path: Path
+    target: str = ""
+    """What it is for: an input signature (`float32[?,3,32,32]`, as `Signature.input_key` writes the first
+    input), a shape without batch (`3x32x32`), a task (`classification`, `regression`), or empty (any model
+    its samples fit)."""
+    preprocessing: tuple[tuple[str, Any], ...] = ()
+    """How a folder of images becomes inputs (`dataset_folders`), as sorted (key, value) pairs."""
+
+    def sample_shape(self) -> tuple[int, ...]:
+        """The shape of one input (batch excluded), read from the `.npz` header or the folder's first file."""
+        if Path(self.path).is_dir():
+            from sommelier_core.ingest.dataset_folders import folder_sample_shape
+
+            return _as_dataset_error(lambda: folder_sample_shape(self.path, dict(self.preprocessing)))
+        return _npz_sample_shape(Path(self.path))
+
+    def load(self, samples: int | None = None) -> Dataset:
+        """Its inputs (the first `samples` when given), named after the dataset."""
+        if Path(self.path).is_dir():
+            from sommelier_core.ingest.dataset_folders import load_folder_dataset
+
+            data = _as_dataset_error(lambda: load_folder_dataset(self.path, dict(self.preprocessing), samples))
+        else:
+            data = resolve_dataset(str(self.path), samples)
+        return Dataset(self.name, data.x, data.y)
+
+
+def check_dataset_target(target: str, where: str) -> None:
+    """Raise `DatasetError` naming `where` unless `target` is empty, a task, a signature or a shape."""
+    if target and target not in TASKS and not _SIGNATURE_TARGET.match(target.replace(" ", "")):
+        raise DatasetError(
+            f"{where}: expected an input signature such as float32[?,3,32,32], a shape such as 3x32x32, or a task "
+            f"({', '.join(TASKS)}); got {target!r}"
+        )
+
+
+def configured_dataset_for(
+    model_id: str, signature: Signature, datasets: Sequence[ConfiguredDataset]
+) -> ConfiguredDataset | None:
+    """The configured dataset for a model (module docstring: signature, then task, then any that fits), or None."""
+    if not datasets:
+        return None
+    spec = signature.inputs[0]
+    task = task_for_output_rank(len(signature.outputs[0].shape) if signature.outputs else None)
+    by_signature = [d for d in datasets if d.target and d.target not in TASKS and _target_matches(d.target, spec)]
+    if by_signature:
+        return by_signature[0]
+    for level in ([d for d in datasets if d.target == task], [d for d in datasets if not d.target]):
+        for dataset in level:
+            if shape_fits(tuple(spec.shape[1:]), dataset.sample_shape()):
+                return dataset
+    return None
+
+
+def _target_matches(target: str, spec: TensorSpec) -> bool:
+    """Whether a signature or shape target names this input (symbolic dims on either side match any size)."""
+    found = _SIGNATURE_TARGET.match(target.replace(" ", ""))
+    if found is None:
+        return False
+    if found["shape"]:
+        dims: list[str] = found["shape"].split("x")
+    else:
+        if found["dtype"] != spec.dtype:
+            return False
+        dims = [d for d in found["dims"].split(",") if d][1:]  # the batch dim is written `?`
+    declared = spec.shape[1:]
+    if len(dims) != len(declared):
+        return False
+    return all(not d.isdigit() or not isinstance(m, int) or int(d) == m for d, m in zip(dims, declared, strict=True))
+
+
+def _configured(configured: Sequence[ConfiguredDataset] | None) -> Sequence[ConfiguredDataset]:
+    """`configured`, or when None the project configuration's datasets (paths resolved)."""
+    if configured is not None:
+        return configured
+    from sommelier_core.ingest.project_config import load_project_config
+
+    return load_project_config().resolved_datasets()
+
+
+def _signature_text(input_shape: Sequence[int | str | None]) -> str:
+    """A first input's shape as a `--for` signature: `float32[?,1,8,8]` (dtype assumed float32)."""
+    dims = ["?"] + [str(d) if isinstance(d, int) else "?" for d in list(input_shape)[1:]]
+    return f"float32[{','.join(dims)}]"
+
+
+def _as_dataset_error(read: Any) -> Any:
+    from sommelier_core.ingest.dataset_folders import FolderDatasetError
+
+    try:
+        return read()
+    except FolderDatasetError as exc:
+        raise DatasetError(str(exc)) from exc

@@ -21,6 +21,8 @@ class UnprofilableModel(SommelierError, ValueError):
 
 
 Shape = tuple[int, ...]
+HOW = " (IndexSettings.input_shapes, or `--input-shape NAME=D1,D2,…` on the command line)"
+"""Where a user sets input shapes, as errors that ask for them say."""
 
 
 def resolve_input_shapes(
@@ -48,11 +50,12 @@ def resolve_input_shapes(
                 )
             continue
         if dims is None:
-            raise UnprofilableModel(f"{label}: input {name!r} declares no shape; give it in input_shapes")
+            raise UnprofilableModel(f"{label}: input {name!r} declares no shape; give it in input_shapes{HOW}")
         for axis, dim in enumerate(dims[1:], start=1):
             if dim is None:
                 raise UnprofilableModel(
-                    f"{label}: input {name!r} has a symbolic dimension at axis {axis}; give its shape in input_shapes"
+                    f"{label}: input {name!r} has a symbolic dimension at axis {axis}; give its shape in "
+                    f"input_shapes{HOW}"
                 )
         if dims and dims[0] is None:
             batch_filled = True
@@ -62,7 +65,7 @@ def resolve_input_shapes(
     if batch_size != 1 and not batch_filled:
         raise UnprofilableModel(
             f"{label}: no input has a symbolic batch dimension, cannot use batch_size={batch_size}; "
-            "export the model with a dynamic batch dimension or give the shapes in input_shapes"
+            f"export the model with a dynamic batch dimension or give the shapes in input_shapes{HOW}"
         )
     return shapes
 
@@ -147,11 +150,14 @@ def profiled_shapes(
     resolution: int = 0,
     validation_shape: Callable[[], Sequence[int]] | None = None,
     model_id: str = "",
+    input_shapes: Mapping[str, Sequence[int]] | None = None,
 ) -> ProfiledShapes:
     """The input shapes the exec-spec profiles a model at: the one place the pipeline decides them.
 
     A model whose inputs have concrete non-batch dims is profiled at them (`resolution` does not apply: it
-    runs at its own only). One exported with symbolic spatial dims (dynamic H, W) is profiled at `resolution`
+    runs at its own only). `input_shapes` (input name → full shape, batch first; the exec-spec's `input_shapes`)
+    come first when they name every input: any shape, non-square included; a dim that contradicts a concrete
+    declared one is an error. One exported with symbolic spatial dims (dynamic H, W) is profiled at `resolution`
     (H = W, or L of a 1-D signal; `shapes_at_resolution`) when it is positive, else at the shape of the
     validation inputs it is compared on — `validation_shape()` (batch dim excluded; called only then, since
     choosing the validation set can fail for models that never need it) — so its profile describes the
@@ -173,7 +179,22 @@ def profiled_shapes(
         for vi in inputs
         if vi.type.tensor_type.shape.dim and vi.name not in symbolic_batch
     }
-    if resolution > 0:
+    named = {vi.name: tuple(int(d) for d in input_shapes[vi.name]) for vi in inputs if vi.name in (input_shapes or {})}
+    for vi in inputs:
+        if vi.name not in named:
+            continue
+        dims = list(vi.type.tensor_type.shape.dim)
+        given = named[vi.name]
+        clash = len(dims) != len(given) or any(
+            d.HasField("dim_value") and d.dim_value > 0 and d.dim_value != g
+            for d, g in list(zip(dims, given, strict=True))[1:]
+        )
+        if clash:
+            declared = [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in dims]
+            raise UnprofilableModel(f"{label}: input_shapes gives {vi.name!r} {list(given)}; it declares {declared}")
+    if named and len(named) == len(inputs):
+        shapes = {name: (declared_batch.get(name, given[0]), *given[1:]) for name, given in named.items()}
+    elif resolution > 0:
         shapes = {
             name: (declared_batch.get(name, 1), *shape[1:])
             for name, shape in shapes_at_resolution(model, resolution).items()
@@ -182,7 +203,7 @@ def profiled_shapes(
         if validation_shape is None or len(inputs) != 1:
             raise UnprofilableModel(
                 f"{label}: its inputs {[vi.name for vi in inputs]} have symbolic spatial dimensions and no "
-                "validation input shape fixes them; set the exec-spec's resolution"
+                f"validation input shape fixes them; set the exec-spec's resolution or input_shapes{HOW}"
             )
         (vi,) = inputs
         sample = tuple(int(d) for d in validation_shape())

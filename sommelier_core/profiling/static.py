@@ -8,9 +8,11 @@ dimension has been fixed (the batch dimension from `batch_size`, any other one f
   initializers, `Constant` node values, and tensors computed only from those (ONNX Runtime folds them
   when it loads the model, so e.g. a weight built by `ConstantOfShape` or transposed once counts once,
   in the form the compute op reads). Only floating-point and 8/4-bit integer (quantized) tensors are
-  weights; int64/int32/bool constants are shapes, axes and indices. BatchNormalization's running mean
-  and variance are stored weights and count; **bn_statistics** says how many of the params they are,
-  since `torch`'s parameter count (and torchvision's published figures) leave them out as buffers:
+  weights; int64/int32/bool constants are shapes, axes and indices. A `DequantizeLinear` of constants (a
+  QDQ graph's weight) counts as the int8 tensor, scale and zero point it reads, as stored.
+  BatchNormalization's running mean and variance are stored weights and count; **bn_statistics** says how
+  many of the params they are, since `torch`'s parameter count (and torchvision's published figures)
+  leave them out as buffers:
   `params - bn_statistics` is that count (Caffe2 DenseNet-121: 8,146,152 − 167,296 = 7,978,856,
   torchvision's figure exactly).
 - **macs**: multiply-accumulates of one forward pass at `batch_size`, by the rules in `macs` (those
@@ -212,14 +214,33 @@ def _read_tensors(graph: onnx.GraphProto) -> set[str]:
 def _weight_tensors(
     graph: onnx.GraphProto, constants: set[str], types: Mapping[str, tuple[int, Shape | None]]
 ) -> list[str]:
-    """Constant tensors of a weight dtype that a non-constant node reads, each once."""
+    """Constant tensors of a weight dtype that a non-constant node reads, each once, in the form they are stored.
+
+    A `DequantizeLinear` of constants (a QDQ graph's weight) counts as what it reads — the int8 tensor, its
+    scale and zero point — not as its float output: ONNX Runtime keeps the quantized tensor (and fuses the
+    pair into an integer kernel), so counting the float copy overstated QDQ models' weights about 4×.
+    """
+    stored_as = {
+        out: [name for name in node.input if name]
+        for node in graph.node
+        if node.op_type == "DequantizeLinear" and node.domain in DEFAULT_DOMAINS
+        for out in node.output
+        if out in constants
+    }
+
+    def stored(name: str) -> list[str]:
+        return [found for source in stored_as[name] for found in stored(source)] if name in stored_as else [name]
+
     weights: dict[str, None] = {}
     for node in graph.node:
         if all(out in constants for out in node.output if out):
             continue
-        for name in sorted(_reads(node)):
-            if name in constants and name in types and types[name][0] in _WEIGHT_DTYPES:
-                weights[name] = None
+        for read in sorted(_reads(node)):
+            if read not in constants:
+                continue
+            for name in stored(read):  # a dequantized one's int32 bias is a weight too
+                if name in types and (types[name][0] in _WEIGHT_DTYPES or name != read):
+                    weights[name] = None
     return list(weights)
 
 

@@ -16,7 +16,8 @@ from pathlib import Path
 import polars as pl
 
 from sommelier_core.errors import InvalidValue, SommelierError
-from sommelier_core.index.resource import read_resource_index
+from sommelier_core.index.resource import ResourceStore, read_resource_index
+from sommelier_core.index.semantic import SEMANTIC_STORE_FILE, SemanticStore
 from sommelier_core.querying.engine import DEFAULT_REFINE_BUDGET, Hit, QueryEngine
 from sommelier_core.querying.execution import QueryResult, execute
 from sommelier_core.querying.language import (
@@ -39,6 +40,10 @@ from sommelier_core.store import read_parquet_checked
 
 SEMANTIC_INDEX_FILE = table_file(SEMANTIC_INDEX.name)
 RESOURCE_INDEX_FILE = table_file(RESOURCE_INDEX.name)
+MEASURED_PAIRS_ABOVE_ROWS = 1_000_000
+"""A store whose semantic table has more rows than this is queried from its saved measured pairs
+(`semantic_store.npz`, searched per query) instead: the table of every candidate up to the ceiling grows with
+models × group size, the measured pairs with models × peers, and both give the same answers."""
 
 __all__ = [
     "Index",
@@ -76,21 +81,53 @@ def load_index(index_dir: Path | None = None) -> Index:
 
 
 def load_engine(
-    index_dir: Path | None = None, index: Index | None = None, refine: int = DEFAULT_REFINE_BUDGET
+    index_dir: Path | None = None,
+    index: Index | None = None,
+    refine: int = DEFAULT_REFINE_BUDGET,
+    measured_pairs: bool | None = None,
 ) -> QueryEngine:
     """The query engine over a store's materialized index (or over the given tables).
 
     Over a store's index it can refine: measure up to `refine` uncertain pairs per query from the
     stored validation outputs (0: answer from the index alone). Tables given without a store cannot.
+    `measured_pairs` chooses the semantic index read from a store: True the saved measured pairs
+    (`semantic_store.npz`, a `MeasuredGraph` searched per query), False the candidate table, None (default)
+    the measured pairs when the table has more than `MEASURED_PAIRS_ABOVE_ROWS` rows and they were saved.
     """
     directory = Path(index_dir) if index_dir is not None else default_index_dir()
-    idx = index if index is not None else load_index(directory)
     measurer = None
     if refine > 0 and (index is None or index_dir is not None):
         from sommelier_core.equivalence.pair_measure import stored_outputs_measurer
 
         measurer = stored_outputs_measurer(directory)
+    if index is None and _reads_measured_pairs(directory, measured_pairs):
+        resource_path = directory / RESOURCE_INDEX_FILE
+        if not resource_path.exists():
+            raise IndexNotBuilt(
+                f"no materialized index at {directory} (missing {resource_path}); run `sommelier index`"
+            )
+        resource = ResourceStore.from_frame(read_resource_index(resource_path))
+        graph = SemanticStore.load(directory / SEMANTIC_STORE_FILE).freeze(compact=False, ids=resource.model_ids)
+        return QueryEngine(graph, resource, measurer, refine)
+    idx = index if index is not None else load_index(directory)
     return QueryEngine.from_frames(idx.semantic, idx.resource, measurer, refine)
+
+
+def _reads_measured_pairs(directory: Path, choice: bool | None) -> bool:
+    """Whether `load_engine` reads the saved measured pairs rather than the candidate table (see there)."""
+    saved = directory / SEMANTIC_STORE_FILE
+    if choice is not None:
+        if choice and not saved.exists():
+            raise IndexNotBuilt(f"no saved measured pairs at {saved}; run `sommelier index`")
+        return choice
+    table = directory / SEMANTIC_INDEX_FILE
+    if not (saved.exists() and table.exists()):
+        return False
+    try:
+        rows = pl.scan_parquet(table).select(pl.len()).collect().item()  # the parquet footer: no row is read
+    except (pl.exceptions.PolarsError, OSError):
+        return False  # a damaged table: reading it names the damage (`read_parquet_checked`)
+    return rows > MEASURED_PAIRS_ABOVE_ROWS
 
 
 def spec_from_arguments(

@@ -5,8 +5,10 @@ that the top answer is often not the one exhaustive comparison would give (paper
 given a `PairMeasurer` (the index's stored validation outputs, `pair_measure.StoredOutputsMeasurer`)
 measures, at query time and within a budget, exactly the candidates that could still change the
 answer: those whose lower bound admits them (≤ WITHIN) but whose upper bound does not, ranking ahead
-of the last selected hit — or, ordered by similarity, any with a lower bound below the selected
-hits' upper bounds (those with the tightest path bound first). A lower bound above WITHIN rules a
+of the last selected hit (in key order, or the tightest path bound first when the budget cannot cover
+them all) — or, ordered by similarity, any with a lower bound below the selected hits' upper bounds (the
+tightest path bound first). Path bounds rank well when models share measured neighbours: the group pivots
+of `equivalence.peers.choose_peers` give every pair of a group a two-hop path. A lower bound above WITHIN rules a
 candidate out for good: every lower bound is ≤ the true difference in the query's direction
 (`index.bound_rules`: one hop through a common neighbour, each direction of a pair bounded on its own), which
 is ≤ the direct measurement's upper bound. The plan reports how many pairs it measured.
@@ -48,7 +50,7 @@ def refine(plan: QueryPlan, engine: QueryEngine, m: Matches) -> tuple[Matches, i
     by_key = plan.order_key != SIMILARITY and plan.limit  # the first certified ones settle it: go few at a time
     batch_size = min(REFINE_BATCH, plan.limit) if by_key else REFINE_BATCH
     while True:
-        ambiguous = _ambiguous(plan, engine, m.positions, upper, lower, fixed)
+        ambiguous = _ambiguous(plan, engine, m.positions, upper, lower, fixed, engine.refine_budget - spent)
         if len(ambiguous) == 0 or spent >= engine.refine_budget:
             break
         batch = ambiguous[: min(batch_size, engine.refine_budget - spent)]
@@ -78,8 +80,14 @@ def _ambiguous(
     upper: np.ndarray,
     lower: np.ndarray,
     fixed: np.ndarray,
+    budget_left: int,
 ) -> np.ndarray:
-    """Indices of the unmeasured candidates whose measurement could change the answer, most promising first."""
+    """Indices of the unmeasured candidates whose measurement could change the answer, most promising first.
+
+    Ordered by a resource key, they go in key order while the budget covers them all (the fewest measurements
+    that settle the answer); past that, those with the tightest path bound go first — the likeliest to be
+    certified, so that a budget too small to rule every cheaper candidate out still finds the answer.
+    """
     within = plan.within
     rank = engine.name_rank[positions]
     open_ = ~fixed & (lower <= within)
@@ -108,4 +116,6 @@ def _ambiguous(
             return np.empty(0, dtype=np.int64)
         chosen = certain[np.lexsort((rank[certain], upper[certain], keys[certain]))]
         found = found[keys[found] <= keys[chosen[k - 1]]]
+    if len(found) > budget_left:
+        return found[np.lexsort((rank[found], keys[found], upper[found]))]
     return found[np.lexsort((rank[found], lower[found], keys[found]))]

@@ -5,8 +5,11 @@ candidate lists: its segments were chosen by the noise-injection estimate (paper
 was then measured against its base N on the validation set, giving the statistical upper bound u
 (column `upper`) on its difference from N. For a reference R its bounds are
 - R = N: [0, u];
-- otherwise, through R's candidate-list entry for N (triangle inequality, the disagreement is a
-  metric): upper = up(R, N) + u, lower = max(lo(R, N) − u, 0).
+- otherwise, through R's bounds on N, by the index's hop rules (`index.bound_rules`, directed):
+  upper = compose(up(R→N), u), lower = hop_lower(lo(R→N), up(R→N), 0, u) — for a disagreement rate (a
+  metric) up(R→N) + u and max(lo(R→N) − u, 0); for relative l2, normalised by the reference,
+  up(R→N) + u·(1 + up(R→N)) and max(lo(R→N) − u·(1 + up(R→N)), 0), since u bounds d(N→S), which is
+  normalised by N's scale, not R's. Lower ≤ upper always.
 It has N's structure, so it takes N's resource figures (params, MACs, memory; latency measured on N)
 and passes a resource predicate exactly when N does. Its `onnx_path` is empty until it is materialized
 with `sommelier synthesize N+M --out F.onnx`.
@@ -20,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from sommelier_core.index import bound_rules
 from sommelier_core.querying.engine import Hit, QueryEngine, resource_figures
 from sommelier_core.querying.execution import QueryResult, StageReport
 from sommelier_core.querying.filters import candidates_under_exec_spec, satisfies
@@ -37,6 +41,15 @@ def load_synthesized(index_dir: Path) -> pl.DataFrame | None:
     return read_parquet_checked(path) if path.exists() else None
 
 
+def through_base(
+    lower_to_base: float, upper_to_base: float, upper_from_base: float, asymmetric: bool
+) -> tuple[float, float]:
+    """(lower, upper) on d(R→S) for a synthesized S from bounds on d(R→N) and d(N→S) ≤ `upper_from_base`."""
+    upper = bound_rules.compose(upper_to_base, upper_from_base, asymmetric)
+    lower = bound_rules.hop_lower(lower_to_base, upper_to_base, 0.0, upper_from_base, asymmetric)
+    return min(lower, upper), upper
+
+
 def synthesized_hits(result: QueryResult, engine: QueryEngine, table: pl.DataFrame) -> list[Hit]:
     """The synthesized candidates that satisfy the result's plan (threshold, resource predicate, device)."""
     plan = result.plan
@@ -44,9 +57,7 @@ def synthesized_hits(result: QueryResult, engine: QueryEngine, table: pl.DataFra
         return []
     semantic, resource = engine.semantic, engine.resource
     row = semantic.reference_row(plan.reference_pos, semantic.ceiling)
-    to_base = {
-        int(p): (float(lo), float(up)) for p, lo, up in zip(row.positions, row.lower, row.upper, strict=True)
-    }
+    to_base = {int(p): (float(lo), float(up)) for p, lo, up in zip(row.positions, row.lower, row.upper, strict=True)}
     on_device = candidates_under_exec_spec(plan, resource)
     hits = []
     for record in table.iter_rows(named=True):
@@ -56,8 +67,7 @@ def synthesized_hits(result: QueryResult, engine: QueryEngine, table: pl.DataFra
         if base == plan.reference_pos:
             lower, upper = 0.0, float(record["upper"])
         elif base in to_base:
-            lo, up = to_base[base]
-            lower, upper = max(lo - float(record["upper"]), 0.0), up + float(record["upper"])
+            lower, upper = through_base(*to_base[base], float(record["upper"]), semantic.is_asymmetric(base))
         else:
             continue
         if upper > plan.within:

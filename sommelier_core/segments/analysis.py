@@ -113,6 +113,7 @@ def analyse_pair(
     draws: int = 2,
     seed: int = 0,
     segment_effects: bool = True,
+    memory_bytes: int = defaults.STAGE_MEMORY_BYTES,
 ) -> SegmentAnalysis:
     """Segment equivalence of N = `reference` with M = `candidate` on inputs `x` (batch first).
 
@@ -121,6 +122,7 @@ def analyse_pair(
     the per-segment effects are measured only where the drop loop needs them. The synthesized model
     is then measured on all of `x`; while its measured difference exceeds ε, the cheapest changing
     segment is dropped and it is measured again (the estimate screens, the measurement decides).
+    Inputs are streamed in batches whose probed tensors take at most `memory_bytes`.
     """
     started = time.perf_counter()
     all_x = x = np.asarray(x, dtype=np.float32)
@@ -133,16 +135,17 @@ def analyse_pair(
     pairs = candidate_segments(ref_view, ref_sequences, cand_view, cand_sequences)
     if not pairs:
         return SegmentAnalysis(reference_id, candidate_id, task, len(x), epsilon, (), 0.0, 0.0, False, 0.0)
-    bounder = SegmentBounder(ref_view, cand_view, x)
+    bounder = SegmentBounder(ref_view, cand_view, x, memory_bytes, label=f"{reference_id} ← {candidate_id}")
     bounds = bounder.bounds(pairs)
     probe = bounder.probe
     macs = [segment_macs(ref_view, probe, p) for p in pairs]
     if reference_outputs is None:
         output = reference.graph.output[0].name
-        reference_outputs = probe_session(reference, [output]).run([output], {ref_view.input: x})[0]
+        session = probe_session(reference, [output])
+        reference_outputs = _run_batched(session, ref_view.input, output, x, probe.batch_rows)
         if len(x) == len(all_x):
             all_outputs = reference_outputs  # every input already run: the measurement below reuses them
-    injector = NoiseInjector(ref_view, x, probe.shapes)
+    injector = NoiseInjector(ref_view, x, probe.shapes, batch_size=probe.batch_rows)
     effect = estimate_effect(
         injector,
         reference_outputs,
@@ -168,9 +171,11 @@ def analyse_pair(
             ref_view, cand_view, [m for m in matches if m.kept], name=synthesized_id(reference_id, candidate_id)
         )
         output = model.graph.output[0].name
-        outputs = _run_batched(probe_session(model, [output]), ref_view.input, output, all_x)
+        outputs = _run_batched(probe_session(model, [output]), ref_view.input, output, all_x, probe.batch_rows)
         if all_outputs is None:
-            all_outputs = _run_batched(probe_session(reference, [output]), ref_view.input, output, all_x)
+            all_outputs = _run_batched(
+                probe_session(reference, [output]), ref_view.input, output, all_x, probe.batch_rows
+            )
         comparison = compare_outputs(
             reference_id, all_outputs, synthesized_id(reference_id, candidate_id), outputs, task
         )

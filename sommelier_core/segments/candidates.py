@@ -86,11 +86,13 @@ def match_peers(
     delta: float = defaults.DELTA,
     samples: int | None = defaults.SEGMENT_SAMPLES,
     draws: int = 1,
+    memory_bytes: int = defaults.STAGE_MEMORY_BYTES,
 ) -> SegmentMatches:
     """Analyse (model ← peer) and (peer ← model) for every peer; models and outputs read through the store.
 
     One noise draw per estimate (`draws`) is enough here: the estimate only chooses the segments, and
-    the synthesized model's bound in the index comes from measuring it.
+    the synthesized model's bound in the index comes from measuring it. Inputs are streamed in batches whose
+    probed tensors take at most `memory_bytes`; a pair one sample of which does not fit is recorded as failed.
     """
     started = time.perf_counter()
     models = {m: onnx.load(str(store.onnx_path(m))) for m in (model_id, *peers)}
@@ -112,6 +114,7 @@ def match_peers(
                     samples=samples,
                     draws=draws,
                     segment_effects=False,  # the index needs the kept set; `sommelier compare` reports every effect
+                    memory_bytes=memory_bytes,
                 )
             except PAIR_ERRORS as exc:
                 # a pair ONNX Runtime or the synthesis cannot handle must not cost the model its other pairs

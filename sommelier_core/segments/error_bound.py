@@ -36,7 +36,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto
 
-from sommelier_core.inference import model_session, node_attribute, probe_session
+from sommelier_core import defaults
+from sommelier_core.inference import model_session, node_attribute, probe_session, rows_within_budget
 from sommelier_core.segments.drift import (
     DRIFT_INPUT,
     DRIFT_OPS,
@@ -47,6 +48,8 @@ from sommelier_core.segments.drift import (
 from sommelier_core.segments.lcs import SegmentPair
 from sommelier_core.segments.sequences import GraphView, Op, OpSequence, activation_inputs, weight_inputs
 
+SEGMENTS_STAGE = "segment_matches"
+"""The stage a segment analysis runs in, as memory-budget errors name it."""
 PASS_THROUGH = frozenset(
     {
         "Relu", "Tanh", "Sigmoid", "Softmax", "Softplus", "Softsign", "Clip", "Identity", "Dropout",
@@ -97,6 +100,8 @@ class ActivationProbe:
     `drifts` maps a node to (its activation input, a function of that input's rank (batch axis excluded)
     building the model of its weight-change term, see `drift`, or None): each model is built once the
     first batch shows the rank, runs on the same batches, and only its per-sample output norm is kept.
+    The first batch is one sample; the others are sized from it so that the probed tensors of a batch take at
+    most `memory_bytes` (`inference.rows_within_budget`; `label` names the model when one sample is too many).
     """
 
     def __init__(
@@ -106,6 +111,8 @@ class ActivationProbe:
         tensors: set[str],
         drifts: dict[str, tuple[str, Callable[[int], onnx.ModelProto | None]]] | None = None,
         batch_size: int = 1024,
+        memory_bytes: int = defaults.STAGE_MEMORY_BYTES,
+        label: str = "",
     ) -> None:
         self.view = view
         self.norms: dict[str, np.ndarray] = {}
@@ -121,10 +128,17 @@ class ActivationProbe:
         parts: dict[str, list[np.ndarray]] = {n: [] for n in tensors}
         drift_parts: dict[str, list[np.ndarray]] = {}
         input_name = view.input
-        for start in range(0, len(x), batch_size):
-            batch = x[start : start + batch_size]
+        self.batch_rows = 1
+        """Samples per batch that fit the memory budget (what the noise injection runs at, too)."""
+        start, rows = 0, 1
+        while start < len(x):
+            batch = x[start : start + rows]
             values = dict(zip(names, session.run(names, {input_name: batch}), strict=True)) if session else {}
             values[input_name] = batch
+            if start == 0:  # the probed tensors, their float64 copies, and ONNX Runtime's own buffers
+                per_row = 3 * sum(np.asarray(v).nbytes for v in values.values()) // max(1, len(batch))
+                self.batch_rows = rows_within_budget(per_row, memory_bytes, label, SEGMENTS_STAGE, cap=batch_size)
+            start, rows = start + rows, self.batch_rows
             for name in tensors:
                 value = values[name].astype(np.float64)
                 self.shapes[name] = tuple(value.shape[1:])
@@ -217,10 +231,19 @@ def activation_tensors(view: GraphView, segments: Sequence[SegmentPair]) -> set[
 class SegmentBounder:
     """Computes `SegmentBound`s for segments of a reference N swapped with a candidate M, on inputs `x`."""
 
-    def __init__(self, reference: GraphView, candidate: GraphView, x: np.ndarray) -> None:
+    def __init__(
+        self,
+        reference: GraphView,
+        candidate: GraphView,
+        x: np.ndarray,
+        memory_bytes: int = defaults.STAGE_MEMORY_BYTES,
+        label: str = "",
+    ) -> None:
         self.ref = reference
         self.cand = candidate
         self.x = x
+        self.memory_bytes = memory_bytes
+        self.label = label
         self.probe: ActivationProbe | None = None
 
     def bounds(self, segments: Sequence[SegmentPair]) -> list[SegmentBound]:
@@ -236,7 +259,14 @@ class SegmentBounder:
                     if len(inputs) == 1 and self.ref.nodes[name_n].op_type in DRIFT_OPS:
                         build = functools.partial(difference_model, self.ref, self.cand, name_n, name_m)
                         drifts[name_n] = (inputs[0], build)
-        self.probe = ActivationProbe(self.ref, np.asarray(self.x, dtype=np.float32), tensors, drifts)
+        self.probe = ActivationProbe(
+            self.ref,
+            np.asarray(self.x, dtype=np.float32),
+            tensors,
+            drifts,
+            memory_bytes=self.memory_bytes,
+            label=self.label,
+        )
         n = len(self.x)
         found = []
         for segment in segments:

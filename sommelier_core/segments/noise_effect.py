@@ -77,6 +77,7 @@ class NoiseInjector:
     """N with an additive noise input on chosen tensors, run on fixed inputs with bounded-norm noise."""
 
     def __init__(self, view: GraphView, x: np.ndarray, shapes: dict[str, tuple[int, ...]], batch_size: int = 1024):
+        """`batch_size` bounds the samples run (and noise drawn) at once: the caller sizes it to its memory budget."""
         self.view = view
         self.x = np.asarray(x, dtype=np.float32)
         self.shapes = shapes
@@ -89,16 +90,27 @@ class NoiseInjector:
         return self._sessions[tensors]
 
     def run(self, noise_norms: dict[str, np.ndarray], seed: int) -> np.ndarray:
-        """N's first output with Gaussian noise of norm `noise_norms[t][sample]` added to each tensor t."""
+        """N's first output with Gaussian noise of norm `noise_norms[t][sample]` added to each tensor t.
+
+        The noise is drawn batch by batch (`batch_size` samples, every tensor's in turn), so memory holds one
+        batch's noise, not the whole validation set's.
+        """
         tensors = tuple(sorted(noise_norms))
         rng = np.random.default_rng(seed)
-        noise = {}
-        for tensor in tensors:
-            shape = (len(self.x), *self.shapes[tensor])
-            direction = rng.standard_normal(shape, dtype=np.float32).reshape(len(self.x), -1)
-            scale = noise_norms[tensor] / np.maximum(np.linalg.norm(direction, axis=1), 1e-12)
-            noise[tensor] = (direction * scale[:, None].astype(np.float32)).reshape(shape)
-        return self.run_with(noise)
+        session = self._session(tensors)
+        output = self.view.model.graph.output[0].name
+        parts = []
+        for start in range(0, len(self.x), self.batch_size):
+            batch = self.x[start : start + self.batch_size]
+            feed = {self.view.input: batch}
+            for tensor in tensors:
+                shape = (len(batch), *self.shapes[tensor])
+                direction = rng.standard_normal(shape, dtype=np.float32).reshape(len(batch), -1)
+                norms = noise_norms[tensor][start : start + len(batch)]
+                scale = norms / np.maximum(np.linalg.norm(direction, axis=1), 1e-12)
+                feed[f"{tensor}__noise"] = (direction * scale[:, None].astype(np.float32)).reshape(shape)
+            parts.append(session.run([output], feed)[0])
+        return np.concatenate(parts)
 
     def run_with(self, noise: dict[str, np.ndarray]) -> np.ndarray:
         """N's first output with `noise[t]` (one row per input) added to each tensor t."""

@@ -164,7 +164,11 @@ def _format_value(value: object) -> str:
 
 
 def _node_key(node: onnx.NodeProto, constants: dict[str, np.ndarray], constant_names: set[str]) -> str:
-    """op type + attributes + constant inputs (shape; small integer constants by value)."""
+    """op type + attributes + constant inputs (shape, and dtype unless float32; small integer constants by value).
+
+    The dtype is part of the token, so a float16 or int8 weight never matches a float32 one of the same shape:
+    swapping it would not be the same arithmetic (segment matching is dtype-aware).
+    """
     attributes = ",".join(
         f"{a.name}={_format_value(helper.get_attribute_value(a))}" for a in sorted(node.attribute, key=lambda a: a.name)
     )
@@ -178,7 +182,8 @@ def _node_key(node: onnx.NodeProto, constants: dict[str, np.ndarray], constant_n
         elif value.dtype.kind in "iub" and value.size <= _SMALL_INT_CONSTANT:
             parts.append(f"{position}:={value.ravel().tolist()}")
         else:
-            parts.append(f"{position}:{'x'.join(str(d) for d in value.shape) or 'scalar'}")
+            dtype = "" if value.dtype == np.float32 else f":{value.dtype.name}"
+            parts.append(f"{position}:{'x'.join(str(d) for d in value.shape) or 'scalar'}{dtype}")
     return f"{node.op_type}{{{attributes}}}({';'.join(parts)})"
 
 

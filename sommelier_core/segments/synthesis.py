@@ -71,7 +71,8 @@ def synthesize(
                 original = reference.constants.get(tensor)
                 if original is not None and (value.shape != original.shape or value.dtype != original.dtype):
                     raise SynthesisError(
-                        f"{label}: {ref_name} weight {donor} {value.shape} does not fit {tensor} {original.shape}"
+                        f"{label}: {ref_name} weight {donor} {value.shape} {value.dtype.name} does not fit {tensor} "
+                        f"{original.shape} {original.dtype.name}"
                     )
                 new_name = f"{tensor}__synth{swapped}"
                 swapped += 1

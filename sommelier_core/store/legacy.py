@@ -12,20 +12,24 @@ runs no code of its choosing. The manifest (`manifest`) marks a migrated store, 
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import logging
 import pathlib
 import pickle
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sommelier_core.stages import MODEL_OUTPUTS
 from sommelier_core.store.atomic import write_atomic
 from sommelier_core.store.codec import StorePaths
-from sommelier_core.store.errors import REINDEX_HINT, LegacyStoreError, StoreFormatError
+from sommelier_core.store.compact_outputs import kind_for_task
+from sommelier_core.store.errors import REINDEX_HINT, DamagedArtifact, LegacyStoreError, StoreFormatError
 from sommelier_core.store.manifest import STORE_VERSION, store_version, write_manifest
 from sommelier_core.store.model_store import LEGACY_RECORD_SUFFIX, ModelStore
-from sommelier_core.store.records import encode_record, record_types
+from sommelier_core.store.records import decode_record, encode_record, record_types
 
 LEGACY_SEMANTIC_STORE = Path("index") / "semantic_store.pkl"
 """The semantic index's incremental state as pickled by stores of format 1."""
@@ -53,10 +57,12 @@ class LegacyMigration:
     records: int = 0
     """Pickled records rewritten as data."""
     removed: list[str] = field(default_factory=list)
-    """Other pickles removed (rebuilt by the next index build), relative to the store root."""
+    """Other pickles and kept calibration graphs removed (rebuilt when needed), relative to the store root."""
+    outputs: int = 0
+    """Records of full outputs (`outputs.npy`) rewritten as compact records."""
 
     def __bool__(self) -> bool:
-        return bool(self.records or self.removed)
+        return bool(self.records or self.removed or self.outputs)
 
 
 class _RecordUnpickler(pickle.Unpickler):
@@ -151,8 +157,52 @@ def migrate_legacy_store(store: ModelStore) -> LegacyMigration:
     return done
 
 
+def compact_full_outputs(store: ModelStore) -> int:
+    """Rewrite every `model_outputs` record of full outputs (`outputs.npy`, stores of format ≤ 2) as a compact record
+    (`compact_outputs`: top-1 labels, or float16 vectors with their error bound) and remove the full file; how many.
+
+    The compact record reads exactly as the full outputs did (the same top-1 labels; vectors within their recorded
+    error). A record whose outputs are damaged is left as it is: `sommelier verify` names it and the next
+    `sommelier index` re-runs its stage.
+    """
+    done = 0
+    for path in sorted((store.root / "models").glob(f"*/{MODEL_OUTPUTS.name}.json")):
+        try:
+            model_id, record = decode_record(path.read_bytes(), path, MODEL_OUTPUTS.name, None, store.paths)
+            if record.stored or not store.outputs_path(model_id).exists():
+                continue
+            full = store.load_outputs(model_id)
+        except (DamagedArtifact, StoreFormatError, OSError):
+            continue
+        writer = store.outputs_writer(model_id, len(full), kind_for_task(record.task))
+        try:
+            writer.add(["output"], [full])
+            stored = writer.finish()
+        except BaseException:
+            writer.abandon()
+            raise
+        compact = dataclasses.replace(record, stored=stored, path=str(store.outputs_dir(model_id)))
+        store.save_record(MODEL_OUTPUTS.name, model_id, compact)
+        store.outputs_path(model_id).unlink(missing_ok=True)
+        done += 1
+    return done
+
+
+def remove_kept_calibration_graphs(store: ModelStore) -> list[str]:
+    """Remove the calibration sweep's graphs an older version kept (`calibration/v<N>/*.onnx`, 842 MB for sweep 7):
+    they are regenerated from their seed when a device is profiled, and only the measured profiles are kept.
+    Returns the directories removed, relative to the store root."""
+    removed = []
+    for directory in sorted((store.root / "calibration").glob("v*")):
+        if directory.is_dir():
+            shutil.rmtree(directory, ignore_errors=True)
+            removed.append(directory.relative_to(store.root).as_posix())
+    return removed
+
+
 def ensure_current_format(store: ModelStore) -> LegacyMigration:
-    """Make a store readable by this version: migrate a format-1 store once, mark the format in the manifest.
+    """Make a store readable by this version: migrate a format-1 store once, compact the full outputs of a store of
+    format ≤ 2 and remove its kept calibration graphs, mark the format in the manifest.
 
     A store marked with a newer format is refused (`StoreFormatError`); one marked current is not scanned.
     """
@@ -165,7 +215,18 @@ def ensure_current_format(store: ModelStore) -> LegacyMigration:
     if version == STORE_VERSION:
         return LegacyMigration()
     done = migrate_legacy_store(store) if has_legacy_files(store) else LegacyMigration()
-    if done:
+    done.outputs = compact_full_outputs(store)
+    graphs = remove_kept_calibration_graphs(store)
+    done.removed += graphs
+    if done.outputs or graphs:
+        log.warning(
+            "compacted the stored validation outputs of %d models%s",
+            done.outputs,
+            f"; removed the calibration graphs in {', '.join(graphs)} (regenerated from their seed when needed)"
+            if graphs
+            else "",
+        )
+    if done.records:
         log.warning(
             "migrated the store at %s to format %d: %d pickled records rewritten as data%s",
             store.root,

@@ -10,8 +10,10 @@ from sommelier_core.store.errors import StoreFormatError
 
 MANIFEST_FILE = "store.json"
 STORE_FORMAT = "sommelier.store"
-STORE_VERSION = 2
-"""1: pickled stage records with absolute paths; 2: data-only records, paths relative to the store root."""
+STORE_VERSION = 3
+"""1: pickled stage records with absolute paths; 2: data-only records, paths relative to the store root; 3: compact
+validation outputs (`compact_outputs`) instead of full `outputs.npy`, no kept calibration graphs (`legacy` compacts a
+store of version 2 once)."""
 
 
 def manifest_path(root: Path) -> Path:

@@ -30,6 +30,7 @@ from sommelier_core.stages import stage as stage_of
 from sommelier_core.store.atomic import write_atomic
 from sommelier_core.store.checksums import SEVERITY, FileCheck, bytes_checksum, check_file, mismatch
 from sommelier_core.store.codec import CodecError, StorePaths
+from sommelier_core.store.compact_outputs import OutputKind, OutputsWriter, StoredArrays, StoredOutput, kind_for_task
 from sommelier_core.store.errors import (
     REINDEX_HINT,
     REPAIR_HINT,
@@ -48,6 +49,10 @@ from sommelier_core.store.records import (
 )
 
 LEGACY_RECORD_SUFFIX = ".pkl"
+LEGACY_OUTPUTS_FILE = "outputs.npy"
+"""A model's full validation outputs as stores kept them before compact records (record schema 3)."""
+OUTPUTS_DIR = "outputs"
+"""The directory of a model's compact validation outputs (`compact_outputs`)."""
 """Records of stores from before the data format (schema 1: pickled dataclasses)."""
 
 
@@ -71,11 +76,22 @@ class ModelStore:
         return self.model_dir(model_id) / "fetched"
 
     def outputs_path(self, model_id: str) -> Path:
-        """Where a model's outputs on its validation set are stored."""
-        return self.model_dir(model_id) / "outputs.npy"
+        """Where a store from before compact records kept a model's full validation outputs (`outputs.npy`; still
+        read, see `load_stored_outputs`)."""
+        return self.model_dir(model_id) / LEGACY_OUTPUTS_FILE
+
+    def outputs_dir(self, model_id: str) -> Path:
+        """The directory of a model's compact validation outputs (`compact_outputs`: one `.npy` per output)."""
+        return self.model_dir(model_id) / OUTPUTS_DIR
+
+    def outputs_writer(self, model_id: str, n: int, kind: OutputKind) -> OutputsWriter:
+        """A writer that fills a model's compact outputs batch by batch (`OutputsWriter.finish` puts them in place;
+        the `model_outputs` record written next takes their checksums)."""
+        return OutputsWriter(self.outputs_dir(model_id), n, kind)
 
     def save_outputs(self, model_id: str, outputs: np.ndarray) -> Path:
-        """Store a model's validation outputs (computed once per model, design §3)."""
+        """Store a model's full validation outputs in the format before compact records (`outputs.npy`): what a
+        record without `stored` outputs points to. The pipeline writes compact records (`outputs_writer`)."""
         path = self.outputs_path(model_id)
         tmp = path.with_name(".outputs.tmp.npy")
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -84,9 +100,96 @@ class ModelStore:
         return path
 
     def load_outputs(self, model_id: str) -> np.ndarray:
-        """A model's stored validation outputs, checked against the checksum its `model_outputs` record took of
-        them; `MissingStageOutput` if the stage has not run for it, `DamagedArtifact` naming the file if they
-        are damaged (or, for a record without checksums, do not hold the record's number of rows)."""
+        """A model's stored validation outputs as one float array, for comparisons that read arrays: the full
+        outputs of an older record as they were stored; for a compact record `StoredArrays.dense()` (a one-hot
+        array of the top-1 labels, whose argmax is exactly the stored label, or the stored vectors).
+        `MissingStageOutput`, `DamagedArtifact` as `load_stored_outputs`."""
+        if self._compact_record(model_id) is None:
+            return self._load_full_outputs(model_id)
+        return self.load_stored_outputs(model_id).dense()
+
+    def load_stored_outputs(self, model_id: str) -> StoredArrays:
+        """Every stored output of a model as its `model_outputs` record describes it, each file checked against the
+        checksum the record took of it (an older record\'s full `outputs.npy` is read as the labels or values it
+        amounts to). `MissingStageOutput` if the stage has not run for it, `DamagedArtifact` naming the file if one
+        is damaged or does not hold what the record says."""
+        record = self._compact_record(model_id)
+        if record is None:
+            full = self._load_full_outputs(model_id)
+            task = self._outputs_task(model_id)
+            return StoredArrays.from_full(full, kind_for_task(task), path=self.outputs_path(model_id))
+        envelope, stored, n = record
+        arrays, errors = [], []
+        for output in stored:
+            shape = (n,) if output.kind == "top1" else (n, *output.shape)
+            arrays.append(self._load_array(model_id, envelope, output.path, output.dtype, shape))
+            if output.kind == "top1" and n and int(arrays[-1].max()) >= output.classes:
+                raise DamagedArtifact(
+                    f"{output.path} (model {model_id}, stage {MODEL_OUTPUTS.name}) is damaged: a label "
+                    f"{int(arrays[-1].max())} among {output.classes} classes; {REPAIR_HINT}",
+                    output.path,
+                    model_id,
+                    MODEL_OUTPUTS.name,
+                )
+            error = None
+            if output.error_path is not None:
+                error = self._load_array(model_id, envelope, output.error_path, "float32", (n,))
+            errors.append(error)
+        return StoredArrays(stored, tuple(arrays), tuple(errors))
+
+    def _compact_record(self, model_id: str) -> tuple[Envelope, tuple[StoredOutput, ...], int] | None:
+        """(envelope, stored outputs, n) of a model's compact `model_outputs` record; None for a record of full
+        outputs (or none at all, when the legacy `outputs.npy` is read as before)."""
+        path = self.record_path(MODEL_OUTPUTS.name, model_id)
+        if not path.exists():
+            if self.outputs_path(model_id).exists():
+                return None
+            raise MissingStageOutput(f"outputs of {model_id} are not materialized yet (expected {path})")
+        envelope = self._outputs_envelope(model_id)
+        body = envelope.body if envelope is not None and isinstance(envelope.body, dict) else {}
+        if not body.get("stored"):
+            return None
+        record = decode_body(envelope, path, MODEL_OUTPUTS.name, self.paths)
+        return envelope, tuple(record.stored), int(record.n)
+
+    def _outputs_task(self, model_id: str) -> str:
+        envelope = self._outputs_envelope(model_id)
+        task = envelope.body.get("task") if envelope is not None and isinstance(envelope.body, dict) else None
+        return task if isinstance(task, str) else "classification"
+
+    def _load_array(self, model_id: str, envelope: Envelope, path: Path, dtype: str, shape: tuple[int, ...]):
+        """One stored output file, checked by checksum, dtype and shape against its record."""
+        relative = self.paths.relative(path) or ""
+
+        def damaged(what: str) -> DamagedArtifact:
+            return DamagedArtifact(
+                f"{path} (model {model_id}, stage {MODEL_OUTPUTS.name}) is damaged: {what}; {REPAIR_HINT}",
+                path,
+                model_id,
+                MODEL_OUTPUTS.name,
+            )
+
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            raise damaged("missing") from None
+        recorded = envelope.artifacts.get(relative)
+        if recorded is not None and (problem := mismatch(recorded, bytes_checksum(data))):
+            raise damaged(problem)
+        try:
+            array = np.load(io.BytesIO(data), allow_pickle=False)
+        except (ValueError, EOFError, OSError) as exc:
+            raise damaged(f"not a stored array ({exc})") from None
+        if not isinstance(array, np.ndarray) or array.dtype.name != dtype or array.shape != shape:
+            found = f"{array.dtype} {array.shape}" if isinstance(array, np.ndarray) else type(array).__name__
+            raise damaged(f"{found} where the record says {dtype} {shape}")
+        return array
+
+    def _load_full_outputs(self, model_id: str) -> np.ndarray:
+        """A model's full stored validation outputs (`outputs.npy`, the format before compact records), checked
+        against the checksum its `model_outputs` record took of them; `MissingStageOutput` if the stage has not run
+        for it, `DamagedArtifact` naming the file if they are damaged (or, for a record without checksums, do not
+        hold the record's number of rows)."""
         path = self.outputs_path(model_id)
         if not path.exists():
             raise MissingStageOutput(f"outputs of {model_id} are not materialized yet (expected {path})")
@@ -226,13 +329,14 @@ class ModelStore:
             if problem is not None:
                 problem = f"{target} (model {owner}, stage {stage}) is damaged: {problem}; {REPAIR_HINT}"
             checks.append(FileCheck(target, status, target.name, owner, stage, problem or "", (path,)))
-        outputs = self.outputs_path(owner)
-        if stage == MODEL_OUTPUTS.name and outputs.exists():  # they must load, with the rows the record says
+        if stage == MODEL_OUTPUTS.name:  # they must load, with the dtype and rows the record says
             try:
-                self.load_outputs(owner)
+                self.load_stored_outputs(owner)
             except DamagedArtifact as exc:
-                checks = [c for c in checks if c.path != outputs]
-                checks.append(FileCheck(outputs, "damaged", outputs.name, owner, stage, str(exc), (path,)))
+                checks = [c for c in checks if c.path != exc.path]
+                checks.append(FileCheck(exc.path, "damaged", exc.path.name, owner, stage, str(exc), (path,)))
+            except (MissingStageOutput, StoreFormatError):
+                pass  # the record's own check above says what is wrong
         return checks
 
     def has_record(self, stage: str, model_id: str) -> bool:

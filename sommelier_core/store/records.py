@@ -1,8 +1,8 @@
 """The file format of a stage record: versioned JSON whose class comes from the stage table, with checksums.
 
 A record file `models/<safe id>/<stage>.json` holds
-`{"format": "sommelier.record", "schema": 3, "stage": …, "model_id": …, "checksum": "sha256:…",
-"artifacts": {"models/<safe id>/outputs.npy": {"bytes": …, "sha256": …}}, "record": {…}}`; the record's
+`{"format": "sommelier.record", "schema": 4, "stage": …, "model_id": …, "checksum": "sha256:…",
+"artifacts": {"models/<safe id>/outputs/0.top1.npy": {"bytes": …, "sha256": …}}, "record": {…}}`; the record's
 class is `stage(name).record` in `sommelier_core.stages` (a per-device record `device_profile@cpu` is
 of stage `device_profile`), so the file chooses no code. `checksum` is the SHA-256 of the record body as
 written (compact JSON), so a well-formed but changed record is found; `artifacts` are the size and SHA-256 of
@@ -28,9 +28,10 @@ from sommelier_core.store.codec import STORE_PATH, CodecError, StorePaths, datac
 from sommelier_core.store.errors import REPAIR_HINT, DamagedArtifact, StoreFormatError
 
 RECORD_FORMAT = "sommelier.record"
-RECORD_SCHEMA = 3
+RECORD_SCHEMA = 4
 """The record format version this code writes (1: pickled dataclasses, migrated by `legacy`; 2: data-only
-records without checksums, still read, as unverified)."""
+records without checksums, still read, as unverified; 3: records with checksums whose `model_outputs` point to full
+`outputs.npy`, still read; 4: `model_outputs` records of compact outputs, `compact_outputs`)."""
 FIRST_CHECKSUMMED_SCHEMA = 3
 RECORD_SUFFIX = ".json"
 

@@ -4,6 +4,9 @@ The interface is read from each graph (first input's shape and dtype); the task 
 first output (`models.task_for_output_rank`: rank 2, `(N, classes)`, reads as classification) unless
 `sommelier.json` in the folder declares it. A file that cannot be parsed is still listed, so the rest of the folder
 indexes; converting it then fails with a `ConversionError` naming the file.
+
+ONNX files are data, so an ONNX folder needs no trust (`trust`). A file that is a symbolic link resolving
+outside the folder is listed with a note but never read: fetching it is refused (`OutsideRepository`).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from typing import Any
 
 from sommelier_core.errors import RepositoryError
 from sommelier_core.ingest.repositories.entries import make_entry, merged_metadata, read_metadata_file, short_sha256
+from sommelier_core.ingest.repositories.trust import is_inside, require_inside
 from sommelier_core.models import FetchedModel, ModelEntry, model_id_for, task_for_output_rank
 
 ONNX_SUFFIX = ".onnx"
@@ -23,9 +27,16 @@ class OnnxFolderRepository:
     """Every `*.onnx` file directly inside `folder`; the model name is the file stem."""
 
     def __init__(
-        self, name: str, folder: str | Path, *, metadata: Mapping[str, Mapping[str, Any]] | None = None
+        self,
+        name: str,
+        folder: str | Path,
+        *,
+        metadata: Mapping[str, Mapping[str, Any]] | None = None,
+        trusted: bool = False,
     ) -> None:
         self.name = name
+        self.trusted = trusted
+        """Recorded for uniformity: ONNX files run no code when loaded, so nothing here depends on it."""
         self.folder = Path(folder)
         self.metadata = {k: dict(v) for k, v in (metadata or {}).items()}
 
@@ -37,6 +48,18 @@ class OnnxFolderRepository:
         entries = []
         for path in sorted(self.folder.glob(f"*{ONNX_SUFFIX}")):
             meta = merged_metadata(declared, self.metadata, name=path.stem)
+            if not is_inside(path, self.folder):
+                note = f"{path.name} is a symbolic link out of the repository's folder; it is not read"
+                entries.append(
+                    make_entry(
+                        self.name,
+                        path.stem,
+                        "onnx",
+                        {**meta, "listing_note": note},
+                        version=short_sha256([str(path.resolve()).encode()]),
+                    )
+                )
+                continue
             interface = _graph_interface(path)
             if interface is None:
                 meta = {**meta, "listing_note": f"{path.name} could not be parsed as an ONNX model"}
@@ -61,7 +84,7 @@ class OnnxFolderRepository:
         path = self.folder / f"{entry.name}{ONNX_SUFFIX}"
         if not path.is_file():
             raise RepositoryError(f"{model_id_for(self.name, entry.name)}: no file {path}")
-        return FetchedModel(entry=entry, loader="onnx", source_path=path.resolve())
+        return FetchedModel(entry=entry, loader="onnx", source_path=require_inside(path, self.folder, self.name))
 
 
 def _graph_interface(path: Path) -> tuple[tuple[int, ...] | None, str, int | None] | None:

@@ -4,6 +4,10 @@ A SavedModel declares its interface, so the input shape and dtype come from its
 `serving_default` signature (read from `saved_model.pb` without restoring any variables);
 metadata comes from a `sommelier.json` in the directory that holds the SavedModels, or from
 configuration.
+
+Restoring a SavedModel runs its graph (ops such as `tf.io.write_file` included), so models are fetched only
+from a trusted repository (`trust`); listing reads the signature from the protocol buffer and runs nothing.
+A SavedModel directory that is a symbolic link out of the repository's folder is refused.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from sommelier_core.ingest.repositories.entries import (
     tree_version,
 )
 from sommelier_core.ingest.repositories.network import DEFAULT_TIMEOUT_S, check_reachable, socket_timeout
+from sommelier_core.ingest.repositories.trust import require_inside, require_trust
 from sommelier_core.models import FetchedModel, ModelEntry, model_id_for, task_for_output_rank
 
 SAVED_MODEL_FILE = "saved_model.pb"
@@ -53,7 +58,8 @@ class TFHubRepository:
     `handles` is a list of TF-Hub handles (URLs) or local SavedModel directories, or one local
     directory whose subdirectories are SavedModels (each with `saved_model.pb`). Remote handles
     are downloaded by `tensorflow_hub.resolve` into its cache (`TFHUB_CACHE_DIR`). `metadata`
-    maps model names to metadata overriding `sommelier.json`.
+    maps model names to metadata overriding `sommelier.json`. `trusted` lets its models be fetched (and so
+    restored, which runs their graphs).
     """
 
     def __init__(
@@ -63,8 +69,10 @@ class TFHubRepository:
         *,
         metadata: Mapping[str, Mapping[str, Any]] | None = None,
         timeout_s: float = DEFAULT_TIMEOUT_S,
+        trusted: bool = False,
     ) -> None:
         self.name = name
+        self.trusted = trusted
         self.handles = [str(handles)] if isinstance(handles, str | Path) else [str(h) for h in handles]
         self.metadata = {k: dict(v) for k, v in (metadata or {}).items()}
         self.timeout_s = timeout_s
@@ -82,7 +90,10 @@ class TFHubRepository:
         return sorted(entries, key=lambda e: e.name)
 
     def fetch(self, entry: ModelEntry, dest_dir: Path) -> FetchedModel:
-        """The local SavedModel directory (remote handles: tensorflow_hub's cache; `dest_dir` unused)."""
+        """The local SavedModel directory (remote handles: tensorflow_hub's cache; `dest_dir` unused).
+
+        Refused with `UntrustedRepository` unless the repository is trusted: restoring it runs its graph."""
+        require_trust(self.trusted, "tfhub", self.name, entry.model_id, "a SavedModel's graph runs when restored")
         for source in self._sources():
             if source.name == entry.name:
                 return FetchedModel(entry=entry, loader="savedmodel", source_path=self._resolve(source))
@@ -118,6 +129,8 @@ class TFHubRepository:
             folder = Path(self.handles[0])
             if folder.is_dir() and not (folder / SAVED_MODEL_FILE).is_file():
                 subdirs = sorted(p for p in folder.iterdir() if (p / SAVED_MODEL_FILE).is_file())
+                for subdir in subdirs:  # a link out of the folder refuses the listing: the repository is not as it says
+                    require_inside(subdir, folder, self.name)
                 if not subdirs:
                     raise RepositoryError(
                         f"TF-Hub repository {self.name!r}: {folder} holds no SavedModel subdirectory "

@@ -4,15 +4,23 @@ Entry points are what `torch.hub.list` reports (public callables of `hubconf.py`
 modules do not declare their input shape, so every listed model needs one from the hub's
 `sommelier.json` or from the `input_shapes` configuration; a model without one is an error at
 listing time rather than a failed export later.
+
+Trust (`trust`): loading an entry point runs `hubconf.py` and whatever it unpickles, so only a trusted
+repository's models are fetched. An untrusted repository is still listed — its entry points read from
+`hubconf.py`'s syntax tree, its top-level code never run — and each fetch is refused, naming the fix.
+Torch Hub's own trust prompt is answered `trust_repo=True` only for a trusted repository; an untrusted
+GitHub reference is listed only from Torch Hub's cache (its code is never downloaded on Sommelier's say).
 """
 
 from __future__ import annotations
 
+import ast
 import importlib.util
 import inspect
 import re
 import sys
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -26,6 +34,7 @@ from sommelier_core.ingest.repositories.entries import (
     short_sha256,
 )
 from sommelier_core.ingest.repositories.network import DEFAULT_TIMEOUT_S, check_reachable, socket_timeout
+from sommelier_core.ingest.repositories.trust import require_trust, trust_hint
 from sommelier_core.models import FetchedModel, ModelEntry
 
 HUBCONF = "hubconf.py"
@@ -38,8 +47,8 @@ class TorchHubRepository:
     """The entry points of one Torch Hub repository, as Sommelier models.
 
     `source` is a local directory holding `hubconf.py`, or a GitHub reference `owner/repo[:ref]`
-    that Torch Hub downloads into its cache (`$TORCH_HOME/hub`). Configuring a GitHub repository
-    means trusting its code: it is imported without Torch Hub's interactive prompt.
+    that Torch Hub downloads into its cache (`$TORCH_HOME/hub`). `trusted` says its code may run: only then
+    is `hubconf.py` imported (exact entry points) and are its models fetched (module docstring).
     `input_shapes` maps entry names to input shapes (batch dimension excluded); `metadata` maps
     entry names to extra metadata that overrides the hub's `sommelier.json`; `entries` restricts
     the listing to the named entry points (default: those declared in `sommelier.json`, else all).
@@ -54,9 +63,11 @@ class TorchHubRepository:
         metadata: Mapping[str, Mapping[str, Any]] | None = None,
         entries: Sequence[str] | None = None,
         timeout_s: float = DEFAULT_TIMEOUT_S,
+        trusted: bool = False,
     ) -> None:
         self.name = name
         self.source = str(source)
+        self.trusted = trusted
         self.input_shapes = {k: tuple(v) for k, v in (input_shapes or {}).items()}
         self.metadata = {k: dict(v) for k, v in (metadata or {}).items()}
         self.entries = tuple(entries) if entries is not None else None
@@ -68,9 +79,9 @@ class TorchHubRepository:
     def list_models(self) -> list[ModelEntry]:
         """One entry per selected entry point, sorted by name, with metadata and version."""
         repo_dir = self.repo_dir()
-        hubconf = _import_hubconf(repo_dir)
+        hubconf = self._hubconf(repo_dir)
         declared = read_metadata_file(repo_dir)
-        names = self._selected_names(_entrypoints(hubconf), declared, repo_dir)
+        names = self._selected_names(hubconf, declared, repo_dir)
         metas = {n: merged_metadata(declared, self.metadata, name=n) for n in names}
         missing = [n for n in names if "input_shape" not in metas[n] and n not in self.input_shapes]
         if missing:
@@ -95,8 +106,10 @@ class TorchHubRepository:
     def fetch(self, entry: ModelEntry, dest_dir: Path) -> FetchedModel:
         """The hub directory (local, or Torch Hub's cache for GitHub) and the entry point to load.
 
-        Torch Hub keeps its own download cache, so nothing is written to `dest_dir`.
+        Torch Hub keeps its own download cache, so nothing is written to `dest_dir`. Refused with
+        `UntrustedRepository` unless the repository is trusted: loading the entry point runs its code.
         """
+        require_trust(self.trusted, "torchhub", self.name, entry.model_id, f"{HUBCONF} and the weights it loads")
         repo_dir = self.repo_dir()
         if entry.name not in _entrypoints(_import_hubconf(repo_dir)):
             raise RepositoryError(f"{entry.model_id}: {repo_dir / HUBCONF} has no entry point {entry.name!r}")
@@ -125,13 +138,18 @@ class TorchHubRepository:
         if cached is not None:
             return cached
         what = f"Torch Hub repository {self.name!r} (GitHub {self.source})"
+        if not self.trusted:
+            raise RepositoryError(
+                f"{what} is not trusted and not in Torch Hub's cache; Sommelier downloads a repository's code only "
+                f"when it is trusted; {trust_hint('torchhub', self.name)}"
+            )
         check_reachable(GITHUB_URL, what, self.timeout_s)
         try:
             with socket_timeout(self.timeout_s):
                 # The private helper is what torch.hub.list/load call; it is the only way to learn
                 # the cache directory a GitHub reference was unpacked into.
                 repo_dir = torch.hub._get_cache_or_reload(
-                    self.source, force_reload=False, trust_repo=True, verbose=False, skip_validation=True
+                    self.source, force_reload=False, trust_repo=self.trusted, verbose=False, skip_validation=True
                 )
         except Exception as exc:
             raise RepositoryError(f"{what}: download failed: {exc}") from exc
@@ -149,9 +167,10 @@ class TorchHubRepository:
                 return repo_dir
         return None
 
-    def _selected_names(self, entrypoints: list[str], declared: Mapping[str, Any], repo_dir: Path) -> list[str]:
+    def _selected_names(self, hubconf: _Hubconf, declared: Mapping[str, Any], repo_dir: Path) -> list[str]:
+        entrypoints = hubconf.entrypoints
         wanted = list(self.entries) if self.entries is not None else (sorted(declared) or entrypoints)
-        unknown = [n for n in wanted if n not in entrypoints]
+        unknown = [n for n in wanted if n not in entrypoints and n not in hubconf.imported]
         if unknown:
             raise RepositoryError(
                 f"Torch Hub repository {self.name!r}: {', '.join(unknown)} named in configuration or "
@@ -160,18 +179,71 @@ class TorchHubRepository:
             )
         return sorted(wanted)
 
-    def _version(self, hubconf: ModuleType, name: str, meta: Mapping[str, Any], repo_dir: Path) -> str:
+    def _hubconf(self, repo_dir: Path) -> _Hubconf:
+        """The entry points and their source: imported when trusted (Torch Hub's exact rule), else parsed."""
+        if self.trusted:
+            return _imported_hubconf(repo_dir)
+        return _parsed_hubconf(repo_dir)
+
+    def _version(self, hubconf: _Hubconf, name: str, meta: Mapping[str, Any], repo_dir: Path) -> str:
         """The declared version, else the GitHub ref, else a hash of the entry's code and weights."""
         if meta.get("version"):
             return str(meta["version"])
         if not self._local and ":" in self.source:
             return self.source.split(":", 1)[1]
-        try:
-            code = inspect.getsource(getattr(hubconf, name)).encode()
-        except (OSError, TypeError):
-            code = name.encode()
+        code = hubconf.sources.get(name, name).encode()
         weights = _weight_file(repo_dir, name, meta)
         return short_sha256([code] + ([weights] if weights else []))
+
+
+@dataclass(frozen=True)
+class _Hubconf:
+    """What listing needs from `hubconf.py`: entry point names and each one's source text (for its version)."""
+
+    entrypoints: list[str]
+    sources: dict[str, str]
+    imported: frozenset[str] = frozenset()
+    """Names an untrusted `hubconf.py` imports with `from … import`: entry points only if callable, which is
+    unknown without running it, so they are listed only when `sommelier.json` or `entries` names them."""
+
+
+def _imported_hubconf(repo_dir: Path) -> _Hubconf:
+    """`hubconf.py` imported (its top-level code runs): for trusted repositories."""
+    module = _import_hubconf(repo_dir)
+    sources = {}
+    for name in _entrypoints(module):
+        try:
+            sources[name] = inspect.getsource(getattr(module, name))
+        except (OSError, TypeError):
+            continue
+    return _Hubconf(_entrypoints(module), sources)
+
+
+def _parsed_hubconf(repo_dir: Path) -> _Hubconf:
+    """`hubconf.py` read as a syntax tree, nothing executed: its public top-level functions and classes (and, in
+    `imported`, names from `from … import`). Sources are the lines `inspect.getsource` gives, so a model's
+    version does not change when its repository becomes trusted."""
+    path = repo_dir / HUBCONF
+    try:
+        text = path.read_text()
+        tree = ast.parse(text, filename=str(path))
+    except (OSError, UnicodeDecodeError, SyntaxError, ValueError) as exc:
+        raise RepositoryError(f"{path}: cannot be read as Python source: {exc}") from exc
+    lines = text.splitlines(keepends=True)
+    names: set[str] = set()
+    imported: set[str] = set()
+    sources: dict[str, str] = {}
+    for node in tree.body:
+        if isinstance(node, ast.ClassDef):
+            names.add(node.name)  # no source: `inspect.getsource` cannot find a class of an unregistered module
+        elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            names.add(node.name)
+            first = min([node.lineno, *(d.lineno for d in node.decorator_list)])
+            sources[node.name] = "".join(lines[first - 1 : node.end_lineno])
+        elif isinstance(node, ast.ImportFrom):
+            imported.update(alias.asname or alias.name for alias in node.names if alias.name != "*")
+    public = sorted(n for n in names if not n.startswith("_"))
+    return _Hubconf(public, sources, frozenset(n for n in imported if not n.startswith("_")))
 
 
 def _import_hubconf(repo_dir: Path) -> ModuleType:
