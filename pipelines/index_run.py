@@ -74,11 +74,19 @@ class StopRequests:
 
     def __init__(self) -> None:
         self.signum: int | None = None
+        self._wakeup: int | None = None
 
     def install(self) -> None:
-        """Handle the signals in this (main) thread."""
+        """Handle the signals in this (main) thread. Dagster swaps in handlers of its own while a step runs (it
+        cancels the run and forgets the signal), so every signal's number is also written to a wake-up pipe by the
+        interpreter, whoever handles it, and `check` reads it there."""
         for signum in self.SIGNALS:
             signal.signal(signum, self._handle)
+        read_end, write_end = os.pipe()
+        os.set_blocking(read_end, False)
+        os.set_blocking(write_end, False)
+        signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
+        self._wakeup = read_end
 
     def _handle(self, signum: int, _frame) -> None:
         if self.signum is not None:
@@ -87,7 +95,15 @@ class StopRequests:
         raise KeyboardInterrupt  # what Dagster catches to cancel the run in progress
 
     def check(self) -> None:
-        """Raise `Interrupted` if a stop was requested."""
+        """Raise `Interrupted` if a stop was requested (also one that reached a handler of Dagster's)."""
+        if self.signum is None and self._wakeup is not None:
+            try:
+                received = os.read(self._wakeup, 512)
+            except BlockingIOError:
+                received = b""
+            stops = [signum for signum in received if signum in self.SIGNALS]
+            if stops:
+                self.signum = stops[0]
         if self.signum is not None:
             raise Interrupted(self.signum)
 
