@@ -94,7 +94,9 @@ def indexed_store(small_zoo, tmp_path_factory) -> IndexedStore:
     extra = root / "extra-onnx"
     extra.mkdir()
     two_class_onnx(extra / "two_class.onnx")
-    previous = os.environ.get("SOMMELIER_HOME")
+    # the store's own MLflow, whatever tracking URI an earlier test left exported
+    kept = ("SOMMELIER_HOME", "MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+    previous = {name: os.environ.pop(name, None) for name in kept}
     os.environ["SOMMELIER_HOME"] = str(root)
     try:
         (root / "dagster").mkdir()
@@ -121,10 +123,11 @@ def indexed_store(small_zoo, tmp_path_factory) -> IndexedStore:
         second = run_index(echo=print, instance=instance, resources=resources)
         yield IndexedStore(root, small_zoo, extra, instance, resources, first, second, snapshot)
     finally:
-        if previous is None:
-            os.environ.pop("SOMMELIER_HOME", None)
-        else:
-            os.environ["SOMMELIER_HOME"] = previous
+        for name, value in previous.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def mlflow_client(database: Path):

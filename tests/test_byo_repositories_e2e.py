@@ -90,7 +90,10 @@ def indexed(tmp_path_factory: pytest.TempPathFactory) -> Indexed:
         "datasets:\n"
         "  - {name: sixteen, path: sixteen.npz, for: 'float32[?,1,16,16]'}\n"
     )
-    previous = {k: os.environ.get(k) for k in ("SOMMELIER_HOME", "SOMMELIER_CONFIG")}
+    # MLflow exports the tracking and registry URIs it is pointed at: restored too, or later tests' stores would
+    # send their runs to this one
+    kept = ("SOMMELIER_HOME", "SOMMELIER_CONFIG", "MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+    previous = {k: os.environ.get(k) for k in kept}
     os.environ["SOMMELIER_HOME"] = str(root)
     os.environ.pop("SOMMELIER_CONFIG", None)
     try:
