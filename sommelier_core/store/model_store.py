@@ -162,12 +162,7 @@ class ModelStore:
         relative = self.paths.relative(path) or ""
 
         def damaged(what: str) -> DamagedArtifact:
-            return DamagedArtifact(
-                f"{path} (model {model_id}, stage {MODEL_OUTPUTS.name}) is damaged: {what}; {REPAIR_HINT}",
-                path,
-                model_id,
-                MODEL_OUTPUTS.name,
-            )
+            return damaged_outputs(path, model_id, what)
 
         try:
             data = path.read_bytes()
@@ -197,12 +192,7 @@ class ModelStore:
         data = path.read_bytes()
 
         def damaged(what: str) -> DamagedArtifact:
-            return DamagedArtifact(
-                f"{path} (model {model_id}, stage {MODEL_OUTPUTS.name}) is damaged: {what}; {REPAIR_HINT}",
-                path,
-                model_id,
-                MODEL_OUTPUTS.name,
-            )
+            return damaged_outputs(path, model_id, what)
 
         recorded = envelope.artifacts.get(self.paths.relative(path) or "") if envelope is not None else None
         if recorded is not None and (problem := mismatch(recorded, bytes_checksum(data))):
@@ -417,4 +407,14 @@ def _legacy(path: Path, model_id: str | None, stage: str) -> LegacyStoreError:
     return LegacyStoreError(
         f"{path} (model {model_id or path.parent.name}, stage {stage}) is a pickled record of a store from before "
         f"Sommelier's data-only format; {REINDEX_HINT}"
+    )
+
+
+def damaged_outputs(path: Path, model_id: str, what: str) -> DamagedArtifact:
+    """The error for a model's stored outputs file that fails its checks: names the file, the model and the stage."""
+    return DamagedArtifact(
+        f"{path} (model {model_id}, stage {MODEL_OUTPUTS.name}) is damaged: {what}; {REPAIR_HINT}",
+        path,
+        model_id,
+        MODEL_OUTPUTS.name,
     )
