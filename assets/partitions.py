@@ -51,6 +51,15 @@ def partition_mapping(upstream: Stage, downstream: Stage) -> PartitionMapping | 
     return _ONE_DIMENSION.get((upstream.partitioning, downstream.partitioning))
 
 
+def upstream_key(upstream: Stage, downstream: Stage, key: str) -> str:
+    """The partition of `upstream` that `downstream`'s partition `key` reads: the same one, or its model's when a
+    model × device stage reads a model stage (`key` then a `MultiPartitionKey`)."""
+    mapping = partition_mapping(upstream, downstream)
+    if isinstance(mapping, MultiToSingleDimensionPartitionMapping):
+        return key.keys_by_dimension[mapping.partition_dimension_name]
+    return key
+
+
 def model_device_key(model_id: str, device: str) -> MultiPartitionKey:
     """The partition key of one model on one device."""
     return MultiPartitionKey({MODEL_DIMENSION: model_id, DEVICE_DIMENSION: device})

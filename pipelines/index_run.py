@@ -28,6 +28,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial as bind
 
 from pipelines.jobs import CODE_LOCATION, JOB_BY_PARTITIONING, JOBS, REPOSITORY_NAME
 from pipelines.stages import (
@@ -37,6 +38,7 @@ from pipelines.stages import (
     PER_MODEL_STAGES,
     SECOND_WAVE,
     TABLE_WAVE,
+    range_chunks,
     stages_to_run,
     stale_devices,
 )
@@ -269,8 +271,9 @@ def run_index(echo=print, instance=None, resources: dict | None = None, full: bo
     rebuild from scratch); `full=True` re-runs every model.
     """
     from dagster import AssetKey
+    from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
-    from assets.partitions import model_device_key
+    from assets.partitions import models_partitions
     from pipelines.definitions import build_resources
 
     started = time.perf_counter()
@@ -301,54 +304,101 @@ def run_index(echo=print, instance=None, resources: dict | None = None, full: bo
 
     jobs = named_jobs(resources)
     filed_under_location(instance)
+    remember_partitions(instance)
+    per_run = max(1, resources["settings"].partitions_per_run)
 
-    def run(stages: tuple[str, ...], partition_key: str | None = None, failure_key: str | None = None) -> bool:
+    def execute(stages: tuple[str, ...], partition_key=None, partition_range: tuple[str, str] | None = None):
+        """One run of `stages`' job (over one partition, a range of them, or none); None if there is nothing to
+        run. A stop request during the run raises `Interrupted` (the run was canceled)."""
         if not stages:  # a model that needs none of this wave's stages
-            return True
+            return None
         STOP.check()
+        tags = {OWNER_RUN_TAG: owner_label()}
+        if partition_range is not None:
+            start, end = partition_range
+            tags |= {ASSET_PARTITION_RANGE_START_TAG: start, ASSET_PARTITION_RANGE_END_TAG: end}
         result = jobs[JOB_BY_PARTITIONING[BY_NAME[stages[0]].partitioning]].execute_in_process(
             run_config=QUIET_RUN_CONFIG,
             instance=instance,
             partition_key=partition_key,
             raise_on_error=False,
             asset_selection=[AssetKey(stage) for stage in stages],
-            tags={OWNER_RUN_TAG: owner_label()},
+            tags=tags,
         )
         STOP.check()  # a stop during the run canceled it: report nothing about the model, stop here
         _record_stage_times(instance, result.run_id, summary)
-        if not result.success:
-            summary.failures[failure_key or partition_key or "<index>"] = failure_message(result)
-        return result.success
+        return result
 
-    def wave(stages: tuple[str, ...], keys: list[str], label: str) -> list[str]:
-        done = []
-        for i, key in enumerate(keys, 1):
-            t0 = time.perf_counter()
-            if run(tuple(s for s in plan[key] if s in stages), key):
-                done.append(key)
-                echo(f"  [{label} {i}/{len(keys)}] {key}  ok ({time.perf_counter() - t0:.1f}s)")
-            else:
-                echo(f"  [{label} {i}/{len(keys)}] {key}  FAILED: {summary.failures[key]}")
+    def run(stages: tuple[str, ...], partition_key=None, failure_key: str | None = None) -> bool:
+        result = execute(stages, partition_key)
+        if result is not None and not result.success:
+            summary.failures[failure_key or partition_key or "<index>"] = failure_message(result)
+        return result is None or result.success
+
+    def in_chunks(
+        stages: tuple[str, ...],
+        keys: list[str],
+        label: str,
+        key_of: Callable[[str], object] = lambda k: k,
+        on: str = "",
+        planned: bool = True,
+    ) -> list[str]:
+        """Run each model's stages of this wave (those of its plan, or all of them if not `planned`), up to
+        `per_run` consecutive partitions per run (models that need the same stages); a run that fails is run again
+        one model per run, from the stages it did not finish, so only the model at fault fails. The models done."""
+        done, counter = [], 0
+        selections: dict[tuple[str, ...], list[str]] = defaultdict(list)
+        for key in keys:
+            selections[tuple(s for s in plan[key] if s in stages) if planned else stages].append(key)
+        order = instance.get_dynamic_partitions(models_partitions.name)
+        for selection, members in selections.items():
+            for chunk in range_chunks(members, order, per_run) if selection else [members]:
+                t0 = time.perf_counter()
+                remaining = selection
+                if len(chunk) > 1:
+                    result = execute(selection, partition_range=(str(key_of(chunk[0])), str(key_of(chunk[-1]))))
+                    took = time.perf_counter() - t0
+                    if result.success:
+                        done += chunk
+                        echo(
+                            f"  [{label} {counter + 1}–{counter + len(chunk)}/{len(keys)}] {chunk[0]} … {chunk[-1]}{on}"
+                            f"  ok ({took:.1f}s, {took / len(chunk):.2f}s per model)"
+                        )
+                        counter += len(chunk)
+                        continue
+                    finished = {e.step_key for e in result.all_events if e.is_step_success}
+                    remaining = tuple(s for s in selection if s not in finished)
+                    echo(
+                        f"  [{label}] {chunk[0]} … {chunk[-1]}{on} in one run FAILED ({failure_message(result)});"
+                        " running them one model per run"
+                    )
+                for key in chunk:
+                    counter += 1
+                    t0 = time.perf_counter()
+                    if run(remaining, key_of(key), failure_key=key):
+                        done.append(key)
+                        echo(f"  [{label} {counter}/{len(keys)}] {key}{on}  ok ({time.perf_counter() - t0:.1f}s)")
+                    else:
+                        echo(f"  [{label} {counter}/{len(keys)}] {key}{on}  FAILED: {summary.failures[key]}")
         return done
 
     echo("Stage wave 1: fetch → convert → outputs → cushions → profile")
     ingest = [m for m in pending if set(plan[m]) & set(FIRST_WAVE)]
-    converted = wave(FIRST_WAVE, ingest, "ingest")
+    converted = in_chunks(FIRST_WAVE, ingest, "ingest")
     analysed = sorted([*converted, *(m for m in pending if m not in set(ingest))])
     echo(f"Stage wave 2: latency and operator profile per device ({', '.join(devices)}), operator tables")
-    to_profile = [(m, d) for m in [*summary.up_to_date, *analysed] for d in stale_devices(store, m, devices)]
-    for i, (model_id, device) in enumerate(to_profile, 1):
-        t0 = time.perf_counter()
-        if run(DEVICE_WAVE, model_device_key(model_id, device), failure_key=model_id):
-            echo(f"  [device {i}/{len(to_profile)}] {model_id} on {device}  ok ({time.perf_counter() - t0:.1f}s)")
-        else:
-            echo(f"  [device {i}/{len(to_profile)}] {model_id} on {device}  FAILED: {summary.failures[model_id]}")
-    if to_profile:
+    profiled_any = False
+    for device in devices:
+        to_profile = [m for m in [*summary.up_to_date, *analysed] if stale_devices(store, m, [device])]
+        profiled_any |= bool(to_profile)
+        on_device = bind(_on_device, device=device)
+        in_chunks(DEVICE_WAVE, to_profile, "device", on_device, f" on {device}", planned=False)
+    if profiled_any:
         for device in devices:
             if not run(TABLE_WAVE, device, failure_key=f"<operator table {device}>"):
                 echo(f"  operator table {device} FAILED: {summary.failures[f'<operator table {device}>']}")
     echo("Stage wave 3: peers → compare → bound")
-    wave(SECOND_WAVE, [m for m in analysed if set(plan[m]) & set(SECOND_WAVE)], "analysis")
+    in_chunks(SECOND_WAVE, [m for m in analysed if set(plan[m]) & set(SECOND_WAVE)], "analysis")
     echo("Stage wave 4: semantic index, resource index")
     if not run(INDEX_WAVE):
         echo(f"  index build FAILED: {summary.failures['<index>']}")
@@ -360,6 +410,12 @@ def run_index(echo=print, instance=None, resources: dict | None = None, full: bo
         + (f"; {len(summary.failures)} failed (see above)" if summary.failures else "")
     )
     return summary
+
+
+def _on_device(model_id: str, device: str):
+    from assets.partitions import model_device_key
+
+    return model_device_key(model_id, device)
 
 
 def named_jobs(resources: dict) -> dict:
@@ -393,6 +449,36 @@ def filed_under_location(instance) -> None:
 
     instance.create_run_for_job = create_run_of_location_job
     instance._sommelier_files_runs = True
+
+
+def remember_partitions(instance) -> None:
+    """Answer Dagster's "does this partition exist" from memory in this process: every step asks it of each of its
+    partitions and their upstream ones (about 30 queries per model), while the partitions an index run executes are
+    the ones it registered itself. The set is read once per partitions definition and read again after this instance
+    adds or deletes one; a key it does not hold is still asked of the instance (one another process added)."""
+    if getattr(instance, "_sommelier_remembers_partitions", False):
+        return
+    known: dict[str, frozenset[str]] = {}
+    ask, add = instance.has_dynamic_partition, instance.add_dynamic_partitions
+    delete = instance.delete_dynamic_partition
+
+    def has_dynamic_partition(partitions_def_name: str, partition_key: str) -> bool:
+        if partitions_def_name not in known:
+            known[partitions_def_name] = frozenset(instance.get_dynamic_partitions(partitions_def_name))
+        return partition_key in known[partitions_def_name] or ask(partitions_def_name, partition_key)
+
+    def add_dynamic_partitions(partitions_def_name: str, partition_keys):
+        known.pop(partitions_def_name, None)
+        return add(partitions_def_name, partition_keys)
+
+    def delete_dynamic_partition(partitions_def_name: str, partition_key: str):
+        known.pop(partitions_def_name, None)
+        return delete(partitions_def_name, partition_key)
+
+    instance.has_dynamic_partition = has_dynamic_partition
+    instance.add_dynamic_partitions = add_dynamic_partitions
+    instance.delete_dynamic_partition = delete_dynamic_partition
+    instance._sommelier_remembers_partitions = True
 
 
 def _stage_parents() -> dict[str, tuple[str, ...]]:

@@ -98,3 +98,18 @@ def stale_devices(store: ModelStore, model_id: str, devices: Sequence[str]) -> l
 def conversion_current(store: ModelStore, entry: ModelEntry) -> bool:
     """Whether the stored ONNX file is the conversion of the version the repository lists now."""
     return ONNX_MODEL.name not in stages_to_run(store, entry)
+
+
+def range_chunks(keys: Iterable[str], order: Sequence[str], size: int) -> list[list[str]]:
+    """`keys` split into runs of at most `size` partitions that are consecutive in `order` (the partitions' order),
+    each in that order: a run over a partition-key range covers every partition between its first and last, so a
+    chunk may not skip one. Keys not in `order` are left out."""
+    position = {key: i for i, key in enumerate(order)}
+    chunks: list[list[str]] = []
+    for key in sorted((k for k in keys if k in position), key=position.__getitem__):
+        last = chunks[-1] if chunks else None
+        if last is not None and len(last) < size and position[key] == position[last[-1]] + 1:
+            last.append(key)
+        else:
+            chunks.append([key])
+    return chunks

@@ -68,6 +68,10 @@ ARTIFACT_COLUMNS: tuple[tuple[str, str], ...] = (
 _MODEL_RUNS: dict[tuple[str, str, str, str], str] = {}
 """(tracking URI, experiment, model id, fingerprint) → run id, for this process: a model version's run is found in
 MLflow once per process, not on every stage's call (each search is a query of the runs' tags)."""
+_CLIENTS: dict[str, MlflowClient] = {}
+"""Tracking URI → its client, for this process: a client is made once, not on every call of every stage."""
+_EXPERIMENT_IDS: dict[tuple[str, str], str] = {}
+"""(tracking URI, experiment name) → its id, for this process: looked up (or created) once."""
 
 
 def model_key(model_id: str) -> str:
@@ -113,12 +117,18 @@ class MlflowTracker(ConfigurableResource):
         from mlflow import MlflowClient
 
         uri = self._uri()
-        return MlflowClient(tracking_uri=uri, registry_uri=uri)  # the registry mirror lives with the runs
+        if uri not in _CLIENTS:
+            _CLIENTS[uri] = MlflowClient(tracking_uri=uri, registry_uri=uri)  # the registry mirror lives with the runs
+        return _CLIENTS[uri]
 
     def _experiment_id(self, client: MlflowClient | None = None) -> str:
         """The experiment's id, created (of the ML kind, artifacts under the store root) on first use."""
-        client = client or self.client()
         uri = self._uri()
+        if (uri, self.experiment) not in _EXPERIMENT_IDS:
+            _EXPERIMENT_IDS[uri, self.experiment] = self._find_or_create_experiment(client or self.client(), uri)
+        return _EXPERIMENT_IDS[uri, self.experiment]
+
+    def _find_or_create_experiment(self, client: MlflowClient, uri: str) -> str:
         found = client.get_experiment_by_name(self.experiment)
         own_database = store_root() / "mlflow" / "mlflow.db"
         if found is not None and uri == f"sqlite:///{own_database}":  # the store's own tracking store

@@ -23,6 +23,9 @@ class IndexSettings(ConfigurableResource):
     pivots: int = defaults.PIVOTS
     """Of the `peers`, how many are the group's first models (`equivalence.choose_peers`): every pair of a group
     then shares a measured pivot, so path bounds rank candidates in groups of thousands."""
+    partitions_per_run: int = defaults.PARTITIONS_PER_RUN
+    """Models (or models on one device) one Dagster run of `sommelier index` covers: Dagster's cost per run is
+    shared by them. A run that fails is run again one model per run, so a bad model fails alone."""
     seed: int = defaults.SEED
     """Seed of peer sampling and profiling inputs."""
     bound_mode: str = defaults.BOUND_MODE

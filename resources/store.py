@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
-from dagster import ConfigurableIOManager, ConfigurableResource, InputContext, OutputContext
+from dagster import ConfigurableIOManager, ConfigurableResource, InputContext, MultiPartitionsDefinition, OutputContext
 
 from sommelier_core.models import safe_name
 from sommelier_core.settings import store_root
@@ -53,7 +53,14 @@ class StoreIOManager(ConfigurableIOManager):
 
     def handle_output(self, context: OutputContext, obj: Any) -> None:
         stage = context.asset_key.path[-1]
-        partition = context.partition_key if context.has_partition_key else None
+        keys = _partition_keys(context)
+        if len(keys) > 1:  # a range: {partition key: record}, as `assets.stage_asset` returns it
+            for key in keys:
+                self._write(stage, key, obj[str(key)])
+        else:
+            self._write(stage, keys[0] if keys else None, obj)
+
+    def _write(self, stage: str, partition: Any, obj: Any) -> None:
         if isinstance(obj, pl.DataFrame):
             name = table_file(stage) if partition is None else f"{stage}/{table_file(safe_name(str(partition)))}"
             write_parquet_atomic(obj, self._store().index_dir / name)
@@ -62,11 +69,25 @@ class StoreIOManager(ConfigurableIOManager):
             self._store().save_record(stage, model_id, obj)
 
     def load_input(self, context: InputContext) -> Any:
+        """A record; for a step over several partitions, {partition key: record} for the partitions it reads."""
         stage = context.asset_key.path[-1]
         if context.has_asset_partitions:
-            stage, model_id = record_location(stage, context.asset_partition_key)
-            return self._store().load_record(stage, model_id)
+            keys = _partition_keys(context)
+            if len(keys) > 1:
+                return {str(key): self._store().load_record(*record_location(stage, key)) for key in keys}
+            return self._store().load_record(*record_location(stage, keys[0]))
         return read_parquet_checked(self._store().index_dir / table_file(stage))
+
+
+def _partition_keys(context: InputContext | OutputContext) -> list[Any]:
+    """The asset partitions an output writes or an input reads (a model × device one as a `MultiPartitionKey`)."""
+    if not context.has_asset_partitions:
+        return []
+    definition = context.asset_partitions_def
+    keys = list(context.asset_partition_keys)
+    if isinstance(definition, MultiPartitionsDefinition):
+        return [definition.get_partition_key_from_str(key) for key in keys]
+    return keys
 
 
 def record_location(stage: str, partition_key: Any) -> tuple[str, str]:

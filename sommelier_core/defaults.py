@@ -71,3 +71,9 @@ the indexing process stops when the command is gone, even killed outright (SIGKI
 PIVOTS = 2
 """Of the peers each model is compared with, how many are its compatible group's pivots (the group's first models):
 every pair of a group then has a two-hop path through a shared pivot, so path bounds can rank them (`choose_peers`)."""
+
+PARTITIONS_PER_RUN = 25
+"""Partitions (models, or models on one device) one Dagster run of a wave covers, in `sommelier index` and in
+backfills launched from the UI: Dagster's cost per run (creating it, planning, its events) is then shared by that many
+models instead of paid by each. A run whose step fails for one of them is run again one model per run, so a bad model
+still fails alone."""

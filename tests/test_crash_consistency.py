@@ -57,7 +57,7 @@ INDEX_FOLDER = textwrap.dedent(
         "repositories": RepositoriesResource(
             repositories=[RepositoryConfig(kind="onnx", name="gen", location=[sys.argv[1]])]
         ),
-        "settings": IndexSettings(operator_sweep=False, latency_repeats=5, profile_runs=2),
+        "settings": IndexSettings(operator_sweep=False, latency_repeats=5, profile_runs=2, partitions_per_run=2),
     }
     sys.exit(index_run.main(sys.argv[2:], resources=resources))
     """
@@ -207,7 +207,7 @@ def folder(tmp_path) -> Path:
 def test_an_index_run_killed_mid_wave_resumes_with_nothing_lost_duplicated_or_left_started(tmp_path, folder, signum):
     store = tmp_path / "store"
     first = _index_folder(store, folder)
-    _wait_for_line(first, "[ingest 2/")  # one model through wave 1, the next one's run under way
+    _wait_for_line(first, "[ingest 1–2/")  # two models through wave 1 in one run, the next two's run under way
     time.sleep(0.5)
     first.send_signal(signum)
     first.wait(timeout=120)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+from collections.abc import Mapping
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
@@ -12,9 +13,14 @@ DPI = 90
 """Pixels per inch of the PNGs: sharp enough to read in a browser, small enough (tens of kB) for run metadata."""
 
 
-def new_figure(width_in: float, height_in: float) -> Figure:
-    """An empty figure of that size (inches) on its own Agg canvas, laid out to keep labels inside."""
-    figure = Figure(figsize=(width_in, height_in), layout="constrained")
+def new_figure(width_in: float, height_in: float, margins: Mapping[str, float] | None = None) -> Figure:
+    """An empty figure of that size (inches) on its own Agg canvas, laid out to keep labels inside; or, given
+    `margins` (`subplots_adjust`'s fractions: left, right, bottom, top, wspace), laid out by them. Fixed margins
+    halve the time to render a small figure (no layout solved): per-model plots, drawn for every model indexed,
+    use them."""
+    figure = Figure(figsize=(width_in, height_in), layout=None if margins else "constrained")
+    if margins:
+        figure.subplots_adjust(**margins)
     FigureCanvasAgg(figure)
     return figure
 

@@ -34,19 +34,20 @@ def kernel_time_by_op(profile: DeviceProfile) -> list[tuple[str, float]]:
 
 def latency_plot(profile: DeviceProfile) -> Figure:
     """Left: median latency per batch size with a whisker up to p90. Right: kernel time by operator type."""
-    figure = new_figure(8.0, 3.4)
+    figure = new_figure(8.0, 3.4, margins={"left": 0.1, "right": 0.98, "bottom": 0.14, "top": 0.83, "wspace": 0.62})
     left, right = figure.subplots(1, 2)
     batches = [str(lat.batch_size) for lat in profile.latency]
     medians = [lat.median_ms for lat in profile.latency]
     spreads = [[0.0] * len(medians), [lat.p90_ms - lat.median_ms for lat in profile.latency]]
     left.bar(batches, medians, yerr=spreads, capsize=4, color="#4477aa")
     left.set_xlabel("batch size")
-    left.set_ylabel("latency (ms): median, whisker to p90")
+    left.set_ylabel("latency (ms): median, whisker to p90", fontsize=9)
     repeats = profile.latency[0].repeats if profile.latency else 0
     left.set_title(f"{profile.device}, {repeats} timed runs each", fontsize=9)
     by_op = kernel_time_by_op(profile)
     if by_op:
         right.barh([op for op, _ in by_op][::-1], [ms for _, ms in by_op][::-1], color="#cc6677")
+        right.tick_params(axis="y", labelsize=8)
         right.set_xlabel(f"kernel time (ms), batch {profile.latency[0].batch_size}")
         right.set_title("where the time goes", fontsize=9)
     else:

@@ -13,7 +13,7 @@ from sommelier_core.profiling.memory import MemoryPoint
 def memory_by_batch_plot(model_id: str, points: Sequence[MemoryPoint]) -> Figure:
     """Weights plus peak activations (solid) and weights alone (dashed) against batch size, one line per input
     resolution profiled (the model's own shapes when it has no symbolic spatial size); MiB on the y axis."""
-    figure = new_figure(5.0, 3.6)
+    figure = new_figure(5.0, 3.6, margins={"left": 0.14, "right": 0.97, "bottom": 0.13, "top": 0.91})
     axes = figure.add_subplot()
     mib = 1024.0 * 1024.0
     for resolution in sorted({p.resolution for p in points}, key=lambda r: (r is not None, r or 0)):
