@@ -95,11 +95,10 @@ def _per_partition(compute: Callable[..., Any], stage: Stage, record_inputs: tup
     generates = inspect.isgeneratorfunction(compute)
 
     def partitions(context: AssetExecutionContext) -> list[str] | None:
-        """The step's partition keys when it targets more than one, else None."""
+        """The step's partition keys when it targets a range (even of one), else None."""
         if context.has_partition_key:
             return None
-        keys = [_typed_key(context, key) for key in context.partition_keys]
-        return keys if len(keys) > 1 else None
+        return [_typed_key(context, key) for key in context.partition_keys]
 
     def per_key_inputs(key: str, inputs: dict[str, Any]) -> dict[str, Any]:
         return {
@@ -129,6 +128,9 @@ def _per_partition(compute: Callable[..., Any], stage: Stage, record_inputs: tup
             if keys is None:
                 yield from compute(context, **inputs)
                 return
+            if len(keys) == 1:  # a range of one: records arrive as they do for one partition
+                yield from compute(PartitionContext(context, keys[0]), **inputs)
+                return
             records, checks = {}, {}
             for key, record, results in run_each(context, inputs, keys):
                 records[key] = record
@@ -144,6 +146,8 @@ def _per_partition(compute: Callable[..., Any], stage: Stage, record_inputs: tup
             keys = partitions(context)
             if keys is None:
                 return compute(context, **inputs)
+            if len(keys) == 1:  # a range of one: records arrive as they do for one partition
+                return compute(PartitionContext(context, keys[0]), **inputs)
             return {key: record for key, record, _ in run_each(context, inputs, keys)}
 
     body.__name__ = compute.__name__

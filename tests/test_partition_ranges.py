@@ -73,3 +73,50 @@ def test_an_index_run_in_ranges_fails_only_the_bad_model_and_indexes_the_rest(tm
     assert sorted(indexed) == ["gen/linear_00000", "gen/linear_00004", "gen/mlp1d_00003", "gen/mlp_00001"]
     # per model, one run per wave would be 3 × 5 = 15 runs, plus the table and the index
     assert len(runs) < 15, [r.job_name for r in runs]
+
+
+def _generated_repository_resources(tmp_path, models: int) -> dict:
+    from sommelier_bench.index_cost import generate_onnx_repository
+
+    folder = tmp_path / "repository"
+    generate_onnx_repository(folder, models)
+    return build_resources("local") | {
+        "store": ModelStoreResource(root=str(tmp_path)),
+        "io_manager": StoreIOManager(root=str(tmp_path)),
+        "repositories": RepositoriesResource(
+            repositories=[RepositoryConfig(kind="onnx", name="gen", location=[str(folder)])]
+        ),
+    }
+
+
+def test_a_range_run_stores_each_models_record_and_gives_each_its_own_metadata_and_check(tmp_path, monkeypatch):
+    from dagster import AssetKey, DagsterEventType, materialize
+    from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
+
+    from assets.partitions import models_partitions
+    from pipelines.definitions import all_assets
+    from sommelier_core.store import ModelStore
+
+    monkeypatch.setenv("SOMMELIER_HOME", str(tmp_path))
+    resources = _generated_repository_resources(tmp_path, 3)
+    keys = ["gen/linear_00000", "gen/mlp_00001", "gen/cnn_00002"]
+    with DagsterInstance.ephemeral() as instance:
+        instance.add_dynamic_partitions(models_partitions.name, keys)
+        for start, end in [(keys[0], keys[1]), (keys[2], keys[2])]:  # a range of two, then a range of one
+            result = materialize(
+                all_assets,
+                selection=["fetched_model", "onnx_model"],
+                resources=resources,
+                instance=instance,
+                tags={ASSET_PARTITION_RANGE_START_TAG: start, ASSET_PARTITION_RANGE_END_TAG: end},
+            )
+            assert result.success
+        events = instance.fetch_materializations(AssetKey("fetched_model"), limit=10).records
+        checks = [e for e in result.all_events if e.event_type == DagsterEventType.ASSET_CHECK_EVALUATION]
+    by_partition = {e.partition_key: e.asset_materialization.metadata for e in events}
+    assert set(by_partition) == set(keys)
+    for key in keys:  # each model's own metadata, not the range's
+        assert key.split("/")[1] in str(by_partition[key]["Source"].value), by_partition[key]
+    store = ModelStore(tmp_path)
+    assert {store.load_record("onnx_model", key).model_id for key in keys} == set(keys)
+    assert checks and all(e.event_specific_data.passed for e in checks)
