@@ -7,6 +7,8 @@ server (PostgreSQL backend, artifact serving into the store), N Celery workers (
 `dagster-daemon` (the repository sensor, the nightly schedule, the run queue) and the Dagster webserver. A service
 already up is left as it is, so `up` is idempotent. `status` says which are up (and whether PostgreSQL and
 RabbitMQ are reachable); `down` stops them; `env` prints the variables that point `sommelier` at the cluster.
+`up --owner-pid PID` ties the cluster to a process (the test session): a watchdog process brings the cluster down
+and drops its databases once that process is gone, however it ended (even SIGKILL).
 The services, and how they map onto several machines or Kubernetes, are described in `docs/deployment.md`.
 """
 
@@ -49,6 +51,13 @@ POSTGRES_PORT = 5432
 POSTGRES_USER = "postgres"
 READY_TIMEOUT_S = 240.0
 """How long `up` waits for a service to answer before calling it failed (two loaded cores start MLflow slowly)."""
+SERVICE_MARK_ENV = "SOMMELIER_CLUSTER_STATE"
+"""Set, to the state directory, in the environment of every service `up` starts (and so of every process they
+start): how `down` and the tests' clean-up find a cluster's processes when a pid file is lost. Never set in a
+user's shell, unlike `DAGSTER_HOME`, so matching on it cannot hit the shell that runs `down`."""
+WATCHDOG = "watchdog"
+"""The process `up --owner-pid` starts to bring the cluster down when its owner is gone (not a service)."""
+WATCH_POLL_S = 1.0
 
 
 @dataclass
@@ -66,6 +75,12 @@ class Cluster:
     repositories: list[dict] = field(default_factory=list)
     index_settings: dict = field(default_factory=dict)
     webserver: bool = True
+    owner_pid: int | None = None
+    """The process this cluster belongs to (`--owner-pid`): when it is gone, the watchdog brings the cluster down
+    and drops its databases. None: the cluster runs until `down`."""
+    owner_started: int | None = None
+    """The owner's start time (clock ticks since boot, `/proc/<pid>/stat`): a later process reusing its pid is not
+    taken for it."""
 
     @property
     def state(self) -> Path:
@@ -391,7 +406,7 @@ def start(cluster: Cluster, service: Service) -> int:
     log = log_file(cluster, service.name)
     log.parent.mkdir(parents=True, exist_ok=True)
     _pid_file(cluster, service.name).parent.mkdir(parents=True, exist_ok=True)
-    env = os.environ | cluster.environment()
+    env = os.environ | cluster.environment() | {SERVICE_MARK_ENV: str(cluster.state)}
     env["PYTHONPATH"] = os.pathsep.join([str(cluster.state / "celery"), str(REPO_ROOT)])
     with open(log, "ab") as out:
         process = subprocess.Popen(
@@ -454,6 +469,108 @@ def _pgid_of(pid: int) -> int | None:
         return None
 
 
+def process_start_ticks(pid: int) -> int | None:
+    """When process `pid` started (clock ticks since boot), or None when it does not exist (or is a zombie): with
+    the pid, it names one process, not whichever reuses the pid later."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return None if fields[0] == "Z" else int(fields[19])
+
+
+def process_alive(pid: int, started: int | None = None) -> bool:
+    """Whether process `pid` runs (and, given `started`, is the one that started then)."""
+    ticks = process_start_ticks(pid)
+    return ticks is not None and (started is None or ticks == started)
+
+
+def cluster_processes(state_dir: Path) -> list[int]:
+    """The processes started for the cluster of `state_dir` (its services and whatever they started), found by the
+    `SERVICE_MARK_ENV` entry of their environment; this process is never among them."""
+    mark = f"{SERVICE_MARK_ENV}={Path(state_dir)}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes()
+        except OSError:  # gone meanwhile, or another user's
+            continue
+        if mark in environ.split(b"\0") and process_alive(int(entry.name)):
+            found.append(int(entry.name))
+    return sorted(found)
+
+
+def kill_processes(pids: list[int], timeout_s: float = 10.0) -> None:
+    """SIGTERM to each of `pids`, SIGKILL to those still alive after `timeout_s`."""
+    for signum in (signal.SIGTERM, signal.SIGKILL):
+        for pid in pids:
+            try:
+                os.kill(pid, signum)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + (timeout_s if signum == signal.SIGTERM else 5.0)
+        while time.monotonic() < deadline and any(process_alive(pid) for pid in pids):
+            time.sleep(0.1)
+
+
+def stop_everything(cluster: Cluster) -> list[str]:
+    """Stop every service (by pid file, with its process group), then any process still marked as the cluster's
+    (e.g. a run process the daemon started in a session of its own); the names of the services that were up."""
+    names = [service.name for service in reversed(services(cluster))]
+    stopped = stop(cluster, names)
+    kill_processes([pid for pid in cluster_processes(cluster.state) if pid != _watchdog_pid(cluster)])
+    return stopped
+
+
+def _watchdog_pid(cluster: Cluster) -> int | None:
+    return service_pid(cluster, WATCHDOG)
+
+
+def start_watchdog(cluster: Cluster) -> int:
+    """Start the watchdog of an owned cluster (unless it runs): its own session, like the services, so it outlives
+    `up` and its owner."""
+    import subprocess
+
+    running = _watchdog_pid(cluster)
+    if running is not None:
+        return running
+    log = log_file(cluster, WATCHDOG)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    _pid_file(cluster, WATCHDOG).parent.mkdir(parents=True, exist_ok=True)
+    command = [sys.executable, "-m", "deploy.local_cluster", "watch", "--state-dir", str(cluster.state)]
+    env = os.environ | {"PYTHONPATH": str(REPO_ROOT)}
+    with open(log, "ab") as out:
+        process = subprocess.Popen(
+            command, cwd=REPO_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )  # fmt: skip
+    _pid_file(cluster, WATCHDOG).write_text(f"{process.pid}\n")
+    return process.pid
+
+
+def watch_owner(cluster: Cluster, poll_s: float = WATCH_POLL_S, drop: bool = True, echo=print) -> None:
+    """Wait until the cluster's owner process is gone, then stop every service and (with `drop`) drop the
+    databases: what the owner's own clean-up would have done had it not been killed. Returns at once for a cluster
+    without an owner."""
+    if cluster.owner_pid is None:
+        return
+    while process_alive(cluster.owner_pid, cluster.owner_started):
+        time.sleep(poll_s)
+    echo(f"owner pid {cluster.owner_pid} is gone: bringing the cluster in {cluster.state} down")
+    for name in stop_everything(cluster):
+        echo(f"  {name:<10} stopped")
+    if drop:
+        try:
+            drop_databases(cluster)
+            echo(f"  databases {cluster.database('dagster')}, {cluster.database('mlflow')} dropped")
+        except Exception as exc:  # PostgreSQL gone too: nothing more this process can do
+            names = f"{cluster.database('dagster')}, {cluster.database('mlflow')}"
+            echo(f"error: could not drop the databases {names}: {exc}")
+    _pid_file(cluster, WATCHDOG).unlink(missing_ok=True)
+
+
 def wait_for_first_sensor_tick(cluster: Cluster, timeout_s: float = 120.0) -> bool:
     """Wait until the daemon has evaluated the repository sensor once (it does on start; the next tick is
     minutes away); False on timeout. Tests and benchmarks add their models after it, so that `sommelier index`
@@ -511,6 +628,9 @@ def up(cluster: Cluster, echo=print) -> int:
         if service.name == "mlflow" and not _wait_ready(cluster, service):  # the workers log to it
             echo(f"error: mlflow did not come up; see {log_file(cluster, service.name)}")
             return 1
+    if cluster.owner_pid is not None:
+        watchdog = start_watchdog(cluster)
+        echo(f"  {WATCHDOG:<10} pid {watchdog}: brings the cluster down when pid {cluster.owner_pid} exits")
     failed = [s.name for s in wanted if not _wait_ready(cluster, s)]
     for name in failed:
         echo(f"error: {name} did not come up; see {log_file(cluster, name)}")
@@ -536,8 +656,9 @@ def _wait_ready(cluster: Cluster, service: Service) -> bool:
 
 
 def down(cluster: Cluster, echo=print, drop: bool = False) -> int:
-    """Stop every service; with `drop`, drop the databases too."""
-    for name in stop(cluster, [service.name for service in reversed(services(cluster))]):
+    """Stop the watchdog (if any), every service and what they started; with `drop`, drop the databases too."""
+    stop(cluster, [WATCHDOG])
+    for name in stop_everything(cluster):
         echo(f"  {name:<10} stopped")
     if drop:
         drop_databases(cluster)
@@ -582,7 +703,7 @@ def _index_settings(text: str) -> dict:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="deploy/local-cluster", description=__doc__.split("\n\n")[0])
-    parser.add_argument("command", choices=["up", "down", "status", "env"])
+    parser.add_argument("command", choices=["up", "down", "status", "env", "watch"])
     parser.add_argument(
         "--state-dir", type=Path, default=None, help="pid files, logs, dagster.yaml (default: <store root>/cluster)"
     )
@@ -610,6 +731,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--no-webserver", action="store_true", help="start no Dagster webserver")
     parser.add_argument("--drop-databases", action="store_true", help="with down: drop the cluster's databases")
+    parser.add_argument(
+        "--owner-pid",
+        type=int,
+        default=None,
+        help="with up: bring the cluster down, databases dropped, once this process is gone (test sessions)",
+    )
     return parser
 
 
@@ -635,7 +762,12 @@ def main(argv: list[str] | None = None) -> int:
             repositories=args.repository,
             index_settings=args.index_settings,
             webserver=not args.no_webserver,
+            owner_pid=args.owner_pid,
+            owner_started=None if args.owner_pid is None else process_start_ticks(args.owner_pid),
         )
+        if cluster.owner_pid is not None and cluster.owner_started is None:
+            print(f"error: --owner-pid {cluster.owner_pid}: no such process", file=sys.stderr)
+            return 2
         return up(cluster)
     if saved is None:
         print(f"No cluster was brought up in {state_dir} (no {STATE_FILE}); run `deploy/local-cluster up` first.")
@@ -644,6 +776,9 @@ def main(argv: list[str] | None = None) -> int:
         return down(saved, drop=args.drop_databases)
     if args.command == "status":
         return status(saved)
+    if args.command == "watch":
+        watch_owner(saved)
+        return 0
     for name, value in saved.environment().items():
         print(f"export {name}={shlex.quote(value)}")
     return 0

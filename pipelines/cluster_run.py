@@ -12,13 +12,26 @@ is a task on the cluster's queue and any worker process runs it, reading and wri
 wave are in flight together (several per worker, so workers never wait for this process), and a model that fails
 fails alone. A step whose worker dies is handed to another worker (late acknowledgement,
 `sommelier_core.settings.celery_settings`).
+
+Stopping (issue 14): SIGINT, SIGTERM or SIGHUP (which `sommelier index` passes on) stop the driver between runs, as
+they stop the embedded one (`pipelines.index_run.STOP`). It submits nothing more, marks its runs in progress
+CANCELING and signals the processes driving them, whose Celery executors revoke their queued steps; runs that have
+not ended after `STOP_GRACE_S` (a step already executing on a worker: a solo-pool worker cannot be interrupted,
+it finishes the step) have their processes killed and are marked CANCELED, and MLflow runs this process opened
+KILLED. It exits 128 + the signal's number. Every run carries the driver's `<host>:<pid>`
+(`pipelines.index_run.OWNER_RUN_TAG`), so the next `sommelier index` cancels the runs of a driver killed outright
+(SIGKILL) and plans from what is stored: stages are idempotent, so nothing runs twice into MLflow.
 """
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
 import time
 from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future
+from concurrent.futures import wait as wait_for_futures
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +45,11 @@ RUNS_PER_WORKER = 3
 """Runs of a wave in flight per worker: a run submits its next step a tick after the last, so one run per worker
 would leave workers idle between steps."""
 WORKER_PING_TIMEOUT_S = 5.0
+STOP_GRACE_S = 15.0
+"""How long a stopped driver waits for its canceled runs to end on their own before it kills their processes:
+long enough for the executors to revoke their queued steps and report the runs CANCELED."""
+POLL_S = 0.5
+"""How often the driver looks at its runs, and at stop requests, while a wave is in flight."""
 
 
 @dataclass(frozen=True)
@@ -69,16 +87,18 @@ def reconstructable_job(job_name: str):
     return repository.get_reconstructable_job(job_name)
 
 
-def execute_on_cluster(run: ClusterRun) -> tuple[bool, str, str]:
-    """Execute one run with the Celery executor on the instance `$DAGSTER_HOME` names; (success, failure message,
-    run id). Blocks until the run ends; called in a process of the driver's pool."""
+def execute_on_cluster(run: ClusterRun, owner: str) -> tuple[bool, str, str]:
+    """Execute one run with the Celery executor on the instance `$DAGSTER_HOME` names, tagged as `owner`'s (the
+    driver's `<host>:<pid>`, so a stop or the next index run finds it); (success, failure message, run id). Blocks
+    until the run ends; called in a process of the driver's pool."""
     from dagster import AssetKey, DagsterInstance, execute_job
 
     from assets.partitions import PARTITIONS
-    from pipelines.index_run import QUIET_RUN_CONFIG, failure_message, filed_under_location
+    from pipelines.index_run import OWNER_RUN_TAG, QUIET_RUN_CONFIG, failure_message, filed_under_location
 
     partitions_def = PARTITIONS.get(BY_NAME[run.stages[0]].partitioning)
     tags = {} if run.partition_key is None else dict(partitions_def.get_tags_for_partition_key(run.partition_key))
+    tags[OWNER_RUN_TAG] = owner
     with DagsterInstance.get() as instance:
         filed_under_location(instance)
         result = execute_job(
@@ -94,20 +114,33 @@ def execute_on_cluster(run: ClusterRun) -> tuple[bool, str, str]:
 
 def _pool_process_setup() -> None:
     """Make a pool process end when the driver does (Linux `PR_SET_PDEATHSIG`): killing `sommelier index` stops
-    the runs it drives, not only itself. Also silence Celery's warning that each run's executor registers the
-    step task again under its name (dagster-celery does so by design; the first registration is the same task)."""
+    the runs it drives, not only itself. A stop signal outside a run ends the process quietly (inside one, Dagster
+    takes it and cancels the run); the driver's own stop handling, inherited through fork, is undone. Also silence
+    Celery's warning that each run's executor registers the step task again under its name (dagster-celery does so
+    by design; the first registration is the same task)."""
     import ctypes
-    import signal
     import warnings
 
     from celery.exceptions import DuplicateTaskNameWarning
 
     warnings.filterwarnings("ignore", category=DuplicateTaskNameWarning)
+    signal.set_wakeup_fd(-1)
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _exit_on_signal)
 
     try:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
     except OSError:  # not glibc Linux: the pool's processes then end when their current run does
         pass
+
+
+def _exit_on_signal(signum: int, _frame) -> None:
+    raise SystemExit(128 + signum)
+
+
+def pool_size(workers: int) -> int:
+    """Runs in flight at once for `workers` Celery workers."""
+    return max(1, RUNS_PER_WORKER * workers)
 
 
 def run_pool(workers: int):
@@ -117,10 +150,95 @@ def run_pool(workers: int):
     from concurrent.futures import ProcessPoolExecutor
 
     return ProcessPoolExecutor(
-        max_workers=max(1, RUNS_PER_WORKER * workers),
+        max_workers=pool_size(workers),
         mp_context=multiprocessing.get_context("fork"),
         initializer=_pool_process_setup,
     )
+
+
+def runs_in_progress(instance, owner: str) -> list:
+    """The Dagster runs `owner` (a driver's `<host>:<pid>`) executes that have not ended."""
+    from dagster import DagsterRunStatus, RunsFilter
+
+    from pipelines.index_run import IN_PROGRESS_STATUSES, OWNER_RUN_TAG
+
+    statuses = [DagsterRunStatus(s) for s in IN_PROGRESS_STATUSES]
+    return list(instance.get_runs(filters=RunsFilter(statuses=statuses, tags={OWNER_RUN_TAG: owner})))
+
+
+def drive_wave(
+    runs: list[ClusterRun],
+    workers: int,
+    on_result: Callable[[ClusterRun, bool, str], None],
+    on_stop: Callable[[dict[Future, ClusterRun]], None],
+) -> None:
+    """Execute `runs` in a pool of processes, at most `pool_size(workers)` at once (so every submitted run is being
+    executed, none waits in the pool), telling `on_result` each one's outcome as it ends. A stop request
+    (`pipelines.index_run.STOP`) submits nothing more: `on_stop` gets the runs in flight, then the request goes on."""
+    from pipelines.index_run import STOP, Interrupted
+
+    pending = list(runs)
+    in_flight: dict[Future, ClusterRun] = {}
+    pool = run_pool(workers)
+    try:
+        while pending or in_flight:
+            STOP.check()
+            while pending and len(in_flight) < pool_size(workers):
+                run = pending.pop(0)
+                in_flight[pool.submit(execute_on_cluster, run, _driver())] = run
+            finished, _ = wait_for_futures(in_flight, timeout=POLL_S, return_when=FIRST_COMPLETED)
+            for future in finished:
+                on_result(in_flight.pop(future), *_outcome(future))
+    except (Interrupted, KeyboardInterrupt):
+        on_stop(in_flight)
+        _kill_pool(pool)
+        raise
+    pool.shutdown()
+
+
+def _driver() -> str:
+    from sommelier_core.store.store_lock import owner_label
+
+    return owner_label()
+
+
+def _outcome(future: Future) -> tuple[bool, str]:
+    try:
+        ok, message, _ = future.result()
+    except BaseException as exc:  # a run that could not even start (e.g. the broker went away), or was stopped
+        return False, f"{type(exc).__name__}: {exc}"
+    return ok, message
+
+
+def stop_runs(instance, in_flight: dict[Future, ClusterRun], grace_s: float = STOP_GRACE_S) -> None:
+    """Cancel the runs this driver has in flight: mark them CANCELING and signal the processes driving them, whose
+    Celery executors then revoke their queued steps and end the runs CANCELED; wait up to `grace_s` for them.
+    Runs still going after that (a step executing on a worker finishes there) are left to `_kill_pool` and
+    `close_own_runs`."""
+    import multiprocessing
+
+    for run in runs_in_progress(instance, _driver()):
+        instance.report_run_canceling(run, message="sommelier index was stopped: canceling its run")
+    for child in multiprocessing.active_children():
+        _signal(child.pid, signal.SIGTERM)
+    wait_for_futures(list(in_flight), timeout=grace_s)
+
+
+def _kill_pool(pool) -> None:
+    """Kill whatever is left of the pool's processes and drop the runs it was not given yet."""
+    import multiprocessing
+
+    pool.shutdown(wait=False, cancel_futures=True)
+    for child in multiprocessing.active_children():
+        _signal(child.pid, signal.SIGKILL)
+        child.join(timeout=5)
+
+
+def _signal(pid: int, signum: int) -> None:
+    try:
+        os.kill(pid, signum)
+    except ProcessLookupError:
+        pass
 
 
 def index_on_cluster(instance, resources: dict, full: bool = False, echo: Callable[[str], None] = print, workers=2):
@@ -153,21 +271,20 @@ def index_on_cluster(instance, resources: dict, full: bool = False, echo: Callab
         t0 = time.perf_counter()
         done: list[ClusterRun] = []
         runs = [r for r in runs if r.stages]
-        if not runs:
-            return done
-        with run_pool(workers) as pool:
-            futures = [(r, pool.submit(execute_on_cluster, r)) for r in runs]
-            for i, (run, future) in enumerate(futures, 1):
-                try:
-                    ok, message, _ = future.result()
-                except Exception as exc:  # a run that could not even start (e.g. the broker went away)
-                    ok, message = False, f"{type(exc).__name__}: {exc}"
-                if ok:
-                    done.append(run)
-                    echo(f"  [{name} {i}/{len(runs)}] {run.label}  ok")
-                else:
-                    summary.failures[run.failure_key] = message
-                    echo(f"  [{name} {i}/{len(runs)}] {run.label}  FAILED: {message}")
+        ended = 0
+
+        def on_result(run: ClusterRun, ok: bool, message: str) -> None:
+            nonlocal ended
+            ended += 1
+            if ok:
+                done.append(run)
+                echo(f"  [{name} {ended}/{len(runs)}] {run.label}  ok")
+            else:
+                summary.failures[run.failure_key] = message
+                echo(f"  [{name} {ended}/{len(runs)}] {run.label}  FAILED: {message}")
+
+        if runs:
+            drive_wave(runs, workers, on_result, lambda in_flight: stop_runs(instance, in_flight))
         summary.stage_seconds[name] += time.perf_counter() - t0
         return done
 
@@ -201,9 +318,29 @@ def index_on_cluster(instance, resources: dict, full: bool = False, echo: Callab
 
 def run_index_on_cluster(full: bool = False, wait: bool = False, echo: Callable[[str], None] = print) -> int:
     """Index every listed model on the cluster the environment names (`deploy/local-cluster env`), holding the
-    store lock (`wait`: for another index run to release it); exit status."""
-    import os
+    store lock (`wait`: for another index run to release it); exit status (128 + the signal's number when a signal
+    stopped it)."""
+    from pipelines.index_run import STOP, Interrupted, watch_parent
+    from sommelier_core.defaults import INDEX_PARENT_PID_ENV
 
+    STOP.install()
+    if os.environ.get(INDEX_PARENT_PID_ENV, "").isdigit():
+        watch_parent(int(os.environ[INDEX_PARENT_PID_ENV]))
+    try:
+        return _index_if_reachable(full, wait, echo)
+    except (Interrupted, KeyboardInterrupt):
+        signum = STOP.signum or signal.SIGINT
+        print(
+            f"Stopped by {signal.Signals(signum).name}: its runs are canceled, what was stored is kept; "
+            "the next `sommelier index` resumes.",
+            file=sys.stderr,
+        )
+        return 128 + signum
+
+
+def _index_if_reachable(full: bool, wait: bool, echo: Callable[[str], None]) -> int:
+    """`run_index_on_cluster` once stop requests are handled: 2 when the cluster does not answer, 3 when the store
+    is locked, else the index run's status."""
     from dagster import DagsterInstance
 
     from pipelines.definitions import build_resources
@@ -229,10 +366,26 @@ def run_index_on_cluster(full: bool = False, wait: bool = False, echo: Callable[
         return 2
     try:
         with StoreLock(store_root(), wait=wait), DagsterInstance.get() as instance:
-            summary = index_on_cluster(instance, build_resources("cluster"), full, echo, workers=len(workers))
+            summary = _index_locked(instance, build_resources("cluster"), full, echo, len(workers))
     except StoreLocked as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 3
     failed = {m for m in summary.failures if not m.startswith("<")}
     every_model_failed = bool(summary.models) and set(summary.models) <= failed
     return 1 if {"<index>", "<repositories>"} & set(summary.failures) or every_model_failed else 0
+
+
+def _index_locked(instance, resources: dict, full: bool, echo: Callable[[str], None], workers: int):
+    """One cluster index run under the store lock: close what a killed driver left open (its Dagster runs
+    canceled, MLflow runs of gone processes KILLED), index, and on a stop request close this driver's runs that
+    are still open before the stop goes on."""
+    from pipelines.index_run import Interrupted, close_abandoned_runs, close_own_runs
+    from resources.mlflow_tracker import MlflowTracker
+
+    tracker = MlflowTracker()  # `$MLFLOW_TRACKING_URI`: the cluster resource's EnvVar is resolved by Dagster only
+    close_abandoned_runs(instance, tracker, echo)
+    try:
+        return index_on_cluster(instance, resources, full, echo, workers=workers)
+    except (Interrupted, KeyboardInterrupt):
+        close_own_runs(instance, tracker)
+        raise

@@ -6,6 +6,7 @@ from dagster import (
     SensorDefinition,
     SensorEvaluationContext,
     SensorResult,
+    SkipReason,
     sensor,
 )
 
@@ -15,6 +16,7 @@ from resources.repositories import RepositoriesResource
 from resources.store import ModelStoreResource
 from sommelier_core.profiling import available_devices
 from sommelier_core.stages import ONNX_MODEL
+from sommelier_core.store.store_lock import holder_line, lock_holder
 
 
 def make_repository_sensor(
@@ -30,6 +32,11 @@ def make_repository_sensor(
     version whose profile on a device is missing or measured another ONNX file (a republished model) —
     so a new device, a new model or a new version is profiled without a code change. `job_name` must
     then be the per-model job (`index_models`), the sensor's other target.
+
+    While an index run (`sommelier index`) holds the store lock, the tick is skipped, naming the holder: that run
+    indexes the same new models, and on the cluster its runs do not go through the daemon's run queue, whose
+    limits would otherwise keep the two apart. The skip requests nothing and consumes no run key, so a model the
+    index run does not make current is requested on a later tick.
     """
     from pipelines.jobs import device_job, model_job
 
@@ -46,12 +53,18 @@ def make_repository_sensor(
     )
     def repository_sensor(
         context: SensorEvaluationContext, repositories: RepositoriesResource, store: ModelStoreResource
-    ) -> SensorResult:
+    ) -> SensorResult | SkipReason:
+        models = store.store()
+        held = lock_holder(models.root)
+        if held is not None:
+            return SkipReason(
+                f"an index run holds {holder_line(models.root, held)}: it indexes the new models; "
+                "the next tick looks again"
+            )
         listing = repositories.list_models()
         entries, errors = listing.entries, listing.errors
         for error in errors:
             context.log.warning(error)
-        models = store.store()
         known = set(context.instance.get_dynamic_partitions(models_partitions.name))
         new = sorted({e.model_id for e in entries} - known)
         requests = [

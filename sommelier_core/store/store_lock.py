@@ -3,7 +3,8 @@
 An exclusive POSIX record lock (`fcntl.lockf`) on `<store>/index.lock`, which the kernel releases when the
 holder exits however it exits (even SIGKILL), so a killed run never leaves the store locked; on a shared
 filesystem (NFS v4, the cluster's store root) the lock is shared by every machine that mounts it. The file says
-who holds it (host, pid, since when) for the message the second run prints.
+who holds it (host, pid, since when) for the message the second run prints. `lock_holder` tells whether the lock
+is held, and by whom, without taking it: the repository sensor skips its tick while an index run holds it.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import fcntl
 import json
 import os
 import socket
+import struct
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -22,6 +24,14 @@ from sommelier_core.errors import SommelierError
 STORE_LOCK_FILE = "index.lock"
 """The lock file's name under the store root."""
 _POLL_S = 0.5
+_FLOCK = "hhqqi4x"
+"""`struct flock` on 64-bit Linux (glibc): l_type, l_whence, l_start, l_len, l_pid, padding."""
+_GETLK = getattr(fcntl, "F_OFD_GETLK", fcntl.F_GETLK)
+"""The lock test: Linux's open-file-description form also reports a lock held by this very process (through
+another file descriptor), which the POSIX form does not."""
+_HELD: dict[Path, dict] = {}
+"""Lock files this process holds, and what it wrote in them: a probe must not open (and close) them, not even to
+read them, since closing any descriptor of a file drops the process's POSIX locks on it."""
 
 
 class StoreLocked(SommelierError):
@@ -50,6 +60,46 @@ def owner_alive(label: str) -> bool:
     return True
 
 
+def lock_holder(root: Path) -> dict | None:
+    """Who holds the store lock of `root` now (host, pid, since, as the holder wrote them), or None when no process
+    holds it. Only tests the lock (`F_GETLK`), never takes it, so a probe cannot make a starting index run find
+    the store locked. A lock file that does not exist is not held."""
+    path = (Path(root) / STORE_LOCK_FILE).absolute()
+    if path in _HELD:
+        return dict(_HELD[path])
+    try:
+        descriptor = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return None
+    try:
+        probe = struct.pack(_FLOCK, fcntl.F_WRLCK, os.SEEK_SET, 0, 0, 0)
+        lock_type, _, _, _, pid = struct.unpack(_FLOCK, fcntl.fcntl(descriptor, _GETLK, probe))
+    finally:
+        os.close(descriptor)
+    if lock_type == fcntl.F_UNLCK:
+        return None
+    held = _read_holder(path)
+    if pid > 0 and held.get("pid") != pid and held.get("host") in (None, socket.gethostname()):
+        held = {"host": socket.gethostname(), "pid": pid, "since": "?"}  # taken, its line not written yet
+    return held or {"host": "?", "pid": "?", "since": "?"}
+
+
+def holder_line(root: Path, held: dict) -> str:
+    """`the store lock on <root> since <time>, pid <pid> on <host>`: which lock, and who holds it, in words."""
+    return (
+        f"the store lock on {Path(root)} since {held.get('since', '?')}, "
+        f"pid {held.get('pid', '?')} on {held.get('host', '?')}"
+    )
+
+
+def _read_holder(path: Path) -> dict:
+    try:
+        held = json.loads(path.read_text() or "{}")
+    except (OSError, ValueError):
+        return {}
+    return held if isinstance(held, dict) else {}
+
+
 class StoreLock:
     """`with StoreLock(root):` holds the store lock for the block; `wait=False` raises `StoreLocked` at once when
     another process holds it, `wait=True` waits for it (up to `timeout_s`, None = for ever), telling `on_wait` once
@@ -70,18 +120,12 @@ class StoreLock:
 
     def holder(self) -> dict:
         """Who holds (or last held) the lock, as written in the file: host, pid, since (ISO 8601 UTC)."""
-        try:
-            return json.loads(self.path.read_text() or "{}")
-        except (OSError, ValueError):
-            return {}
+        return _read_holder(self.path)
 
     def describe_holder(self) -> str:
         """One line for the run that finds the store locked."""
         held = self.holder()
-        return (
-            f"another index run holds the store lock on {self.path.parent} since {held.get('since', '?')}, "
-            f"pid {held.get('pid', '?')} on {held.get('host', '?')}; wait for it, stop it, or pass --wait"
-        )
+        return f"another index run holds {holder_line(self.path.parent, held)}; wait for it, stop it, or pass --wait"
 
     def acquire(self) -> None:
         """Take the lock (or raise `StoreLocked`; with `wait`, poll until it is free or the timeout passes)."""
@@ -101,16 +145,22 @@ class StoreLock:
                     self.on_wait(f"waiting: {self.describe_holder().split('; ')[0]}")
                     self.on_wait = None
                 time.sleep(_POLL_S)
-        since = datetime.now(UTC).isoformat(timespec="seconds")
+        held = {
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "since": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
         handle.seek(0)
         handle.truncate()
-        handle.write(json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "since": since}))
+        handle.write(json.dumps(held))
         handle.flush()
         self._handle = handle
+        _HELD[self.path.absolute()] = held
 
     def release(self) -> None:
         """Give the lock back (the file stays, naming its last holder)."""
         if self._handle is not None:
+            _HELD.pop(self.path.absolute(), None)
             fcntl.lockf(self._handle, fcntl.LOCK_UN)
             self._handle.close()
             self._handle = None
