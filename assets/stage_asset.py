@@ -196,10 +196,10 @@ def merged_check(check_name: str, results: Mapping[str, AssetCheckResult]) -> As
         if failed
         else AssetCheckSeverity.ERROR
     )
-    metadata = {"Partitions checked": len(results), "Partitions failed": len(failed)}
+    metadata = {"Partitions checked": len(results), "Partitions not passing": len(failed)}
     if failed:
         names = sorted(failed)
         shown = ", ".join(names[:FAILED_PARTITIONS_LISTED]) + (" …" if len(names) > FAILED_PARTITIONS_LISTED else "")
-        metadata["Failed"] = shown
+        metadata["Not passing"] = shown
         metadata |= {f"{names[0]}: {label}": value for label, value in (failed[names[0]].metadata or {}).items()}
     return AssetCheckResult(check_name=check_name, passed=not failed, severity=severity, metadata=metadata)

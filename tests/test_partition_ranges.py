@@ -39,15 +39,17 @@ def test_a_range_check_passes_only_when_every_partition_passed_and_names_those_t
     one_fails = merged_check("c", {"a": passed, "b": warned, "c": failed})
     assert not one_fails.passed
     assert one_fails.severity == AssetCheckSeverity.ERROR  # the most severe of the failures
-    assert one_fails.metadata["Failed"].value == "b, c"
-    assert one_fails.metadata["Partitions failed"].value == 2
+    assert one_fails.metadata["Not passing"].value == "b, c"
+    assert one_fails.metadata["Partitions not passing"].value == 2
     only_warned = merged_check("c", {"a": warned})
     assert only_warned.severity == AssetCheckSeverity.WARN
 
 
-def test_an_index_run_in_ranges_fails_only_the_bad_model_and_indexes_the_rest(tmp_path):
+def test_an_index_run_in_ranges_fails_only_the_bad_model_and_indexes_the_rest(tmp_path, monkeypatch):
     from sommelier_bench.index_cost import generate_onnx_repository
 
+    monkeypatch.setenv("SOMMELIER_HOME", str(tmp_path))  # its MLflow too, not another test's store
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     folder = tmp_path / "repository"
     generate_onnx_repository(folder, 5)
     (folder / "cnn_00002.onnx").write_bytes(b"not an onnx file")  # first in partition order: inside the first range
@@ -98,6 +100,7 @@ def test_a_range_run_stores_each_models_record_and_gives_each_its_own_metadata_a
     from sommelier_core.store import ModelStore
 
     monkeypatch.setenv("SOMMELIER_HOME", str(tmp_path))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     resources = _generated_repository_resources(tmp_path, 3)
     keys = ["gen/linear_00000", "gen/mlp_00001", "gen/cnn_00002"]
     with DagsterInstance.ephemeral() as instance:
