@@ -70,8 +70,13 @@ class RepositoriesResource(ConfigurableResource):
         repository_name = model_id.split("/", 1)[0]
         for repo in self.connectors():
             if repo.name == repository_name:
-                for entry in repo.list_models():
-                    if entry.model_id == model_id:
-                        return repo, entry
+                find = getattr(repo, "find", None)  # one model's entry without listing them all, where it can
+                entry = (
+                    find(model_id)
+                    if find is not None
+                    else next((e for e in repo.list_models() if e.model_id == model_id), None)
+                )
+                if entry is not None:
+                    return repo, entry
                 raise UnknownModel(f"repository {repository_name} does not list {model_id}")
         raise UnknownModel(f"{model_id}: no configured repository named {repository_name!r}")

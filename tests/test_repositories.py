@@ -349,3 +349,18 @@ def test_repository_from_config_rejects_unknown_kind_and_options(onnx_dir: Path)
         repository_from_config("hdf5", "m", "x")
     with pytest.raises(RepositoryError, match="bad configuration options"):
         repository_from_config("onnx", "files", str(onnx_dir), input_shapez={})
+
+
+def test_an_onnx_folder_finds_one_model_by_reading_only_its_file(tmp_path, monkeypatch):
+    from sommelier_bench.index_cost import generate_onnx_repository
+    from sommelier_core.ingest.repositories import onnx_folder
+
+    generate_onnx_repository(tmp_path, 4)
+    repository = onnx_folder.OnnxFolderRepository("gen", tmp_path)
+    listed = {e.model_id: e for e in repository.list_models()}
+    read: list[Path] = []
+    interface = onnx_folder._graph_interface
+    monkeypatch.setattr(onnx_folder, "_graph_interface", lambda path: read.append(path) or interface(path))
+    assert repository.find("gen/cnn_00002") == listed["gen/cnn_00002"]
+    assert read == [tmp_path / "cnn_00002.onnx"]  # not the other three
+    assert repository.find("gen/absent") is None

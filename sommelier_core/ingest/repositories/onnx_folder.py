@@ -45,39 +45,48 @@ class OnnxFolderRepository:
         if not self.folder.is_dir():
             raise RepositoryError(f"ONNX repository {self.name!r}: {self.folder} is not a directory")
         declared = read_metadata_file(self.folder)
-        entries = []
-        for path in sorted(self.folder.glob(f"*{ONNX_SUFFIX}")):
-            meta = merged_metadata(declared, self.metadata, name=path.stem)
-            if not is_inside(path, self.folder):
-                note = f"{path.name} is a symbolic link out of the repository's folder; it is not read"
-                entries.append(
-                    make_entry(
-                        self.name,
-                        path.stem,
-                        "onnx",
-                        {**meta, "listing_note": note},
-                        version=short_sha256([str(path.resolve()).encode()]),
-                    )
-                )
-                continue
-            interface = _graph_interface(path)
-            if interface is None:
-                meta = {**meta, "listing_note": f"{path.name} could not be parsed as an ONNX model"}
-                interface = (None, "float32", None)
-            input_shape, input_dtype, output_rank = interface
-            entries.append(
-                make_entry(
-                    self.name,
-                    path.stem,
-                    "onnx",
-                    meta,
-                    version=short_sha256([path]),
-                    task=task_for_output_rank(output_rank),
-                    input_shape=input_shape,
-                    input_dtype=input_dtype,
-                )
+        return [self._entry(path, declared) for path in sorted(self.folder.glob(f"*{ONNX_SUFFIX}"))]
+
+    def find(self, model_id: str) -> ModelEntry | None:
+        """The entry of one model by id, reading only its own file (listing the folder reads every file, which a
+        fetch per model would repeat for each); None when no file of this folder has that id."""
+        if not self.folder.is_dir():
+            raise RepositoryError(f"ONNX repository {self.name!r}: {self.folder} is not a directory")
+        stem = model_id.split("/", 1)[-1]
+        path = self.folder / f"{stem}{ONNX_SUFFIX}"
+        if model_id_for(self.name, stem) == model_id and path.is_file():
+            entry = self._entry(path, read_metadata_file(self.folder))
+            if entry.model_id == model_id:
+                return entry
+        # an id that is not its file's name (an escaped one): look through the listing
+        return next((e for e in self.list_models() if e.model_id == model_id), None)
+
+    def _entry(self, path: Path, declared: Mapping[str, Any]) -> ModelEntry:
+        meta = merged_metadata(declared, self.metadata, name=path.stem)
+        if not is_inside(path, self.folder):
+            note = f"{path.name} is a symbolic link out of the repository's folder; it is not read"
+            return make_entry(
+                self.name,
+                path.stem,
+                "onnx",
+                {**meta, "listing_note": note},
+                version=short_sha256([str(path.resolve()).encode()]),
             )
-        return entries
+        interface = _graph_interface(path)
+        if interface is None:
+            meta = {**meta, "listing_note": f"{path.name} could not be parsed as an ONNX model"}
+            interface = (None, "float32", None)
+        input_shape, input_dtype, output_rank = interface
+        return make_entry(
+            self.name,
+            path.stem,
+            "onnx",
+            meta,
+            version=short_sha256([path]),
+            task=task_for_output_rank(output_rank),
+            input_shape=input_shape,
+            input_dtype=input_dtype,
+        )
 
     def fetch(self, entry: ModelEntry, dest_dir: Path) -> FetchedModel:
         """The `.onnx` file itself: it is already local, so nothing is copied into `dest_dir`."""
