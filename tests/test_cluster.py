@@ -354,8 +354,9 @@ def test_the_watchdog_brings_an_owned_cluster_down_when_its_owner_is_killed(tmp_
         assert service.poll() is None and process_alive(watchdog), "the watchdog acted while its owner ran"
         owner.kill()
         owner.wait()
-        assert _gone(service), "the service outlived the owner of its cluster"
-        deadline = time.monotonic() + 20
+        # generous: on a loaded machine the watchdog (a Python process) takes seconds to notice and to stop it
+        assert _gone(service, timeout_s=90), "the service outlived the owner of its cluster"
+        deadline = time.monotonic() + 60
         while process_alive(watchdog) and time.monotonic() < deadline:
             time.sleep(0.2)
         assert not process_alive(watchdog), "the watchdog did not end after bringing the cluster down"
