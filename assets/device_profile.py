@@ -13,7 +13,7 @@ from resources.settings import IndexSettings
 from resources.store import ModelStoreResource
 from resources.validation import ValidationDataResource
 from sommelier_core.ingest.convert import Conversion, load_onnx
-from sommelier_core.plots import latency_plot, png_bytes
+from sommelier_core.plots import latency_svg
 from sommelier_core.profiling import (
     DeviceProfile,
     ProfiledModel,
@@ -64,8 +64,8 @@ def device_profile(
             **{f"latency_p90_ms_{device}{suffix[lat.batch_size]}": lat.p90_ms for lat in profile.latency},
         },
     )
-    latency_png = png_bytes(latency_plot(profile))
-    mlflow.log_figures(run_id, {f"latency_{device}.png": latency_png})
+    latency_chart = latency_svg(profile)
+    mlflow.log_figures(run_id, {f"latency_{device}.svg": latency_chart})
     context.add_output_metadata(
         {
             "Latency by batch size": table(
@@ -80,7 +80,7 @@ def device_profile(
                 ]
             ),
             **{f"Latency p50 batch {lat.batch_size} (ms)": significant(lat.median_ms) for lat in profile.latency},
-            "Latency (plot)": plot(latency_png, f"{onnx_model.model_id} on {device}: latency"),
+            "Latency (plot)": plot(latency_chart, f"{onnx_model.model_id} on {device}: latency"),
             "Threads": profile.latency[0].threads,
             "Input resolution": shapes.resolution if shapes.resolution is not None else "no square spatial size",
             "Executed nodes": count(len(profile.operators[0].graph.nodes)),

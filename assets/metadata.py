@@ -90,6 +90,6 @@ def link(url: str) -> MetadataValue:
     return MetadataValue.url(url)
 
 
-def plot(png: bytes, title: str) -> MetadataValue:
-    """A plot shown inline: markdown whose image is the PNG as a data URI, under a title."""
-    return MetadataValue.md(f"**{title}**\n\n{markdown_image(png, title)}")
+def plot(image: bytes, title: str) -> MetadataValue:
+    """A plot shown inline: markdown whose image (PNG or SVG) is a data URI, under a title."""
+    return MetadataValue.md(f"**{title}**\n\n{markdown_image(image, title)}")

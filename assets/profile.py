@@ -14,7 +14,7 @@ from resources.settings import IndexSettings
 from resources.validation import ValidationDataResource
 from sommelier_core.index.resource import InputResolution, ModelProfile
 from sommelier_core.ingest.convert import Conversion, load_onnx
-from sommelier_core.plots import memory_by_batch_plot, png_bytes
+from sommelier_core.plots import memory_by_batch_svg
 from sommelier_core.profiling import UncostedOpsWarning, memory_profile, static_profile
 from sommelier_core.stages import MODEL_PROFILE
 
@@ -85,8 +85,8 @@ def model_profile(
         },
         metrics=metrics,
     )
-    memory_png = png_bytes(memory_by_batch_plot(onnx_model.model_id, memory))
-    mlflow.log_figures(run_id, {"memory_by_batch.png": memory_png})
+    memory_svg = memory_by_batch_svg(onnx_model.model_id, memory)
+    mlflow.log_figures(run_id, {"memory_by_batch.svg": memory_svg})
     context.add_output_metadata(
         {
             "Params": count(static.params),
@@ -107,7 +107,7 @@ def model_profile(
                     for p in sorted(memory, key=lambda p: (p.resolution or 0, p.batch_size))
                 ]
             ),
-            "Memory vs batch size (plot)": plot(memory_png, f"{onnx_model.model_id}: memory by batch size"),
+            "Memory vs batch size (plot)": plot(memory_svg, f"{onnx_model.model_id}: memory by batch size"),
             "Input resolution": _resolution_text(profile.input_resolution),
             "Uncosted ops": ", ".join(static.uncosted_ops) or "none",
             "MLflow run": link(mlflow.run_url(run_id)),

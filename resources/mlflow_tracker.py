@@ -72,6 +72,9 @@ _CLIENTS: dict[str, MlflowClient] = {}
 """Tracking URI → its client, for this process: a client is made once, not on every call of every stage."""
 _EXPERIMENT_IDS: dict[tuple[str, str], str] = {}
 """(tracking URI, experiment name) → its id, for this process: looked up (or created) once."""
+_RUN_VERSIONS: dict[tuple[str, str, str], list] = {}
+"""(tracking URI, registered name, run id) → the Model Registry versions made from that run, for this process:
+the stages that tag a model's registry entry after it is registered find its version without a search."""
 
 
 def model_key(model_id: str) -> str:
@@ -309,6 +312,7 @@ class MlflowTracker(ConfigurableResource):
                 tags={MODEL_ID_TAG: model_id, FINGERPRINT_TAG: run.data.tags.get(FINGERPRINT_TAG, "")},
             )
             versions = [version]
+        _RUN_VERSIONS[self._uri(), name, run.info.run_id] = versions
         tags = {k: v for k, v in run.data.tags.items() if k in REGISTRY_TAGS}
         if tags:
             self._tag_registered(client, model_id, run.info.run_id, tags, versions)
@@ -324,7 +328,9 @@ class MlflowTracker(ConfigurableResource):
         except MlflowException:  # not registered yet: `_register` copies the run's tags when it is
             return
         if versions is None:
-            versions = client.search_model_versions(f"name = {filter_literal(name)} and run_id = '{run_id}'")
+            versions = _RUN_VERSIONS.get((self._uri(), name, run_id)) or client.search_model_versions(
+                f"name = {filter_literal(name)} and run_id = '{run_id}'"
+            )
         for version in versions:
             for key, value in tags.items():
                 client.set_model_version_tag(name, version.version, key, str(value)[:5000])
@@ -372,7 +378,8 @@ class MlflowTracker(ConfigurableResource):
         return run.info.run_id
 
     def log_figures(self, run_id: str, figures: dict[str, bytes]) -> None:
-        """Add plots (PNG bytes by file name) to a run, under `plots/`; a re-run replaces files of the same name."""
+        """Add plots (PNG or SVG bytes by file name) to a run, under `plots/`; a re-run replaces files of the same
+        name."""
         client = self.client()
         with tempfile.TemporaryDirectory() as tmp:
             for name, png in figures.items():

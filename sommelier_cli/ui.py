@@ -8,7 +8,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-from sommelier_core.settings import DAGSTER_UI_ENV, MLFLOW_UI_ENV, dagster_home, deployment, mlflow_tracking_uri
+from sommelier_core.settings import (
+    DAGSTER_UI_ENV,
+    MLFLOW_UI_ENV,
+    dagster_home,
+    deployment,
+    mlflow_tracking_uri,
+    write_instance_config,
+)
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -74,9 +81,7 @@ def cmd_ui(args: argparse.Namespace) -> int:
     if deployment() == "cluster":
         return cluster_ui()
     home = dagster_home()
-    home.mkdir(parents=True, exist_ok=True)
-    if not (home / "dagster.yaml").exists():
-        (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    write_instance_config(home)
     mlflow_url = f"http://{args.host}:{args.mlflow_port}"
     env = {**os.environ, "DAGSTER_HOME": str(home), MLFLOW_UI_ENV: mlflow_url}
     mlflow = None

@@ -55,6 +55,30 @@ def dagster_home(root: Path | None = None) -> Path:
     return (root or store_root()) / "dagster"
 
 
+EMBEDDED_INSTANCE_CONFIG = """\
+telemetry:
+  enabled: false
+event_log_storage:
+  module: resources.dagster_instance
+  class: KeptOpenSqliteEventLogStorage
+  config: {}
+"""
+"""The embedded instance's `dagster.yaml`: runs and schedules in Dagster's default SQLite storage, the event log
+in Dagster's SQLite files too, opened by `resources.dagster_instance.KeptOpenSqliteEventLogStorage`."""
+EARLIER_INSTANCE_CONFIGS = ("telemetry:\n  enabled: false\n",)
+"""`dagster.yaml` files earlier versions wrote; `write_instance_config` replaces them (a user's own is kept)."""
+
+
+def write_instance_config(home: Path) -> Path:
+    """Write the embedded instance's `dagster.yaml` into `home` if it has none, or has one an earlier version of
+    Sommelier wrote; a file the user edited is left alone. Its path."""
+    home.mkdir(parents=True, exist_ok=True)
+    config = home / "dagster.yaml"
+    if not config.exists() or config.read_text() in EARLIER_INSTANCE_CONFIGS:
+        config.write_text(EMBEDDED_INSTANCE_CONFIG)
+    return config
+
+
 def celery_broker() -> str:
     """The Celery broker URL: `$SOMMELIER_CELERY_BROKER`, else the local RabbitMQ."""
     return os.environ.get(CELERY_BROKER_ENV) or DEFAULT_CELERY_BROKER

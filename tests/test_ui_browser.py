@@ -143,9 +143,9 @@ def _model(indexed_store) -> str:
 
 def _inline_plot(page) -> None:
     """Open the first plot of an event's metadata (Dagster shows long markdown behind "[Show Markdown]") and check
-    the image in it is decoded (a broken image has no natural width)."""
+    the image in it (a PNG, or a per-model chart's SVG) is decoded (a broken image has no natural width)."""
     page.get_by_text("[Show Markdown]").first.click()
-    image = page.locator("img[src^='data:image/png']").first
+    image = page.locator("img[src^='data:image/png'], img[src^='data:image/svg+xml']").first
     image.wait_for()
     assert image.evaluate("i => i.complete && i.naturalWidth > 100")
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import io
-from collections.abc import Mapping
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
@@ -13,14 +12,9 @@ DPI = 90
 """Pixels per inch of the PNGs: sharp enough to read in a browser, small enough (tens of kB) for run metadata."""
 
 
-def new_figure(width_in: float, height_in: float, margins: Mapping[str, float] | None = None) -> Figure:
-    """An empty figure of that size (inches) on its own Agg canvas, laid out to keep labels inside; or, given
-    `margins` (`subplots_adjust`'s fractions: left, right, bottom, top, wspace), laid out by them. Fixed margins
-    halve the time to render a small figure (no layout solved): per-model plots, drawn for every model indexed,
-    use them."""
-    figure = Figure(figsize=(width_in, height_in), layout=None if margins else "constrained")
-    if margins:
-        figure.subplots_adjust(**margins)
+def new_figure(width_in: float, height_in: float) -> Figure:
+    """An empty figure of that size (inches) on its own Agg canvas, laid out to keep labels inside."""
+    figure = Figure(figsize=(width_in, height_in), layout="constrained")
     FigureCanvasAgg(figure)
     return figure
 
@@ -32,11 +26,13 @@ def png_bytes(figure: Figure, dpi: int = DPI) -> bytes:
     return buffer.getvalue()
 
 
-def data_uri(png: bytes) -> str:
-    """A `data:image/png;base64,…` URI: an image a page shows with no file or server behind it."""
-    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+def data_uri(image: bytes) -> str:
+    """A `data:image/png;base64,…` (or `image/svg+xml`, for an SVG document) URI: an image a page shows with no
+    file or server behind it."""
+    kind = "svg+xml" if image.lstrip()[:5] in (b"<svg ", b"<?xml") else "png"
+    return f"data:image/{kind};base64," + base64.b64encode(image).decode("ascii")
 
 
-def markdown_image(png: bytes, alt: str) -> str:
-    """Markdown showing the PNG inline (as a data URI), with `alt` as its text."""
-    return f"![{alt.replace(']', ')')}]({data_uri(png)})"
+def markdown_image(image: bytes, alt: str) -> str:
+    """Markdown showing the image (PNG or SVG) inline, as a data URI, with `alt` as its text."""
+    return f"![{alt.replace(']', ')')}]({data_uri(image)})"

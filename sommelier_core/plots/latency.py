@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from matplotlib.figure import Figure
+import pygal
 
-from sommelier_core.plots.canvas import new_figure
+from sommelier_core.plots.svg import PALETTE, chart_options, render, side_by_side
 from sommelier_core.profiling.device_profile import DeviceProfile
 
 TOP_OPERATORS = 8
@@ -32,25 +32,29 @@ def kernel_time_by_op(profile: DeviceProfile) -> list[tuple[str, float]]:
     return ranked
 
 
-def latency_plot(profile: DeviceProfile) -> Figure:
-    """Left: median latency per batch size with a whisker up to p90. Right: kernel time by operator type."""
-    figure = new_figure(8.0, 3.4, margins={"left": 0.1, "right": 0.98, "bottom": 0.14, "top": 0.83, "wspace": 0.62})
-    left, right = figure.subplots(1, 2)
-    batches = [str(lat.batch_size) for lat in profile.latency]
-    medians = [lat.median_ms for lat in profile.latency]
-    spreads = [[0.0] * len(medians), [lat.p90_ms - lat.median_ms for lat in profile.latency]]
-    left.bar(batches, medians, yerr=spreads, capsize=4, color="#4477aa")
-    left.set_xlabel("batch size")
-    left.set_ylabel("latency (ms): median, whisker to p90", fontsize=9)
+def latency_svg(profile: DeviceProfile) -> bytes:
+    """Left: median latency per batch size with a whisker up to p90. Right: kernel time by operator type.
+    An SVG document."""
     repeats = profile.latency[0].repeats if profile.latency else 0
-    left.set_title(f"{profile.device}, {repeats} timed runs each", fontsize=9)
+    left = pygal.Bar(
+        **chart_options(400, 340, f"{profile.model_id} on {profile.device}, {repeats} timed runs", legend=False),
+        x_title="batch size",
+        y_title="latency (ms): median, whisker to p90",
+        range=(0.0, 1.1 * max((lat.p90_ms for lat in profile.latency), default=1.0)),
+    )
+    left.x_labels = [str(lat.batch_size) for lat in profile.latency]
+    left.add(
+        "median",
+        [{"value": lat.median_ms, "ci": {"low": lat.median_ms, "high": lat.p90_ms}} for lat in profile.latency],
+    )
     by_op = kernel_time_by_op(profile)
-    if by_op:
-        right.barh([op for op, _ in by_op][::-1], [ms for _, ms in by_op][::-1], color="#cc6677")
-        right.tick_params(axis="y", labelsize=8)
-        right.set_xlabel(f"kernel time (ms), batch {profile.latency[0].batch_size}")
-        right.set_title("where the time goes", fontsize=9)
-    else:
-        right.text(0.5, 0.5, "no operator profile", ha="center", va="center", transform=right.transAxes)
-    figure.suptitle(f"{profile.model_id} on {profile.device}", fontsize=10)
-    return figure
+    first = profile.latency[0].batch_size if profile.latency else 1
+    right = pygal.HorizontalBar(
+        **chart_options(400, 340, "where the time goes", (PALETTE[1],), legend=False),
+        x_title=f"kernel time (ms), batch {first}",
+        no_data_text="no operator profile",
+        max_scale=6,
+    )
+    right.x_labels = [op for op, _ in by_op][::-1]  # pygal draws the first at the bottom: the largest goes on top
+    right.add("kernel time", [ms for _, ms in by_op][::-1])
+    return side_by_side(render(left), render(right))
