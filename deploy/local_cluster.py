@@ -186,7 +186,7 @@ def services(cluster: Cluster) -> list[Service]:
                     "-m",
                     "celery",
                     "-A",
-                    "dagster_celery.app",
+                    "deploy.celery_app",
                     "worker",
                     "--pool",
                     "solo",

@@ -9,9 +9,15 @@ model again, the indexes), planned the same way (`pipelines.stages.stages_to_run
 models run). What differs is how a run executes: each is `dagster.execute_job` of the job reconstructed from
 `pipelines.definitions` on the instance `$DAGSTER_HOME` names (PostgreSQL), with the Celery executor, so each step
 is a task on the cluster's queue and any worker process runs it, reading and writing the shared store root. Runs of a
-wave are in flight together (several per worker, so workers never wait for this process), and a model that fails
-fails alone. A step whose worker dies is handed to another worker (late acknowledgement,
-`sommelier_core.settings.celery_settings`).
+wave are in flight together (several per worker, so workers never wait for this process). A step whose worker dies
+is handed to another worker (late acknowledgement, `sommelier_core.settings.celery_settings`).
+
+Like the embedded run, a run covers a range of consecutive partitions that need the same stages (models, or models
+on one device in the device wave), cut by the same code (`pipelines.stages.wave_chunks`), so Dagster's cost per run
+and per step (creating the run, its orchestrating process, a Celery task and the step's set-up on a worker) is shared
+by the range's models. The range size is chosen per wave: one run per worker and one more (`range_size`). A range
+run that fails is run again one model per run, from the steps it did not finish (`ClusterRun.split`), so a model
+that fails fails alone, with its own error, and the others are indexed.
 
 Stopping (issue 14): SIGINT, SIGTERM or SIGHUP (which `sommelier index` passes on) stop the driver between runs, as
 they stop the embedded one (`pipelines.index_run.STOP`). It submits nothing more, marks its runs in progress
@@ -25,6 +31,7 @@ KILLED. It exits 128 + the signal's number. Every run carries the driver's `<hos
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import sys
@@ -32,11 +39,22 @@ import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future
 from concurrent.futures import wait as wait_for_futures
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import partial as bind
 from pathlib import Path
 
 from pipelines.jobs import CODE_LOCATION, JOB_BY_PARTITIONING
-from pipelines.stages import DEVICE_WAVE, FIRST_WAVE, INDEX_WAVE, SECOND_WAVE, TABLE_WAVE, stages_to_run, stale_devices
+from pipelines.stages import (
+    DEVICE_WAVE,
+    FIRST_WAVE,
+    INDEX_WAVE,
+    SECOND_WAVE,
+    TABLE_WAVE,
+    stages_left,
+    stages_to_run,
+    stale_devices,
+    wave_chunks,
+)
 from sommelier_core.settings import CELERY_QUEUE_ENV, DEFAULT_CELERY_QUEUE, celery_broker, celery_settings
 from sommelier_core.stages import BY_NAME, PER_MODEL_STAGES, reads
 
@@ -54,16 +72,76 @@ POLL_S = 0.5
 
 @dataclass(frozen=True)
 class ClusterRun:
-    """One run to execute on the cluster: a job's stages for one partition, and whose failure it is."""
+    """One run to execute on the cluster: a job's stages for one partition (or none), and whose failure it is; or,
+    with `members`, for the partition-key range from the first member's partition to the last's."""
 
     stages: tuple[str, ...]
     partition_key: str | None
     label: str
     failure_key: str
+    members: tuple[ClusterRun, ...] = ()
+    """A range run's one-partition runs, in partition order: what it stands for, and what it is split into (from
+    the stages it did not finish) when it fails, so that the model at fault fails alone."""
 
     @property
     def job_name(self) -> str:
         return JOB_BY_PARTITIONING[BY_NAME[self.stages[0]].partitioning]
+
+    @property
+    def partition_range(self) -> tuple[str, str] | None:
+        """(first, last) partition key of a range run; None for a run of one partition or none."""
+        return (self.members[0].partition_key, self.members[-1].partition_key) if self.members else None
+
+    @property
+    def size(self) -> int:
+        """Partitions (models, or models on one device) the run covers; 1 for one or none."""
+        return len(self.members) or 1
+
+    def split(self, stages: tuple[str, ...]) -> list[ClusterRun]:
+        """A failed range run's members, each to run `stages` (those the range did not finish) on its own."""
+        return [replace(member, stages=stages) for member in self.members]
+
+
+def in_ranges(
+    selection_of: Callable[[str], tuple[str, ...]],
+    keys: list[str],
+    order: list[str],
+    size: int,
+    single: Callable[[tuple[str, ...], str], ClusterRun],
+) -> list[ClusterRun]:
+    """A wave's runs: `keys` (model ids) grouped by the stages each needs (`selection_of`) and cut into ranges of
+    at most `size` partitions consecutive in `order` (`pipelines.stages.wave_chunks`, as the embedded driver cuts
+    them); `single(stages, key)` is the run of one key. A chunk of one is that run; a longer one a range run over
+    its members."""
+    runs = []
+    for selection, chunk in wave_chunks(keys, selection_of, order, size):
+        members = [single(selection, key) for key in chunk]
+        if len(members) == 1 or not selection:
+            runs += members
+            continue
+        first, last = members[0], members[-1]
+        label = f"{first.label} … {last.label}"
+        runs.append(ClusterRun(selection, None, label, f"<range {label}>", tuple(members)))
+    return runs
+
+
+RANGE_RUNS_PER_WAVE_EXTRA = 1
+"""Range runs a wave is cut into beyond one per worker (`range_size`)."""
+
+
+def range_size(partitions: int, workers: int, partitions_per_run: int) -> int:
+    """Partitions per run for a wave of `partitions` on `workers` workers:
+    `min(partitions_per_run, ceil(partitions / (workers + 1)))`, at least 1.
+
+    Dagster's cost per run is paid once per run and, on the cluster, once per step: each step is a Celery task
+    with its own set-up on the worker (the step's plan, resources, MLflow's client, the step's events; about 2 s
+    on 2 cores before `pooled_instance`, whether the step covered 8 models or 16). So a wave should be cut into as
+    few runs as keep every worker busy: one per worker, plus one whose next step is queued while another run's
+    process waits for its next tick (the Celery executor looks at its steps once a second). More runs than that
+    only add tasks: 48 models on 2 workers in 6 ranges of 8 (one per slot of the pool) ran 68 tasks, against 38
+    for 1 worker in 3 ranges of 16. Never more than `partitions_per_run` (the setting the embedded driver uses),
+    so a large wave is still cut into many runs, at most `pool_size` in flight at once."""
+    return max(1, min(partitions_per_run, math.ceil(partitions / (workers + RANGE_RUNS_PER_WAVE_EXTRA))))
 
 
 def live_workers(timeout_s: float = WORKER_PING_TIMEOUT_S) -> list[str]:
@@ -87,19 +165,50 @@ def reconstructable_job(job_name: str):
     return repository.get_reconstructable_job(job_name)
 
 
-def execute_on_cluster(run: ClusterRun, owner: str) -> tuple[bool, str, str]:
+POOL_RECYCLE_S = 3600
+"""How long a pooled PostgreSQL connection of a cluster process's instance is kept before it is opened again."""
+
+
+def pooled_instance(instance):
+    """`instance` made cheap for the many queries a run or a step makes on PostgreSQL: its storages hold a pooled
+    connection (Dagster's `optimize_for_webserver`, what its webserver does, with no statement timeout), where
+    dagster-postgres otherwise opens a connection per query (≈ 4.5 ms here against 0.06 ms for a query on an open
+    one); and "does this partition exist" is answered from the set read once
+    (`pipelines.index_run.remember_partitions`: about 30 queries per model otherwise). A no-op for storages that
+    are not PostgreSQL's. Used by the driver's run processes and by the workers (`deploy.celery_app`)."""
+    from pipelines.index_run import remember_partitions
+
+    instance.optimize_for_webserver(statement_timeout=0, pool_recycle=POOL_RECYCLE_S, max_overflow=2)
+    remember_partitions(instance)
+    return instance
+
+
+def execute_on_cluster(run: ClusterRun, owner: str) -> tuple[bool, str, str, frozenset[str]]:
     """Execute one run with the Celery executor on the instance `$DAGSTER_HOME` names, tagged as `owner`'s (the
-    driver's `<host>:<pid>`, so a stop or the next index run finds it); (success, failure message, run id). Blocks
-    until the run ends; called in a process of the driver's pool."""
+    driver's `<host>:<pid>`, so a stop or the next index run finds it); (success, failure message, run id, the
+    steps that succeeded). Blocks until the run ends; called in a process of the driver's pool."""
     from dagster import AssetKey, DagsterInstance, execute_job
 
     from assets.partitions import PARTITIONS
-    from pipelines.index_run import OWNER_RUN_TAG, QUIET_RUN_CONFIG, failure_message, filed_under_location
+    from pipelines.index_run import (
+        OWNER_RUN_TAG,
+        QUIET_RUN_CONFIG,
+        failure_message,
+        filed_under_location,
+        finished_steps,
+        range_tags,
+    )
 
     partitions_def = PARTITIONS.get(BY_NAME[run.stages[0]].partitioning)
-    tags = {} if run.partition_key is None else dict(partitions_def.get_tags_for_partition_key(run.partition_key))
+    if run.partition_range is not None:
+        tags = range_tags(*run.partition_range)
+    elif run.partition_key is not None:
+        tags = dict(partitions_def.get_tags_for_partition_key(run.partition_key))
+    else:
+        tags = {}
     tags[OWNER_RUN_TAG] = owner
     with DagsterInstance.get() as instance:
+        pooled_instance(instance)
         filed_under_location(instance)
         result = execute_job(
             reconstructable_job(run.job_name),
@@ -109,7 +218,8 @@ def execute_on_cluster(run: ClusterRun, owner: str) -> tuple[bool, str, str]:
             raise_on_error=False,
             asset_selection=[AssetKey(stage) for stage in run.stages],
         )
-        return result.success, ("" if result.success else failure_message(result)), result.run_id
+        message = "" if result.success else failure_message(result)
+        return result.success, message, result.run_id, finished_steps(result)
 
 
 def _pool_process_setup() -> None:
@@ -169,12 +279,14 @@ def runs_in_progress(instance, owner: str) -> list:
 def drive_wave(
     runs: list[ClusterRun],
     workers: int,
-    on_result: Callable[[ClusterRun, bool, str], None],
+    on_result: Callable[[ClusterRun, bool, str, frozenset[str]], list[ClusterRun] | None],
     on_stop: Callable[[dict[Future, ClusterRun]], None],
 ) -> None:
     """Execute `runs` in a pool of processes, at most `pool_size(workers)` at once (so every submitted run is being
-    executed, none waits in the pool), telling `on_result` each one's outcome as it ends. A stop request
-    (`pipelines.index_run.STOP`) submits nothing more: `on_stop` gets the runs in flight, then the request goes on."""
+    executed, none waits in the pool), telling `on_result` each one's outcome (success, failure message, the steps
+    that succeeded) as it ends; the runs `on_result` returns (a failed range's models, one per run) are executed
+    next, before the rest. A stop request (`pipelines.index_run.STOP`) submits nothing more: `on_stop` gets the
+    runs in flight, then the request goes on."""
     from pipelines.index_run import STOP, Interrupted
 
     pending = list(runs)
@@ -188,7 +300,7 @@ def drive_wave(
                 in_flight[pool.submit(execute_on_cluster, run, _driver())] = run
             finished, _ = wait_for_futures(in_flight, timeout=POLL_S, return_when=FIRST_COMPLETED)
             for future in finished:
-                on_result(in_flight.pop(future), *_outcome(future))
+                pending[:0] = on_result(in_flight.pop(future), *_outcome(future)) or []
     except (Interrupted, KeyboardInterrupt):
         on_stop(in_flight)
         _kill_pool(pool)
@@ -202,12 +314,12 @@ def _driver() -> str:
     return owner_label()
 
 
-def _outcome(future: Future) -> tuple[bool, str]:
+def _outcome(future: Future) -> tuple[bool, str, frozenset[str]]:
     try:
-        ok, message, _ = future.result()
+        ok, message, _, finished = future.result()
     except BaseException as exc:  # a run that could not even start (e.g. the broker went away), or was stopped
-        return False, f"{type(exc).__name__}: {exc}"
-    return ok, message
+        return False, f"{type(exc).__name__}: {exc}", frozenset()
+    return ok, message, finished
 
 
 def stop_runs(instance, in_flight: dict[Future, ClusterRun], grace_s: float = STOP_GRACE_S) -> None:
@@ -224,14 +336,21 @@ def stop_runs(instance, in_flight: dict[Future, ClusterRun], grace_s: float = ST
     wait_for_futures(list(in_flight), timeout=grace_s)
 
 
-def _kill_pool(pool) -> None:
-    """Kill whatever is left of the pool's processes and drop the runs it was not given yet."""
+def _kill_pool(pool, timeout_s: float = 15.0) -> None:
+    """Kill whatever is left of the pool's processes and drop the runs it was not given yet. Killed again and
+    joined until none is left (at most `timeout_s`): the pool's own thread may still start a process in place of
+    one that ended, and a killed one may take a moment to be reaped on a loaded machine."""
     import multiprocessing
 
     pool.shutdown(wait=False, cancel_futures=True)
-    for child in multiprocessing.active_children():
-        _signal(child.pid, signal.SIGKILL)
-        child.join(timeout=5)
+    deadline = time.monotonic() + timeout_s
+    children = multiprocessing.active_children()
+    while children and time.monotonic() < deadline:
+        for child in children:
+            _signal(child.pid, signal.SIGKILL)
+        for child in children:
+            child.join(timeout=0.5)
+        children = multiprocessing.active_children()
 
 
 def _signal(pid: int, signum: int) -> None:
@@ -247,8 +366,8 @@ def index_on_cluster(instance, resources: dict, full: bool = False, echo: Callab
     Returns the embedded run's summary type (`pipelines.index_run.IndexRunSummary`), with wall time per wave in
     `stage_seconds` (a step's own time is in the Dagster UI: steps of many runs overlap here).
     """
-    from assets.partitions import model_device_key
-    from pipelines.index_run import IndexRunSummary, register_listed_models
+    from assets.partitions import model_device_key, models_partitions
+    from pipelines.index_run import IndexRunSummary, register_listed_models, wave_selection
     from resources.store import open_store
 
     started = time.perf_counter()
@@ -267,21 +386,31 @@ def index_on_cluster(instance, resources: dict, full: bool = False, echo: Callab
         + (f"; {len(summary.up_to_date)} up to date, {len(pending)} to run" if summary.up_to_date else "")
     )
 
+    order = instance.get_dynamic_partitions(models_partitions.name)
+    per_run = max(1, resources["settings"].partitions_per_run)
+
     def wave(name: str, runs: list[ClusterRun]) -> list[ClusterRun]:
+        """Execute a wave's runs; the one-partition runs done (a range's members when it succeeded)."""
         t0 = time.perf_counter()
         done: list[ClusterRun] = []
         runs = [r for r in runs if r.stages]
-        ended = 0
+        total, ended = sum(r.size for r in runs), 0
 
-        def on_result(run: ClusterRun, ok: bool, message: str) -> None:
+        def on_result(run: ClusterRun, ok: bool, message: str, finished: frozenset[str]) -> list[ClusterRun]:
             nonlocal ended
+            if ok or (run.members and not stages_left(run.stages, finished)):
+                done.extend(run.members or [run])
+                ended += run.size
+                span = f"{ended - run.size + 1}–{ended}" if run.members else f"{ended}"
+                echo(f"  [{name} {span}/{total}] {run.label}  ok")
+                return []
+            if run.members:  # fail alone: each model of the range on its own, from the stages it did not finish
+                echo(f"  [{name}] {run.label} in one run FAILED ({message}); running them one model per run")
+                return run.split(stages_left(run.stages, finished))
             ended += 1
-            if ok:
-                done.append(run)
-                echo(f"  [{name} {ended}/{len(runs)}] {run.label}  ok")
-            else:
-                summary.failures[run.failure_key] = message
-                echo(f"  [{name} {ended}/{len(runs)}] {run.label}  FAILED: {message}")
+            summary.failures[run.failure_key] = message
+            echo(f"  [{name} {ended}/{total}] {run.label}  FAILED: {message}")
+            return []
 
         if runs:
             drive_wave(runs, workers, on_result, lambda in_flight: stop_runs(instance, in_flight))
@@ -289,19 +418,27 @@ def index_on_cluster(instance, resources: dict, full: bool = False, echo: Callab
         return done
 
     def per_model(stages: tuple[str, ...], models: list[str]) -> list[ClusterRun]:
-        return [ClusterRun(tuple(s for s in plan[m] if s in stages), m, m, m) for m in models]
+        size = range_size(len(models), workers, per_run)
+        return in_ranges(
+            bind(wave_selection, plan, stages, True), models, order, size, lambda s, m: ClusterRun(s, m, m, m)
+        )
 
     echo("Stage wave 1: fetch → convert → outputs → cushions → profile")
     ingest = [m for m in pending if set(plan[m]) & set(FIRST_WAVE)]
     converted = {r.partition_key for r in wave("ingest", per_model(FIRST_WAVE, ingest))}
     analysed = sorted(converted | {m for m in pending if m not in set(ingest)})
     echo(f"Stage wave 2: latency and operator profile per device ({', '.join(devices)}), operator tables")
-    to_profile = [(m, d) for m in [*summary.up_to_date, *analysed] for d in stale_devices(store, m, devices)]
-    wave(
-        "device",
-        [ClusterRun(DEVICE_WAVE, model_device_key(m, d), f"{m} on {d}", m) for m, d in to_profile],
-    )
-    if to_profile:
+    to_profile = {d: [m for m in [*summary.up_to_date, *analysed] if stale_devices(store, m, [d])] for d in devices}
+    size = range_size(sum(len(models) for models in to_profile.values()), workers, per_run)
+    device_runs = []
+    for d, models in to_profile.items():  # ranges of models on one device (a range of model × device keys)
+
+        def on_device(stages: tuple[str, ...], m: str, d: str = d) -> ClusterRun:
+            return ClusterRun(stages, model_device_key(m, d), f"{m} on {d}", m)
+
+        device_runs += in_ranges(lambda _m: DEVICE_WAVE, models, order, size, on_device)
+    wave("device", device_runs)
+    if device_runs:
         wave("table", [ClusterRun(TABLE_WAVE, d, f"operator table {d}", f"<operator table {d}>") for d in devices])
     echo("Stage wave 3: peers → compare → bound")
     wave("analysis", per_model(SECOND_WAVE, [m for m in analysed if set(plan[m]) & set(SECOND_WAVE)]))
@@ -313,6 +450,7 @@ def index_on_cluster(instance, resources: dict, full: bool = False, echo: Callab
         f"Indexed {ok}/{len(model_ids)} models in {summary.total_seconds:.1f}s on the cluster"
         + (f"; {len(summary.failures)} failed (see above)" if summary.failures else "")
     )
+    echo("Wall seconds per wave: " + ", ".join(f"{name} {s:.1f}" for name, s in summary.stage_seconds.items()))
     return summary
 
 

@@ -38,14 +38,15 @@ from pipelines.stages import (
     PER_MODEL_STAGES,
     SECOND_WAVE,
     TABLE_WAVE,
-    range_chunks,
+    stages_left,
     stages_to_run,
     stale_devices,
+    wave_chunks,
 )
 from sommelier_core.defaults import INDEX_PARENT_PID_ENV
 from sommelier_core.errors import SommelierError
 from sommelier_core.profiling import available_devices
-from sommelier_core.settings import dagster_home, store_root, zoo_dir
+from sommelier_core.settings import dagster_home, store_root, write_instance_config, zoo_dir
 from sommelier_core.stages import BY_NAME, reads
 from sommelier_core.store import FileCheck
 from sommelier_core.store.store_lock import StoreLock, StoreLocked, owner_alive, owner_label
@@ -195,10 +196,7 @@ def prepare_instance():
     from dagster import DagsterInstance
 
     home = dagster_home()
-    home.mkdir(parents=True, exist_ok=True)
-    config = home / "dagster.yaml"
-    if not config.exists():
-        config.write_text("telemetry:\n  enabled: false\n")
+    write_instance_config(home)
     os.environ["DAGSTER_HOME"] = str(home)
     return DagsterInstance.get()
 
@@ -215,6 +213,23 @@ def failure_message(result) -> str:
                 message = qualified[1]
             return f"{event.step_key}: {error.cls_name}: {message}"
     return "run failed"
+
+
+def finished_steps(result) -> frozenset[str]:
+    """The keys of the steps of a run's result that succeeded (a stage's step key is its name)."""
+    return frozenset(event.step_key for event in result.all_events if event.is_step_success)
+
+
+def range_tags(start: str, end: str) -> dict[str, str]:
+    """The tags of a run over the partition-key range `start`…`end` (its steps target every partition between)."""
+    from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
+
+    return {ASSET_PARTITION_RANGE_START_TAG: str(start), ASSET_PARTITION_RANGE_END_TAG: str(end)}
+
+
+def wave_selection(plan: dict[str, tuple[str, ...]], stages: tuple[str, ...], planned: bool, key: str):
+    """The stages of a wave (`stages`) a model runs: those of its `plan`, or all of them if not `planned`."""
+    return tuple(s for s in plan[key] if s in stages) if planned else stages
 
 
 def _record_stage_times(instance, run_id: str, summary: IndexRunSummary) -> None:
@@ -271,7 +286,6 @@ def run_index(echo=print, instance=None, resources: dict | None = None, full: bo
     rebuild from scratch); `full=True` re-runs every model.
     """
     from dagster import AssetKey
-    from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
     from assets.partitions import models_partitions
     from pipelines.definitions import build_resources
@@ -313,10 +327,7 @@ def run_index(echo=print, instance=None, resources: dict | None = None, full: bo
         if not stages:  # a model that needs none of this wave's stages
             return None
         STOP.check()
-        tags = {OWNER_RUN_TAG: owner_label()}
-        if partition_range is not None:
-            start, end = partition_range
-            tags |= {ASSET_PARTITION_RANGE_START_TAG: start, ASSET_PARTITION_RANGE_END_TAG: end}
+        tags = {OWNER_RUN_TAG: owner_label()} | ({} if partition_range is None else range_tags(*partition_range))
         result = jobs[JOB_BY_PARTITIONING[BY_NAME[stages[0]].partitioning]].execute_in_process(
             run_config=QUIET_RUN_CONFIG,
             instance=instance,
@@ -347,39 +358,34 @@ def run_index(echo=print, instance=None, resources: dict | None = None, full: bo
         `per_run` consecutive partitions per run (models that need the same stages); a run that fails is run again
         one model per run, from the stages it did not finish, so only the model at fault fails. The models done."""
         done, counter = [], 0
-        selections: dict[tuple[str, ...], list[str]] = defaultdict(list)
-        for key in keys:
-            selections[tuple(s for s in plan[key] if s in stages) if planned else stages].append(key)
         order = instance.get_dynamic_partitions(models_partitions.name)
-        for selection, members in selections.items():
-            for chunk in range_chunks(members, order, per_run) if selection else [members]:
-                t0 = time.perf_counter()
-                remaining = selection
-                if len(chunk) > 1:
-                    result = execute(selection, partition_range=(str(key_of(chunk[0])), str(key_of(chunk[-1]))))
-                    took = time.perf_counter() - t0
-                    if result.success:
-                        done += chunk
-                        echo(
-                            f"  [{label} {counter + 1}–{counter + len(chunk)}/{len(keys)}] {chunk[0]} … {chunk[-1]}{on}"
-                            f"  ok ({took:.1f}s, {took / len(chunk):.2f}s per model)"
-                        )
-                        counter += len(chunk)
-                        continue
-                    finished = {e.step_key for e in result.all_events if e.is_step_success}
-                    remaining = tuple(s for s in selection if s not in finished)
+        for selection, chunk in wave_chunks(keys, bind(wave_selection, plan, stages, planned), order, per_run):
+            t0 = time.perf_counter()
+            remaining = selection
+            if len(chunk) > 1:
+                result = execute(selection, partition_range=(str(key_of(chunk[0])), str(key_of(chunk[-1]))))
+                took = time.perf_counter() - t0
+                if result.success:
+                    done += chunk
                     echo(
-                        f"  [{label}] {chunk[0]} … {chunk[-1]}{on} in one run FAILED ({failure_message(result)});"
-                        " running them one model per run"
+                        f"  [{label} {counter + 1}–{counter + len(chunk)}/{len(keys)}] {chunk[0]} … {chunk[-1]}{on}"
+                        f"  ok ({took:.1f}s, {took / len(chunk):.2f}s per model)"
                     )
-                for key in chunk:
-                    counter += 1
-                    t0 = time.perf_counter()
-                    if run(remaining, key_of(key), failure_key=key):
-                        done.append(key)
-                        echo(f"  [{label} {counter}/{len(keys)}] {key}{on}  ok ({time.perf_counter() - t0:.1f}s)")
-                    else:
-                        echo(f"  [{label} {counter}/{len(keys)}] {key}{on}  FAILED: {summary.failures[key]}")
+                    counter += len(chunk)
+                    continue
+                remaining = stages_left(selection, finished_steps(result))
+                echo(
+                    f"  [{label}] {chunk[0]} … {chunk[-1]}{on} in one run FAILED ({failure_message(result)});"
+                    " running them one model per run"
+                )
+            for key in chunk:
+                counter += 1
+                t0 = time.perf_counter()
+                if run(remaining, key_of(key), failure_key=key):
+                    done.append(key)
+                    echo(f"  [{label} {counter}/{len(keys)}] {key}{on}  ok ({time.perf_counter() - t0:.1f}s)")
+                else:
+                    echo(f"  [{label} {counter}/{len(keys)}] {key}{on}  FAILED: {summary.failures[key]}")
         return done
 
     echo("Stage wave 1: fetch → convert → outputs → cushions → profile")
@@ -456,7 +462,7 @@ def remember_partitions(instance) -> None:
     partitions and their upstream ones (about 30 queries per model), while the partitions an index run executes are
     the ones it registered itself. The set is read once per partitions definition and read again after this instance
     adds or deletes one; a key it does not hold is still asked of the instance (one another process added)."""
-    if getattr(instance, "_sommelier_remembers_partitions", False):
+    if getattr(instance, "_sommelier_remembers_partitions", None) is not None:
         return
     known: dict[str, frozenset[str]] = {}
     ask, add = instance.has_dynamic_partition, instance.add_dynamic_partitions
@@ -478,7 +484,15 @@ def remember_partitions(instance) -> None:
     instance.has_dynamic_partition = has_dynamic_partition
     instance.add_dynamic_partitions = add_dynamic_partitions
     instance.delete_dynamic_partition = delete_dynamic_partition
-    instance._sommelier_remembers_partitions = True
+    instance._sommelier_remembers_partitions = known
+
+
+def forget_partitions(instance) -> None:
+    """Make an instance `remember_partitions` patched read its partition sets again on next use (a cluster worker
+    keeps one instance for many steps, and another process may have deleted a partition meanwhile)."""
+    known = getattr(instance, "_sommelier_remembers_partitions", None)
+    if isinstance(known, dict):
+        known.clear()
 
 
 def _stage_parents() -> dict[str, tuple[str, ...]]:

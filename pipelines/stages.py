@@ -3,6 +3,7 @@ version."""
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from sommelier_core.models import ModelEntry
@@ -113,3 +114,27 @@ def range_chunks(keys: Iterable[str], order: Sequence[str], size: int) -> list[l
         else:
             chunks.append([key])
     return chunks
+
+
+def wave_chunks(
+    keys: Iterable[str], selection_of: Callable[[str], tuple[str, ...]], order: Sequence[str], size: int
+) -> list[tuple[tuple[str, ...], list[str]]]:
+    """A wave's runs, shared by the embedded and the cluster drivers: `keys` grouped by the stages each needs of the
+    wave (`selection_of`, in the order the groups first appear), each group cut into `range_chunks` of at most
+    `size` partitions; (stages, keys) per run. A group that needs none of the wave's stages is one chunk of all its
+    keys (nothing runs for them)."""
+    selections: dict[tuple[str, ...], list[str]] = defaultdict(list)
+    for key in keys:
+        selections[selection_of(key)].append(key)
+    return [
+        (selection, chunk)
+        for selection, members in selections.items()
+        for chunk in (range_chunks(members, order, size) if selection else [members])
+    ]
+
+
+def stages_left(selection: Sequence[str], finished: Iterable[str]) -> tuple[str, ...]:
+    """The stages of `selection` a failed range run did not finish (`finished`: its successful steps' keys, which
+    are the stages' names), in order: what its models are run again for, one model per run."""
+    done = set(finished)
+    return tuple(stage for stage in selection if stage not in done)

@@ -33,6 +33,10 @@ class ScalingRun:
     exit_status: int
     load_before: float
     """1-minute load average when the run started (the machine is shared)."""
+    load_after: float = 0.0
+    """1-minute load average when it ended: the run's own processes and whatever else ran meanwhile."""
+    log: str = ""
+    """Where the output of `sommelier index` went (per wave and per run, with the range each run covered)."""
 
 
 def _free_port() -> int:
@@ -41,11 +45,30 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
+def wait_for_load_below(threshold: float | None, timeout_s: float, echo: Callable[[str], None] = print) -> float:
+    """Wait until the 1-minute load average is below `threshold` (None: do not wait), at most `timeout_s`, polling
+    every 5 s: bringing a cluster up (imports in every service) loads the machine for a minute. The load then."""
+    deadline = time.monotonic() + timeout_s
+    while threshold is not None and os.getloadavg()[0] >= threshold and time.monotonic() < deadline:
+        time.sleep(5)
+    load = os.getloadavg()[0]
+    if threshold is not None and load >= threshold:
+        echo(f"  1-min load still {load:.2f} after {timeout_s:.0f} s (wanted below {threshold}): measuring anyway")
+    return load
+
+
 def index_on_fresh_cluster(
-    base: Path, workers: int, models: int, settings: dict, echo: Callable[[str], None] = print
+    base: Path,
+    workers: int,
+    models: int,
+    settings: dict,
+    echo: Callable[[str], None] = print,
+    settle_load: float | None = 1.0,
+    settle_timeout_s: float = 180.0,
 ) -> ScalingRun:
-    """Bring a cluster of `workers` workers up under `base`, time `sommelier index` of `models` generated models
-    on it, bring it down (dropping its databases)."""
+    """Bring a cluster of `workers` workers up under `base`, wait (up to `settle_timeout_s`) for the 1-minute load
+    to fall below `settle_load`, time `sommelier index` of `models` generated models on it, bring it down (dropping
+    its databases)."""
     repository = base / "repository"
     repository.mkdir(parents=True, exist_ok=True)
     tag = f"sommelier_bench_{os.getpid()}_w{workers}"
@@ -67,6 +90,7 @@ def index_on_fresh_cluster(
         if not wait_for_first_sensor_tick(cluster):
             raise RuntimeError(f"the daemon's sensor never ticked; see {cluster.state}/logs/daemon.log")
         generate_onnx_repository(repository, models)
+        wait_for_load_below(settle_load, settle_timeout_s, echo)
         env = os.environ | cluster.environment()
         load = os.getloadavg()[0]
         started = time.perf_counter()
@@ -78,9 +102,11 @@ def index_on_fresh_cluster(
             text=True,
         )
         wall = time.perf_counter() - started
+        log = base / "index.log"
+        log.write_text(result.stdout + result.stderr)
         if result.returncode != 0:
             echo(result.stdout[-2000:] + result.stderr[-2000:])
-        return ScalingRun(workers, models, wall, result.returncode, load)
+        return ScalingRun(workers, models, wall, result.returncode, load, os.getloadavg()[0], str(log))
     finally:
         down(cluster, echo=lambda line: None, drop=True)
 
@@ -91,6 +117,7 @@ def measure_cluster_scaling(
     worker_counts: Sequence[int] = (1, 2),
     settings: dict | None = None,
     echo: Callable[[str], None] = print,
+    settle_load: float | None = 1.0,
 ) -> list[ScalingRun]:
     """`index_on_fresh_cluster` for each worker count, in order; raises when PostgreSQL or RabbitMQ is missing."""
     problems = missing_services()
@@ -98,8 +125,11 @@ def measure_cluster_scaling(
         raise RuntimeError("; ".join(problems))
     runs = []
     for workers in worker_counts:
-        run = index_on_fresh_cluster(base / f"workers-{workers}", workers, models, settings or {}, echo)
-        echo(f"{workers} worker(s): {models} models in {run.wall_s:.1f} s (exit {run.exit_status})")
+        run = index_on_fresh_cluster(base / f"workers-{workers}", workers, models, settings or {}, echo, settle_load)
+        echo(
+            f"{workers} worker(s): {models} models in {run.wall_s:.1f} s (exit {run.exit_status}; 1-min load"
+            f" {run.load_before:.2f} before, {run.load_after:.2f} after; output in {run.log})"
+        )
         runs.append(run)
     return runs
 

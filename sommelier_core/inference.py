@@ -19,12 +19,23 @@ ORT_ERRORS: tuple[type[Exception], ...] = tuple(
 ) + (RuntimeError,)
 
 
-def open_session(onnx_path: Path | str, device: str = "cpu", threads: int | None = None) -> ort.InferenceSession:
-    """An ONNX Runtime session on the named device (`cpu` or `cuda`)."""
+SPINNING_ENTRY = "session.intra_op.allow_spinning"
+"""ONNX Runtime's session option for whether idle intra-op threads spin waiting for work."""
+
+
+def open_session(
+    onnx_path: Path | str, device: str = "cpu", threads: int | None = None, spin: bool = True
+) -> ort.InferenceSession:
+    """An ONNX Runtime session on the named device (`cpu` or `cuda`). `spin=False` for a session that computes
+    what a stage stores rather than what latency is measured or served on: its idle threads wait without
+    spinning, so they leave the cores to the other work of an index run (ONNX Runtime spins by default, which
+    suits a session serving requests back to back)."""
     options = ort.SessionOptions()
     options.log_severity_level = 3
     if threads is not None:
         options.intra_op_num_threads = threads
+    if not spin:
+        options.add_session_config_entry(SPINNING_ENTRY, "0")
     return ort.InferenceSession(str(onnx_path), sess_options=options, providers=providers_for(device))
 
 
@@ -35,7 +46,7 @@ def providers_for(device: str) -> list[str]:
 
 def run_onnx(onnx_path: Path | str, x: np.ndarray, batch_size: int = 512) -> np.ndarray:
     """First output of a single-input ONNX model on `x`, computed in batches and concatenated."""
-    session = open_session(onnx_path)
+    session = open_session(onnx_path, spin=False)
     input_name = session.get_inputs()[0].name
     parts = [session.run(None, {input_name: x[i : i + batch_size]})[0] for i in range(0, len(x), batch_size)]
     return np.concatenate(parts, axis=0)
@@ -53,10 +64,12 @@ def with_outputs(model: onnx.ModelProto, names: list[str]) -> onnx.ModelProto:
 def model_session(model: onnx.ModelProto) -> ort.InferenceSession:
     """A CPU session on an in-memory model, with basic graph optimizations only.
 
-    Basic, not extended, optimization: fusions would remove the intermediate tensors the probes read.
+    Basic, not extended, optimization: fusions would remove the intermediate tensors the probes read. Idle
+    threads do not spin (see `open_session`).
     """
     options = ort.SessionOptions()
     options.log_severity_level = 3
+    options.add_session_config_entry(SPINNING_ENTRY, "0")
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
     return ort.InferenceSession(model.SerializeToString(), sess_options=options, providers=["CPUExecutionProvider"])
 

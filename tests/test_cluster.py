@@ -269,6 +269,53 @@ def test_sigterm_stops_sommelier_index_and_the_next_one_resumes_with_one_mlflow_
     assert _index_runs_not_ended(cluster) == []
 
 
+@pytest.mark.cluster
+def test_a_cluster_index_runs_ranges_of_models_and_a_corrupt_model_in_a_range_fails_alone(indexed_cluster):
+    """Last of the tests on the session's cluster: it adds 13 models, one of them not an ONNX file (removed at the
+    end, so it fails no later index run)."""
+    from dagster import DagsterRunStatus
+    from dagster._core.storage.tags import ASSET_PARTITION_RANGE_START_TAG
+
+    from pipelines.cluster_run import range_size
+
+    cluster = indexed_cluster.cluster
+    new = [*(f"conv{i}" for i in range(10, 16)), *(f"lin{i}" for i in range(10, 16))]
+    add_models(cluster.repository, new)
+    corrupt = cluster.repository / "conv13b.onnx"  # in partition order between lab/conv13 and lab/conv14: in a range
+    corrupt.write_bytes(b"not an onnx file")
+    models = len(new) + 1
+    statuses = [DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE]
+    before = {run.run_id for run in _index_runs(cluster, statuses)}
+    try:
+        run = cluster.sommelier("index")
+    finally:
+        corrupt.unlink()
+    out = run.stdout
+    assert run.returncode == 0, out + run.stderr  # one model failed, not every one: the index is built
+    indexed = re.search(r"Indexed (\d+)/(\d+) models", out)
+    assert indexed and int(indexed[2]) - int(indexed[1]) == 1, out
+    # the corrupt model's range failed, then ran one model per run: only the corrupt model fails, with its error
+    assert re.search(r"\[ingest\] lab/\S+ … lab/\S+ in one run FAILED \(.*conv13b", out), out
+    failed = re.findall(r"\] (\S+)  FAILED: (.*)", out)
+    assert [model for model, _ in failed] == ["lab/conv13b"], out
+    assert "conv13b.onnx" in failed[0][1]
+    resource_index = pl.read_parquet(cluster.store / "index" / "resource_index.parquet")
+    assert {f"lab/{name}" for name in new} <= set(resource_index["model_id"])
+    assert "lab/conv13b" not in set(resource_index["model_id"])
+    # fewer Dagster runs than models per wave: ranges of models (and of models on one device)
+    runs = [r for r in _index_runs(cluster, statuses) if r.run_id not in before]
+    by_job = Counter(r.job_name for r in runs)
+    per_wave = {wave: int(n) for wave, n in re.findall(r"\[(ingest|device|analysis) [\d–]+/(\d+)\]", out)}
+    assert per_wave["ingest"] >= models and range_size(per_wave["ingest"], 2, 25) > 1, per_wave
+    assert any(ASSET_PARTITION_RANGE_START_TAG in r.tags for r in runs if r.job_name == "index_models")
+    assert any(ASSET_PARTITION_RANGE_START_TAG in r.tags for r in runs if r.job_name == "profile_devices")
+    # ingest: its ranges, then the corrupt model's range again one run per model; analysis: the good models
+    assert by_job["index_models"] < per_wave["ingest"] + per_wave["analysis"], (by_job, per_wave)
+    assert by_job["profile_devices"] < per_wave["device"], (by_job, per_wave)
+    failed_runs = [r for r in runs if r.status == DagsterRunStatus.FAILURE]
+    assert len(failed_runs) == 2, [(r.job_name, r.tags) for r in failed_runs]  # the range, then the model alone
+
+
 # -- a killed test session's cluster, without a cluster ----------------------------------------------------------
 
 SLEEPER = [sys.executable, "-c", "import time; time.sleep(600)"]

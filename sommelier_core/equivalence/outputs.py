@@ -79,7 +79,7 @@ def output_batches(
     """(the batch size used, an iterator of (output names, their values) for consecutive batches of `x`): every
     output of the model unless `output_names` picks some. A model whose input declares a fixed batch size runs at it
     (the last batch padded by repeating its last sample, the padding dropped); any other at `batch_size`."""
-    session = open_session(onnx_path)
+    session = open_session(onnx_path, spin=False)
     declared = session.get_inputs()[0].shape[0]
     fixed = isinstance(declared, int) and declared > 0
     size = declared if fixed else batch_size

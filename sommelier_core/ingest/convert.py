@@ -547,7 +547,7 @@ def _parity_inputs(
 def _run_onnx(path: Path, x: np.ndarray, model_id: str) -> list[np.ndarray]:
     """Every output of the model at `path` on `x` in ONNX Runtime, in chunks."""
     try:
-        session = open_session(path)
+        session = open_session(path, spin=False)
         name = session.get_inputs()[0].name
         chunks = [session.run(None, {name: x[i : i + _RUN_BATCH]}) for i in range(0, len(x), _RUN_BATCH)]
     except Exception as exc:
