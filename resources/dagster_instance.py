@@ -15,7 +15,6 @@ import os
 from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
 from dagster._core.storage.event_log.sqlite.sqlite_event_log import INDEX_SHARD_NAME, SqliteEventLogStorage
 from dagster._core.storage.sql import create_engine
@@ -27,8 +26,6 @@ from sqlalchemy.pool import StaticPool
 OPEN_DATABASES = 16
 """Databases a process keeps a connection to (the index and the most recently used runs'); the least recently
 used beyond that is closed."""
-EVENT_LOG_DIR = ("history", "runs")
-"""Where, under the instance directory, the event logs are (Dagster's default layout: one database per run)."""
 
 
 class KeptOpenSqliteEventLogStorage(SqliteEventLogStorage):
@@ -38,18 +35,12 @@ class KeptOpenSqliteEventLogStorage(SqliteEventLogStorage):
     Dagster UI following the run (it watches that file) sees each event when it happens. After a fork the
     child opens its own connections (SQLite's must not cross a fork)."""
 
-    def __init__(self, base_dir: str | None = None, inst_data: ConfigurableClassData | None = None):
+    def __init__(self, base_dir: str, inst_data: ConfigurableClassData | None = None):
         self._engines: OrderedDict[str, Engine] = OrderedDict()
         self._inherited: list[Engine] = []
         self._pid = os.getpid()
         self._tables: set[str] = set()
-        super().__init__(base_dir or _default_base_dir(), inst_data=inst_data)
-
-    @classmethod
-    def config_type(cls) -> dict:
-        from dagster import Field, StringSource
-
-        return {"base_dir": Field(StringSource, is_required=False)}
+        super().__init__(base_dir, inst_data=inst_data)
 
     @classmethod
     def from_config_value(cls, inst_data: ConfigurableClassData | None, config_value: dict):
@@ -109,7 +100,3 @@ class KeptOpenSqliteEventLogStorage(SqliteEventLogStorage):
     def dispose(self) -> None:
         self.close_connections()
         super().dispose()
-
-
-def _default_base_dir() -> str:
-    return str(Path(os.environ["DAGSTER_HOME"]).joinpath(*EVENT_LOG_DIR))

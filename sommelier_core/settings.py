@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 STORE_ROOT_ENV = "SOMMELIER_HOME"
@@ -55,27 +56,35 @@ def dagster_home(root: Path | None = None) -> Path:
     return (root or store_root()) / "dagster"
 
 
+EMBEDDED_EVENT_LOG_DIR = ("history", "runs")
+"""Where, under the embedded instance's directory, its event logs are (Dagster's default: one database per run)."""
 EMBEDDED_INSTANCE_CONFIG = """\
 telemetry:
   enabled: false
 event_log_storage:
   module: resources.dagster_instance
   class: KeptOpenSqliteEventLogStorage
-  config: {}
+  config:
+    base_dir: {base_dir}
 """
-"""The embedded instance's `dagster.yaml`: runs and schedules in Dagster's default SQLite storage, the event log
-in Dagster's SQLite files too, opened by `resources.dagster_instance.KeptOpenSqliteEventLogStorage`."""
+"""The embedded instance's `dagster.yaml` (with `base_dir` filled in): runs and schedules in Dagster's default SQLite
+storage, the event log in Dagster's SQLite files too, at Dagster's default path, opened by
+`resources.dagster_instance.KeptOpenSqliteEventLogStorage`."""
 EARLIER_INSTANCE_CONFIGS = ("telemetry:\n  enabled: false\n",)
 """`dagster.yaml` files earlier versions wrote; `write_instance_config` replaces them (a user's own is kept)."""
 
 
 def write_instance_config(home: Path) -> Path:
-    """Write the embedded instance's `dagster.yaml` into `home` if it has none, or has one an earlier version of
-    Sommelier wrote; a file the user edited is left alone. Its path."""
+    """Write the embedded instance's `dagster.yaml` into `home` if it has none, has one an earlier version of
+    Sommelier wrote, or has one written for another directory (the store was moved: the event log's path in it is
+    absolute, as Dagster needs it); a file the user edited is left alone. Its path."""
     home.mkdir(parents=True, exist_ok=True)
     config = home / "dagster.yaml"
-    if not config.exists() or config.read_text() in EARLIER_INSTANCE_CONFIGS:
-        config.write_text(EMBEDDED_INSTANCE_CONFIG)
+    text = EMBEDDED_INSTANCE_CONFIG.format(base_dir=json.dumps(str(home.resolve().joinpath(*EMBEDDED_EVENT_LOG_DIR))))
+    ours = re.compile(re.escape(EMBEDDED_INSTANCE_CONFIG).replace(re.escape("{base_dir}"), '".*"'))
+    current = config.read_text() if config.exists() else None
+    if current is None or current in EARLIER_INSTANCE_CONFIGS or (current != text and ours.fullmatch(current)):
+        config.write_text(text)
     return config
 
 

@@ -7,10 +7,11 @@ from __future__ import annotations
 import sqlite3
 
 import pytest
+import yaml
 from dagster import AssetKey, DagsterInstance, StaticPartitionsDefinition, asset, materialize
 
 from resources.dagster_instance import KeptOpenSqliteEventLogStorage
-from sommelier_core.settings import EMBEDDED_INSTANCE_CONFIG, write_instance_config
+from sommelier_core.settings import write_instance_config
 
 
 @asset(partitions_def=StaticPartitionsDefinition(["m1", "m2"]))
@@ -19,24 +20,45 @@ def scored(context) -> int:
 
 
 @pytest.fixture
-def instance(tmp_path, monkeypatch):
-    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
+def instance(tmp_path):
     write_instance_config(tmp_path)
     with DagsterInstance.from_config(str(tmp_path)) as instance:
         yield instance
 
 
-def test_a_fresh_instance_directory_gets_the_embedded_config(tmp_path):
-    assert write_instance_config(tmp_path / "home").read_text() == EMBEDDED_INSTANCE_CONFIG
+def _event_log_dir(config) -> str:
+    return yaml.safe_load(config.read_text())["event_log_storage"]["config"]["base_dir"]
+
+
+def test_a_fresh_instance_directory_gets_the_embedded_config_with_its_own_event_log_path(tmp_path):
+    config = write_instance_config(tmp_path / "home")
+    assert yaml.safe_load(config.read_text())["event_log_storage"]["class"] == "KeptOpenSqliteEventLogStorage"
+    assert _event_log_dir(config) == str((tmp_path / "home" / "history" / "runs").resolve())
 
 
 def test_an_earlier_versions_config_is_upgraded_and_a_users_own_is_kept(tmp_path):
     (tmp_path / "old").mkdir()
     (tmp_path / "old" / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
-    assert write_instance_config(tmp_path / "old").read_text() == EMBEDDED_INSTANCE_CONFIG
+    assert "KeptOpenSqliteEventLogStorage" in write_instance_config(tmp_path / "old").read_text()
     (tmp_path / "own").mkdir()
     (tmp_path / "own" / "dagster.yaml").write_text("telemetry:\n  enabled: true\n")
     assert write_instance_config(tmp_path / "own").read_text() == "telemetry:\n  enabled: true\n"
+
+
+def test_a_moved_store_gets_its_event_log_path_rewritten(tmp_path):
+    write_instance_config(tmp_path / "before" / "dagster")
+    (tmp_path / "before").rename(tmp_path / "after")
+    config = write_instance_config(tmp_path / "after" / "dagster")
+    assert _event_log_dir(config) == str((tmp_path / "after" / "dagster" / "history" / "runs").resolve())
+
+
+def test_an_instance_opens_from_its_directory_without_dagster_home(tmp_path, monkeypatch):
+    """As tools and tests open a store's instance: `DagsterInstance.local_temp(<store>/dagster)`, no environment."""
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    write_instance_config(tmp_path)
+    with DagsterInstance.local_temp(str(tmp_path)) as instance:
+        assert isinstance(instance.event_log_storage, KeptOpenSqliteEventLogStorage)
+        assert materialize([scored], instance=instance, partition_key="m1").success
 
 
 def test_the_instance_stores_events_through_the_kept_open_storage(instance):
