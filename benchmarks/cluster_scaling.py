@@ -1,13 +1,15 @@
 """2 Celery workers vs 1 on the local cluster, as a ratio measured in one run (issue 14; target ≥ 1.5× on 2 cores).
 
     python benchmarks/cluster_scaling.py                 # 24 generated models, no calibration sweep
-    python benchmarks/cluster_scaling.py --models 48     # what docs/deployment.md reports
+    python benchmarks/cluster_scaling.py --models 48     # docs/deployment.md reports 48 and 144
 
 Needs PostgreSQL and RabbitMQ (as `deploy/local-cluster up` does). Brings up a fresh cluster per worker count
 (`sommelier_bench.cluster_scaling`), waits for the 1-minute load to fall below `--settle-load` (bringing a cluster up
 loads the machine for a minute; at most 3 min), times `sommelier index` on it, and prints wall seconds per worker
-count, the load before and after each run, and the ratio; each run's output (its runs' ranges, wall seconds per
-wave) is kept as `index.log` beside its store, and the figures go to `benchmarks/results/cluster_scaling.json`.
+count, the CPU seconds each kind of process used meanwhile (workers, MLflow's server, the driver, PostgreSQL, …;
+`sommelier_bench.process_cpu`), the load before and after each run, and the ratio. Each run's output (its runs'
+ranges, wall seconds per wave) is kept as `index.log` beside its store, and the figures go to
+`benchmarks/results/cluster_scaling.json`.
 """
 
 from __future__ import annotations

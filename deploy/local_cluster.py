@@ -27,6 +27,7 @@ import urllib.request
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from sommelier_core.inference import STAGE_THREADS_ENV
 from sommelier_core.settings import (
     CELERY_BROKER_ENV,
     CELERY_QUEUE_ENV,
@@ -148,6 +149,23 @@ class Service:
     command: list[str]
     ready_url: str | None = None
     ready_log_line: str | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    """Variables of its own, beside the cluster's (`Cluster.environment`)."""
+
+
+def worker_threads(celery_workers: int, cores: int | None = None) -> int:
+    """ONNX Runtime threads per session of each worker's stages: the machine's cores shared out among its workers
+    (at least 1). ONNX Runtime's default is a thread per core in every session, so two workers on two cores each
+    ran two threads: the workers' CPU seconds for the same 48 models rose from 20.4 with one worker to 27.7 with
+    two (`benchmarks/cluster_scaling.py`), and to 24.7 once each had one."""
+    return max(1, (cores or os.cpu_count() or 1) // max(1, celery_workers))
+
+
+def mlflow_server_workers(celery_workers: int) -> int:
+    """Processes of the MLflow tracking server: one per Celery worker, at least 2. Every step logs to it, and a
+    step waits for each request (about 27 per model, a dozen of them to register its version); with one server
+    process the workers' requests queue behind each other (py-spy: 13 s of a worker's 70 waiting for answers)."""
+    return max(2, celery_workers)
 
 
 def services(cluster: Cluster) -> list[Service]:
@@ -172,7 +190,7 @@ def services(cluster: Cluster) -> list[Service]:
                 "--port",
                 str(cluster.mlflow_port),
                 "--workers",
-                "1",
+                str(mlflow_server_workers(cluster.workers)),
             ],
             ready_url=f"{cluster.mlflow_url}/health",
         )
@@ -201,6 +219,7 @@ def services(cluster: Cluster) -> list[Service]:
                     "--without-heartbeat",
                 ],
                 ready_log_line="ready.",
+                env={STAGE_THREADS_ENV: str(worker_threads(cluster.workers))},
             )
         )
     found.append(Service("daemon", [python, "-m", "dagster._daemon", "run", "-w", workspace]))
@@ -406,7 +425,7 @@ def start(cluster: Cluster, service: Service) -> int:
     log = log_file(cluster, service.name)
     log.parent.mkdir(parents=True, exist_ok=True)
     _pid_file(cluster, service.name).parent.mkdir(parents=True, exist_ok=True)
-    env = os.environ | cluster.environment() | {SERVICE_MARK_ENV: str(cluster.state)}
+    env = os.environ | cluster.environment() | service.env | {SERVICE_MARK_ENV: str(cluster.state)}
     env["PYTHONPATH"] = os.pathsep.join([str(cluster.state / "celery"), str(REPO_ROOT)])
     with open(log, "ab") as out:
         process = subprocess.Popen(

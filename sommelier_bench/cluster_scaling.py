@@ -14,11 +14,12 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from deploy.local_cluster import Cluster, down, missing_services, up, wait_for_first_sensor_tick
 from sommelier_bench.index_cost import generate_onnx_repository
+from sommelier_bench.process_cpu import ProcessCpu
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -37,6 +38,8 @@ class ScalingRun:
     """1-minute load average when it ended: the run's own processes and whatever else ran meanwhile."""
     log: str = ""
     """Where the output of `sommelier index` went (per wave and per run, with the range each run covered)."""
+    cpu_seconds: dict[str, float] = field(default_factory=dict)
+    """CPU seconds per kind of process on the machine while it ran (`sommelier_bench.process_cpu`)."""
 
 
 def _free_port() -> int:
@@ -94,19 +97,20 @@ def index_on_fresh_cluster(
         env = os.environ | cluster.environment()
         load = os.getloadavg()[0]
         started = time.perf_counter()
-        result = subprocess.run(
-            [sys.executable, "-m", "sommelier_cli.main", "index"],
-            env=env,
-            cwd=REPO_ROOT,
-            capture_output=True,
-            text=True,
-        )
+        with ProcessCpu() as cpu:
+            result = subprocess.run(
+                [sys.executable, "-m", "sommelier_cli.main", "index"],
+                env=env,
+                cwd=REPO_ROOT,
+                capture_output=True,
+                text=True,
+            )
         wall = time.perf_counter() - started
         log = base / "index.log"
         log.write_text(result.stdout + result.stderr)
         if result.returncode != 0:
             echo(result.stdout[-2000:] + result.stderr[-2000:])
-        return ScalingRun(workers, models, wall, result.returncode, load, os.getloadavg()[0], str(log))
+        return ScalingRun(workers, models, wall, result.returncode, load, os.getloadavg()[0], str(log), cpu.seconds())
     finally:
         down(cluster, echo=lambda line: None, drop=True)
 
@@ -129,6 +133,11 @@ def measure_cluster_scaling(
         echo(
             f"{workers} worker(s): {models} models in {run.wall_s:.1f} s (exit {run.exit_status}; 1-min load"
             f" {run.load_before:.2f} before, {run.load_after:.2f} after; output in {run.log})"
+        )
+        busy = sum(run.cpu_seconds.values())
+        echo(
+            f"  CPU {busy:.1f} s ({busy / run.wall_s:.2f} of the cores on average): "
+            + ", ".join(f"{kind} {s:.1f}" for kind, s in run.cpu_seconds.items())
         )
         runs.append(run)
     return runs

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -19,8 +20,23 @@ ORT_ERRORS: tuple[type[Exception], ...] = tuple(
 ) + (RuntimeError,)
 
 
+STAGE_THREADS_ENV = "SOMMELIER_STAGE_THREADS"
+"""Intra-op threads of the ONNX Runtime sessions a stage computes with (`stage_threads`;
+unset: ONNX Runtime's default, one per core). `deploy/local-cluster` gives each worker its share of the machine's
+cores, so that workers on one machine do not each start a thread per core."""
 SPINNING_ENTRY = "session.intra_op.allow_spinning"
 """ONNX Runtime's session option for whether idle intra-op threads spin waiting for work."""
+
+
+def stage_threads() -> int | None:
+    """Intra-op threads for a session a stage computes with: `$SOMMELIER_STAGE_THREADS` (a positive integer), or
+    None for ONNX Runtime's default of one per core."""
+    text = os.environ.get(STAGE_THREADS_ENV, "").strip()
+    if not text:
+        return None
+    if not text.isdigit() or int(text) < 1:
+        raise SommelierError(f"{STAGE_THREADS_ENV}={text!r}: expected a positive number of threads")
+    return int(text)
 
 
 def open_session(
@@ -29,9 +45,11 @@ def open_session(
     """An ONNX Runtime session on the named device (`cpu` or `cuda`). `spin=False` for a session that computes
     what a stage stores rather than what latency is measured or served on: its idle threads wait without
     spinning, so they leave the cores to the other work of an index run (ONNX Runtime spins by default, which
-    suits a session serving requests back to back)."""
+    suits a session serving requests back to back), and it has `stage_threads()` threads unless `threads` says."""
     options = ort.SessionOptions()
     options.log_severity_level = 3
+    if threads is None and not spin:
+        threads = stage_threads()
     if threads is not None:
         options.intra_op_num_threads = threads
     if not spin:
@@ -65,11 +83,14 @@ def model_session(model: onnx.ModelProto) -> ort.InferenceSession:
     """A CPU session on an in-memory model, with basic graph optimizations only.
 
     Basic, not extended, optimization: fusions would remove the intermediate tensors the probes read. Idle
-    threads do not spin (see `open_session`).
+    threads do not spin, and there are `stage_threads()` of them (see `open_session`).
     """
     options = ort.SessionOptions()
     options.log_severity_level = 3
     options.add_session_config_entry(SPINNING_ENTRY, "0")
+    threads = stage_threads()
+    if threads is not None:
+        options.intra_op_num_threads = threads
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
     return ort.InferenceSession(model.SerializeToString(), sess_options=options, providers=["CPUExecutionProvider"])
 

@@ -105,3 +105,41 @@ def test_the_runs_a_failed_range_is_split_into_are_driven_in_the_same_wave(monke
         ]
     )
     assert multiprocessing.active_children() == []
+
+
+def _executor_tick() -> float:
+    import dagster_celery.core_execution_loop
+
+    return dagster_celery.core_execution_loop.TICK_SECONDS
+
+
+def test_the_runs_celery_executors_look_at_their_steps_four_times_a_second():
+    pool = cluster_run.run_pool(1)
+    try:
+        assert pool.submit(_executor_tick).result(timeout=60) == cluster_run.EXECUTOR_TICK_S == 0.25
+    finally:
+        pool.shutdown()
+
+
+class _EventLog:
+    """An event log storage's `has_table`, counting what it asks of its database."""
+
+    def __init__(self) -> None:
+        self.tables = {"event_logs"}
+        self.asked: list[str] = []
+
+    def has_table(self, table_name: str) -> bool:
+        self.asked.append(table_name)
+        return table_name in self.tables
+
+
+def test_an_event_log_asks_its_database_about_a_table_until_the_table_is_there():
+    log = _EventLog()
+    cluster_run.remember_tables(log)
+    cluster_run.remember_tables(log)  # a worker's instance is pooled once, but twice must not wrap it twice
+    assert [log.has_table("event_logs") for _ in range(3)] == [True, True, True]
+    assert log.has_table("asset_event_tags") is False
+    log.tables.add("asset_event_tags")  # created meanwhile (a migration)
+    assert log.has_table("asset_event_tags") is True
+    assert log.has_table("asset_event_tags") is True
+    assert log.asked == ["event_logs", "asset_event_tags", "asset_event_tags"]

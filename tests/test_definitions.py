@@ -290,6 +290,15 @@ def test_the_cluster_executor_and_its_workers_share_one_celery_configuration(mon
     assert build_executor("local").name == "multiprocess"
 
 
+def test_the_cluster_mlflow_server_has_a_process_per_worker_and_at_least_two(tmp_path):
+    from deploy.local_cluster import Cluster, services
+
+    for workers, processes in ((1, 2), (2, 2), (4, 4)):
+        cluster = Cluster(state_dir=str(tmp_path), store_root=str(tmp_path), workers=workers)
+        command = next(service.command for service in services(cluster) if service.name == "mlflow")
+        assert command[command.index("--workers") + 1] == str(processes)
+
+
 def test_the_cluster_instance_keeps_runs_in_postgres_and_runs_one_run_per_partition_at_a_time(tmp_path):
     import yaml
 
