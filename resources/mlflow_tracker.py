@@ -79,7 +79,7 @@ the stages that tag a model's registry entry after it is registered find its ver
 
 def _registry(client: MlflowClient):
     """The client's Model Registry client, for tags on registered models and versions. `MlflowClient` asks the
-    registry whether the name is a prompt before setting each such tag (one request more per tag, a third of a
+    registry whether the name is a prompt before setting each such tag (one request more per tag, a fifth of a
     model's requests on a tracking server); these names are models `MlflowTracker` registered itself."""
     return client._get_registry_client()
 
