@@ -143,3 +143,20 @@ def test_an_event_log_asks_its_database_about_a_table_until_the_table_is_there()
     assert log.has_table("asset_event_tags") is True
     assert log.has_table("asset_event_tags") is True
     assert log.asked == ["event_logs", "asset_event_tags", "asset_event_tags"]
+
+
+def test_a_worker_imports_what_its_steps_import_before_it_is_ready():
+    import subprocess
+    import sys
+
+    check = (
+        "import sys; import deploy.celery_app as app; from celery.signals import worker_init;"
+        "before = [m for m in app.STEP_MODULES if m in sys.modules]; worker_init.send(sender=None);"
+        "print(before, all(m in sys.modules for m in app.STEP_MODULES))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", check], capture_output=True, text=True, check=True, cwd=cluster_run.REPO_ROOT
+    )
+    before, all_imported = out.stdout.rsplit(" ", 1)
+    assert all_imported.strip() == "True"
+    assert "mlflow" not in before and "sklearn.datasets" not in before
