@@ -51,12 +51,8 @@ def _read_partitions_again(**_kwargs) -> None:
         forget_partitions(instance)
 
 
-def import_step_modules() -> None:
-    """Import `STEP_MODULES` in this process."""
+@worker_init.connect
+def _import_step_modules(**_kwargs) -> None:
+    """Import `STEP_MODULES` as the worker starts."""
     for name in STEP_MODULES:
         importlib.import_module(name)
-
-
-@worker_init.connect
-def _import_before_ready(**_kwargs) -> None:
-    import_step_modules()
