@@ -62,8 +62,8 @@ def main() -> None:
         f"2 workers vs 1: {ratio:.2f}x (target >= 1.5x; rounds {rounds}); 1-min load average {os.getloadavg()[0]:.1f}"
     )
     print(
-        f"  at most {ceiling:.2f}x on {cores} cores for the CPU the 2-worker run used (1-worker wall over its CPU"
-        " seconds / cores: every core busy from start to end)"
+        f"  at most {ceiling:.2f}x on {cores} cores for the CPU the 2-worker run used (1-worker wall over the"
+        " 2-worker run's CPU seconds / cores: every core busy from start to end)"
     )
     out = Path(__file__).parent / "results" / "cluster_scaling.json"
     out.parent.mkdir(exist_ok=True)
